@@ -1,0 +1,189 @@
+//! Runtime adapter for Ship (python, shell, filesystem), as a WebAssembly
+//! component. Speaks Ship's HTTP API (reference §7.1), so Bay drives both our
+//! Ship image and Shipyard Neo's unchanged.
+
+use bay_plugin_sdk::http::{FormPart, PartValue, RequestBody};
+use bay_plugin_sdk::prelude::*;
+use serde::Deserialize;
+
+const SHIP: Runtime = Runtime::new("Ship");
+/// Seconds added to an execution's own timeout for the HTTP round trip.
+const EXEC_MARGIN: u32 = 5;
+const FS_TIMEOUT: u32 = 30;
+
+struct Ship;
+
+#[derive(Deserialize)]
+struct IpythonOutput {
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    images: Vec<serde_json::Map<String, Value>>,
+}
+
+#[derive(Deserialize)]
+struct IpythonResult {
+    success: bool,
+    #[serde(default)]
+    execution_count: Option<i64>,
+    #[serde(default)]
+    output: Option<IpythonOutput>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ShellResult {
+    success: bool,
+    #[serde(default)]
+    return_code: Option<i32>,
+    #[serde(default)]
+    stdout: Option<String>,
+    #[serde(default)]
+    stderr: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ShipFile {
+    name: String,
+    path: String,
+    is_file: bool,
+    is_dir: bool,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    modified_time: Option<f64>,
+}
+
+impl RuntimeAdapter for Ship {
+    fn describe() -> AdapterInfo {
+        AdapterInfo::new("ship", env!("CARGO_PKG_VERSION"))
+            .capability("python", &["exec"])
+            .capability("shell", &["exec"])
+            .capability("filesystem", &["read", "write", "list", "delete", "upload", "download"])
+    }
+
+    fn python_exec(req: PythonExecRequest) -> Result<PythonExecResult, AdapterError> {
+        let r: IpythonResult = SHIP.post_json(
+            "/ipython/exec",
+            &json!({ "code": req.code, "timeout": req.timeout_s, "silent": false }),
+            req.timeout_s + EXEC_MARGIN,
+        )?;
+        let output = r.output.unwrap_or(IpythonOutput { text: String::new(), images: vec![] });
+        let images = output
+            .images
+            .into_iter()
+            .flat_map(|m| m.into_iter())
+            .filter_map(|(mime, data)| Some(Image { mime_type: mime, data_base64: data.as_str()?.to_owned() }))
+            .collect();
+        Ok(PythonExecResult {
+            success: r.success,
+            execution_count: r.execution_count,
+            text: output.text,
+            images,
+            error: r.error,
+        })
+    }
+
+    fn shell_exec(req: ShellExecRequest) -> Result<ShellExecResult, AdapterError> {
+        let mut body = json!({ "command": req.command, "timeout": req.timeout_s });
+        if let Some(cwd) = req.cwd {
+            body["cwd"] = json!(cwd);
+        }
+        let r: ShellResult = SHIP.post_json("/shell/exec", &body, req.timeout_s + EXEC_MARGIN)?;
+        Ok(ShellExecResult {
+            success: r.success,
+            exit_code: r.return_code,
+            stdout: r.stdout.unwrap_or_default(),
+            stderr: r.stderr.unwrap_or_default(),
+            error: r.error,
+        })
+    }
+
+    fn file_read(path: String) -> Result<String, AdapterError> {
+        let v: Value = SHIP.post_json("/fs/read_file", &json!({ "path": path }), FS_TIMEOUT)?;
+        v["content"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| AdapterError::BadResponse("Ship read_file answered without content".into()))
+    }
+
+    fn file_write(req: FileWriteRequest) -> Result<(), AdapterError> {
+        let _: Value =
+            SHIP.post_json("/fs/write_file", &json!({ "path": req.path, "content": req.content, "mode": "w" }), FS_TIMEOUT)?;
+        Ok(())
+    }
+
+    fn file_list(path: String) -> Result<Vec<FileEntry>, AdapterError> {
+        #[derive(Deserialize)]
+        struct Listing {
+            files: Vec<ShipFile>,
+        }
+        let l: Listing = SHIP.post_json("/fs/list_dir", &json!({ "path": path, "show_hidden": false }), FS_TIMEOUT)?;
+        Ok(l.files
+            .into_iter()
+            .map(|f| FileEntry {
+                name: f.name,
+                path: f.path,
+                is_file: f.is_file,
+                is_dir: f.is_dir,
+                size: f.size,
+                modified_time: f.modified_time.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    fn file_delete(path: String) -> Result<(), AdapterError> {
+        let _: Value = SHIP.post_json("/fs/delete_file", &json!({ "path": path }), FS_TIMEOUT)?;
+        Ok(())
+    }
+
+    fn file_upload(req: FileUploadRequest) -> Result<UploadResult, AdapterError> {
+        let size_hint = req.content.size_hint();
+        let body = RequestBody::Multipart(vec![
+            FormPart {
+                name: "file_path".into(),
+                filename: None,
+                content_type: None,
+                value: PartValue::Text(req.path.clone()),
+            },
+            FormPart {
+                name: "file".into(),
+                filename: Some("file".into()),
+                content_type: Some("application/octet-stream".into()),
+                value: PartValue::Stream(req.content),
+            },
+        ]);
+        // The body streams through the host; allow time for large files.
+        let timeout = FS_TIMEOUT.max(size_hint.map(|s| (s >> 20) as u32).unwrap_or(0) + FS_TIMEOUT);
+        let resp = SHIP.send(Request::new(Method::Post, "/fs/upload").body(body).timeout_secs(timeout.max(600)))?;
+        let v: Value = resp.json()?;
+        if v["success"] == json!(false) {
+            let msg = v["error"].as_str().or(v["message"].as_str()).unwrap_or("upload failed");
+            return Err(AdapterError::Runtime(RuntimeFailure {
+                status: resp.status,
+                message: format!("Ship upload failed: {msg}"),
+                body: String::new(),
+            }));
+        }
+        Ok(UploadResult { path: req.path, size: v["size"].as_u64().unwrap_or_default() })
+    }
+
+    fn file_download(path: String) -> Result<Download, AdapterError> {
+        let resp = SHIP.send_streamed(
+            Request::new(Method::Get, "/fs/download").query("file_path", &path).timeout_secs(FS_TIMEOUT),
+        )?;
+        match resp.status {
+            200..=299 => {
+                let size = resp.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse().ok());
+                Ok(Download { content: resp.body, size })
+            }
+            404 => Err(AdapterError::NotFound(format!("File not found: {path}"))),
+            status => Err(SHIP.failure(status, b"")),
+        }
+    }
+}
+
+bay_plugin_sdk::register_adapter!(Ship);
