@@ -1,0 +1,215 @@
+//! The runtime-adapter interface as the rest of the host sees it.
+//!
+//! Runtime adapters are WebAssembly plugins (see [`crate::plugins`]), but
+//! handlers and the session manager only know this version-independent trait
+//! and its types: each supported WIT version converts to and from them.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::error::{BayError, ErrorCode};
+use crate::plugins::body::HostBody;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Capability {
+    pub name: String,
+    pub operations: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AdapterInfo {
+    pub runtime_type: String,
+    pub version: String,
+    pub capabilities: Vec<Capability>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthStatus {
+    pub healthy: bool,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RuntimeMeta {
+    pub name: String,
+    pub version: String,
+    pub api_version: String,
+    pub capabilities: Vec<String>,
+    pub raw: String,
+}
+
+/// One capability call, as Bay asks a runtime to perform it. Paths are
+/// already validated and normalised (relative to the workspace).
+#[derive(Debug)]
+pub enum CapabilityCall {
+    PythonExec { code: String, timeout_s: u32 },
+    ShellExec { command: String, timeout_s: u32, cwd: Option<String> },
+    FileRead { path: String },
+    FileWrite { path: String, content: String },
+    FileList { path: String },
+    FileDelete { path: String },
+    FileUpload { path: String, content: HostBody },
+    FileDownload { path: String },
+    BrowserExec { cmd: String, timeout_s: u32 },
+    BrowserBatch { commands: Vec<String>, timeout_s: u32, stop_on_error: bool },
+    Custom { capability: String, operation: String, payload: String },
+}
+
+impl CapabilityCall {
+    /// The capability key the call needs (`python`, `shell`, `filesystem`, ...).
+    pub fn capability(&self) -> &str {
+        match self {
+            CapabilityCall::PythonExec { .. } => "python",
+            CapabilityCall::ShellExec { .. } => "shell",
+            CapabilityCall::FileRead { .. }
+            | CapabilityCall::FileWrite { .. }
+            | CapabilityCall::FileList { .. }
+            | CapabilityCall::FileDelete { .. }
+            | CapabilityCall::FileUpload { .. }
+            | CapabilityCall::FileDownload { .. } => "filesystem",
+            CapabilityCall::BrowserExec { .. } | CapabilityCall::BrowserBatch { .. } => "browser",
+            CapabilityCall::Custom { capability, .. } => capability,
+        }
+    }
+
+    /// The wall-clock budget of the whole plugin call: the operation's own
+    /// timeout plus a margin for the runtime to answer.
+    pub fn deadline(&self) -> Duration {
+        let secs = match self {
+            CapabilityCall::PythonExec { timeout_s, .. }
+            | CapabilityCall::ShellExec { timeout_s, .. }
+            | CapabilityCall::BrowserExec { timeout_s, .. }
+            | CapabilityCall::BrowserBatch { timeout_s, .. } => u64::from(*timeout_s) + 15,
+            // Large transfers are streamed; give them time.
+            CapabilityCall::FileUpload { .. } | CapabilityCall::FileDownload { .. } => 3600,
+            _ => 60,
+        };
+        Duration::from_secs(secs)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PythonExecResult {
+    pub success: bool,
+    pub execution_count: Option<i64>,
+    pub text: String,
+    /// `(mime type, base64 data)`.
+    pub images: Vec<(String, String)>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShellExecResult {
+    pub success: bool,
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileEntry {
+    pub name: String,
+    pub path: String,
+    pub is_file: bool,
+    pub is_dir: bool,
+    pub size: Option<u64>,
+    pub modified_time: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BrowserExecResult {
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: i32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BrowserStep {
+    pub cmd: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: i32,
+    pub step_index: u32,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BrowserBatchResult {
+    pub results: Vec<BrowserStep>,
+    pub total_steps: u32,
+    pub completed_steps: u32,
+    pub success: bool,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug)]
+pub enum CapabilityOutcome {
+    PythonExec(PythonExecResult),
+    ShellExec(ShellExecResult),
+    FileContent(String),
+    Done,
+    FileList(Vec<FileEntry>),
+    Uploaded { path: String, size: u64 },
+    Downloaded { content: HostBody, size: Option<u64> },
+    BrowserExec(BrowserExecResult),
+    BrowserBatch(BrowserBatchResult),
+    Custom(String),
+}
+
+/// Why an adapter call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AdapterError {
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{message}")]
+    Runtime { status: u16, message: String, body: String },
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    BadResponse(String),
+    /// The plugin itself failed: it trapped, ran out of its CPU or memory
+    /// budget, or broke the contract.
+    #[error("{0}")]
+    Plugin(String),
+}
+
+impl From<AdapterError> for BayError {
+    fn from(err: AdapterError) -> BayError {
+        match err {
+            AdapterError::Unsupported(m) => BayError::new(ErrorCode::CapabilityNotSupported, m),
+            AdapterError::Runtime { status, message, body } => {
+                let mut e = BayError::ship(message).with("runtime_status", status);
+                if !body.is_empty() {
+                    e = e.with("runtime_response", body);
+                }
+                e
+            }
+            AdapterError::Unreachable(m) | AdapterError::BadResponse(m) => BayError::ship(m),
+            AdapterError::Timeout(m) => BayError::timeout(m),
+            AdapterError::NotFound(m) => BayError::new(ErrorCode::FileNotFound, m),
+            AdapterError::InvalidRequest(m) => BayError::validation(m),
+            AdapterError::Plugin(m) => BayError::internal(m),
+        }
+    }
+}
+
+/// A runtime adapter bound to no endpoint: every call names the endpoint of
+/// the container it serves, and may reach only that endpoint.
+#[async_trait]
+pub trait RuntimeAdapter: Send + Sync {
+    fn info(&self) -> &AdapterInfo;
+    /// The plugin's name and version, for diagnostics.
+    fn plugin(&self) -> String;
+    async fn health(&self, endpoint: &str) -> Result<HealthStatus, AdapterError>;
+    async fn meta(&self, endpoint: &str) -> Result<RuntimeMeta, AdapterError>;
+    async fn invoke(&self, endpoint: &str, call: CapabilityCall) -> Result<CapabilityOutcome, AdapterError>;
+}

@@ -1,0 +1,204 @@
+//! Python and shell execution (reference §1.4). Every call writes a history row.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::extract::{Owner, check_range, parse_body};
+use crate::adapter::{CapabilityCall, CapabilityOutcome};
+use crate::db::history::{Execution, normalize_tags};
+use crate::db::sandboxes::Sandbox;
+use crate::error::{BayError, BayResult};
+use crate::ids::{self, now_micros};
+use crate::paths::validate_relative_path;
+
+fn default_timeout() -> i64 {
+    30
+}
+
+#[derive(Deserialize)]
+struct PythonBody {
+    code: String,
+    #[serde(default = "default_timeout")]
+    timeout: i64,
+    #[serde(default)]
+    include_code: bool,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    tags: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct PythonResponse {
+    success: bool,
+    output: String,
+    error: Option<String>,
+    data: Value,
+    execution_id: String,
+    execution_time_ms: i64,
+    code: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ShellBody {
+    command: String,
+    #[serde(default = "default_timeout")]
+    timeout: i64,
+    #[serde(default)]
+    cwd: Option<String>,
+    #[serde(default)]
+    include_code: bool,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    tags: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct ShellResponse {
+    success: bool,
+    output: String,
+    error: Option<String>,
+    exit_code: Option<i32>,
+    execution_id: String,
+    execution_time_ms: i64,
+    command: Option<String>,
+}
+
+struct HistoryRow<'a> {
+    sandbox: &'a Sandbox,
+    session_id: Option<String>,
+    exec_type: &'static str,
+    code: String,
+    success: bool,
+    elapsed_ms: i64,
+    output: Option<String>,
+    error: Option<String>,
+    description: Option<String>,
+    tags: Option<String>,
+}
+
+async fn record(state: &AppState, row: HistoryRow<'_>) -> BayResult<String> {
+    let id = ids::execution_id();
+    state
+        .sandboxes
+        .db()
+        .insert_execution(&Execution {
+            id: id.clone(),
+            owner: row.sandbox.owner.clone(),
+            sandbox_id: row.sandbox.id.clone(),
+            session_id: row.session_id,
+            exec_type: row.exec_type.into(),
+            code: row.code,
+            success: row.success as i64,
+            execution_time_ms: row.elapsed_ms,
+            output: row.output,
+            error: row.error,
+            payload_ref: None,
+            description: row.description,
+            tags: normalize_tags(row.tags.as_deref()),
+            notes: None,
+            learn_enabled: 0,
+            learn_status: None,
+            learn_error: None,
+            learn_processed_at: None,
+            created_at: now_micros(),
+        })
+        .await?;
+    Ok(id)
+}
+
+fn unexpected(what: &str, outcome: &CapabilityOutcome) -> BayError {
+    BayError::ship(format!("runtime adapter answered a {what} call with {outcome:?}"))
+}
+
+pub async fn python(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>, body: Bytes) -> BayResult<Json<PythonResponse>> {
+    let started = Instant::now();
+    let sandbox = state.sandboxes.find(&owner, &id).await?;
+    let profile = state.sandboxes.profile_of(&sandbox)?.clone();
+    state.sandboxes.check_capability(&profile, "python")?;
+    let body: PythonBody = parse_body(&body)?;
+    check_range(body.timeout, 1, 300, &["body", "timeout"])?;
+    let call = CapabilityCall::PythonExec { code: body.code.clone(), timeout_s: body.timeout as u32 };
+    let (outcome, session_id) = state.sandboxes.call(&sandbox, &profile, call).await?;
+    let CapabilityOutcome::PythonExec(r) = outcome else { return Err(unexpected("python", &outcome)) };
+    let elapsed_ms = started.elapsed().as_millis() as i64;
+    let images: Vec<Value> = r.images.iter().map(|(mime, data)| json!({ mime.clone(): data })).collect();
+    let data = json!({ "execution_count": r.execution_count, "output": { "text": r.text, "images": images } });
+    let execution_id = record(
+        &state,
+        HistoryRow {
+            sandbox: &sandbox,
+            session_id: Some(session_id),
+            exec_type: "python",
+            code: body.code.clone(),
+            success: r.success,
+            elapsed_ms,
+            output: Some(r.text.clone()),
+            error: r.error.clone(),
+            description: body.description,
+            tags: body.tags,
+        },
+    )
+    .await?;
+    Ok(Json(PythonResponse {
+        success: r.success,
+        output: r.text,
+        error: r.error,
+        data,
+        execution_id,
+        execution_time_ms: elapsed_ms,
+        code: body.include_code.then_some(body.code),
+    }))
+}
+
+pub async fn shell(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>, body: Bytes) -> BayResult<Json<ShellResponse>> {
+    let started = Instant::now();
+    let sandbox = state.sandboxes.find(&owner, &id).await?;
+    let profile = state.sandboxes.profile_of(&sandbox)?.clone();
+    state.sandboxes.check_capability(&profile, "shell")?;
+    let body: ShellBody = parse_body(&body)?;
+    let cwd = match &body.cwd {
+        Some(c) => Some(validate_relative_path(c, "cwd")?),
+        None => None,
+    };
+    check_range(body.timeout, 1, 300, &["body", "timeout"])?;
+    let call = CapabilityCall::ShellExec { command: body.command.clone(), timeout_s: body.timeout as u32, cwd };
+    let (outcome, session_id) = state.sandboxes.call(&sandbox, &profile, call).await?;
+    let CapabilityOutcome::ShellExec(r) = outcome else { return Err(unexpected("shell", &outcome)) };
+    let elapsed_ms = started.elapsed().as_millis() as i64;
+    // Shipyard Neo has no separate stderr field: `error` is the runtime's
+    // error, else stderr, else null.
+    let error = r.error.filter(|e| !e.is_empty()).or_else(|| Some(r.stderr).filter(|s| !s.is_empty()));
+    let execution_id = record(
+        &state,
+        HistoryRow {
+            sandbox: &sandbox,
+            session_id: Some(session_id),
+            exec_type: "shell",
+            code: body.command.clone(),
+            success: r.success,
+            elapsed_ms,
+            output: Some(r.stdout.clone()),
+            error: error.clone(),
+            description: body.description,
+            tags: body.tags,
+        },
+    )
+    .await?;
+    Ok(Json(ShellResponse {
+        success: r.success,
+        output: r.stdout,
+        error,
+        exit_code: r.exit_code,
+        execution_id,
+        execution_time_ms: elapsed_ms,
+        command: body.include_code.then_some(body.command),
+    }))
+}

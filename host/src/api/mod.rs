@@ -1,0 +1,63 @@
+//! The REST API (`/health`, `/v1/...`): thin handlers over the services.
+
+mod exec;
+mod extract;
+mod filesystem;
+mod health;
+pub mod middleware;
+mod profiles;
+mod sandboxes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::auth::Auth;
+use crate::error::{BayError, ErrorCode};
+use crate::sandbox::SandboxManager;
+
+/// Everything handlers need, in one place.
+#[derive(Clone)]
+pub struct AppState {
+    pub auth: Arc<Auth>,
+    pub sandboxes: Arc<SandboxManager>,
+}
+
+/// JSON request bodies (code, file contents) may be this large.
+const JSON_BODY_LIMIT: usize = 64 << 20;
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/sandboxes", post(sandboxes::create).get(sandboxes::list))
+        .route("/sandboxes/{id}", get(sandboxes::get).delete(sandboxes::delete))
+        .route("/sandboxes/{id}/stop", post(sandboxes::stop))
+        .route("/sandboxes/{id}/keepalive", post(sandboxes::keepalive))
+        .route("/sandboxes/{id}/python/exec", post(exec::python))
+        .route("/sandboxes/{id}/shell/exec", post(exec::shell))
+        .route(
+            "/sandboxes/{id}/filesystem/files",
+            get(filesystem::read).put(filesystem::write).delete(filesystem::delete),
+        )
+        .route("/sandboxes/{id}/filesystem/directories", get(filesystem::list))
+        .route(
+            "/sandboxes/{id}/filesystem/upload",
+            // Uploads are streamed to the runtime, never buffered: no size limit here.
+            post(filesystem::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/sandboxes/{id}/filesystem/download", get(filesystem::download))
+        .route("/profiles", get(profiles::list));
+
+    Router::new()
+        .route("/health", get(health::health))
+        .nest("/v1", v1)
+        .fallback(|uri: axum::http::Uri| async move { BayError::not_found(format!("Not Found: {}", uri.path())) })
+        .method_not_allowed_fallback(|| async {
+            BayError::new(ErrorCode::MethodNotAllowed, "Method Not Allowed")
+        })
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .with_state(state)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn(middleware::request_context))
+}

@@ -1,0 +1,75 @@
+//! Sandbox lifecycle endpoints (reference §1.3).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::extract::{Owner, check_range, parse_body, parse_query};
+use crate::error::BayResult;
+use crate::sandbox::{CreateSandbox, SandboxPage, SandboxStatus, SandboxView};
+
+#[derive(Deserialize)]
+struct CreateBody {
+    #[serde(default = "default_profile")]
+    profile: String,
+    #[serde(default)]
+    cargo_id: Option<String>,
+    #[serde(default)]
+    ttl: Option<i64>,
+}
+
+fn default_profile() -> String {
+    "python-default".into()
+}
+
+pub async fn create(State(state): State<AppState>, Owner(owner): Owner, body: Bytes) -> BayResult<(StatusCode, Json<SandboxView>)> {
+    let body: CreateBody = parse_body(&body)?;
+    let view = state
+        .sandboxes
+        .create(&owner, CreateSandbox { profile: body.profile, cargo_id: body.cargo_id, ttl: body.ttl })
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    limit: Option<i64>,
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+pub async fn list(State(state): State<AppState>, Owner(owner): Owner, RawQuery(q): RawQuery) -> BayResult<Json<SandboxPage>> {
+    let query: ListQuery = parse_query(q.as_deref())?;
+    let limit = query.limit.unwrap_or(50);
+    check_range(limit, 1, 200, &["query", "limit"])?;
+    // An unknown status filter is ignored, as in Shipyard Neo.
+    let status = query.status.as_deref().and_then(SandboxStatus::parse);
+    let cursor = query.cursor.as_deref().filter(|c| !c.is_empty());
+    Ok(Json(state.sandboxes.list(&owner, limit as usize, cursor, status).await?))
+}
+
+pub async fn get(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>) -> BayResult<Json<SandboxView>> {
+    Ok(Json(state.sandboxes.get(&owner, &id).await?))
+}
+
+pub async fn stop(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>) -> BayResult<Json<Value>> {
+    state.sandboxes.stop(&owner, &id).await?;
+    Ok(Json(json!({ "status": "stopped" })))
+}
+
+pub async fn keepalive(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>) -> BayResult<Json<Value>> {
+    state.sandboxes.keepalive(&owner, &id).await?;
+    Ok(Json(json!({ "status": "ok" })))
+}
+
+pub async fn delete(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>) -> BayResult<StatusCode> {
+    state.sandboxes.delete(&owner, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

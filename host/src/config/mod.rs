@@ -1,0 +1,686 @@
+//! Configuration: a YAML file whose keys follow Shipyard Neo's `config.yaml`
+//! (reference §8), with `BAY_<SECTION>__<KEY>` environment overrides.
+//!
+//! Lookup: `--config FILE`, else `$BAY_CONFIG_FILE`, else `./config.yaml`,
+//! else `/etc/bay/config.yaml`, else built-in defaults.
+//!
+//! Unlike Shipyard Neo (where file values beat the environment), an
+//! environment variable always overrides the file: that is what operators
+//! expect from a container deployment. Keys Bay does not know are accepted and
+//! logged once at startup, never silently misread.
+
+mod database;
+mod profiles;
+
+pub use database::DatabaseUrl;
+pub use profiles::{ContainerSpec, ProfileConfig, Resources, default_profiles, parse_memory};
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub driver: DriverConfig,
+    pub cargo: CargoConfig,
+    pub security: SecurityConfig,
+    pub idempotency: IdempotencyConfig,
+    pub gc: GcConfig,
+    pub warm_pool: WarmPoolConfig,
+    pub browser_learning: BrowserLearningConfig,
+    pub browser_auto_release_enabled: Option<bool>,
+    pub browser_service: BrowserServiceConfig,
+    pub proxy: ProxyConfig,
+    pub profiles: Option<Vec<ProfileConfig>>,
+    /// Bay extension: a directory of profile files (`*.yaml`, one profile each),
+    /// added to `profiles`.
+    pub profiles_dir: Option<PathBuf>,
+    /// Bay extension: the WebAssembly plugin host.
+    pub plugins: PluginsConfig,
+    /// Bay extension: session start behaviour.
+    pub sessions: SessionsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+}
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { host: "0.0.0.0".into(), port: 8114 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub echo: bool,
+    /// Bay extension: connection pool size.
+    pub max_connections: u32,
+}
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: "sqlite+aiosqlite:///./bay.db".into(), echo: false, max_connections: 8 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DriverType {
+    #[default]
+    Docker,
+    K8s,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DriverConfig {
+    #[serde(rename = "type")]
+    pub kind: DriverType,
+    pub image_pull_policy: PullPolicy,
+    pub docker: DockerConfig,
+    pub k8s: K8sConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectMode {
+    ContainerNetwork,
+    HostPort,
+    #[default]
+    Auto,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DockerConfig {
+    pub socket: String,
+    pub network: Option<String>,
+    pub connect_mode: ConnectMode,
+    pub host_address: String,
+    pub publish_ports: bool,
+    pub host_port: Option<u16>,
+}
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            socket: "unix:///var/run/docker.sock".into(),
+            network: None,
+            connect_mode: ConnectMode::Auto,
+            host_address: "127.0.0.1".into(),
+            publish_ports: true,
+            host_port: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct K8sConfig {
+    pub namespace: String,
+    pub kubeconfig: Option<String>,
+    pub storage_class: Option<String>,
+    pub default_storage_size: String,
+    pub image_pull_secrets: Vec<String>,
+    pub pod_startup_timeout: u64,
+    pub label_prefix: String,
+}
+impl Default for K8sConfig {
+    fn default() -> Self {
+        K8sConfig {
+            namespace: "bay".into(),
+            kubeconfig: None,
+            storage_class: None,
+            default_storage_size: "1Gi".into(),
+            image_pull_secrets: vec![],
+            pod_startup_timeout: 60,
+            label_prefix: "bay".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CargoConfig {
+    pub root_path: String,
+    pub host_root_path: Option<String>,
+    pub default_size_limit_mb: i64,
+    pub mount_path: String,
+}
+impl Default for CargoConfig {
+    fn default() -> Self {
+        CargoConfig {
+            root_path: "/var/lib/bay/cargos".into(),
+            host_root_path: None,
+            default_size_limit_mb: 1024,
+            mount_path: "/workspace".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecurityConfig {
+    pub api_key: Option<String>,
+    pub allow_anonymous: bool,
+    pub blocked_hosts: Vec<String>,
+}
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            api_key: None,
+            allow_anonymous: true,
+            blocked_hosts: ["169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IdempotencyConfig {
+    pub enabled: bool,
+    pub ttl_hours: f64,
+}
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        IdempotencyConfig { enabled: true, ttl_hours: 1.0 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskToggle {
+    pub enabled: bool,
+}
+impl Default for TaskToggle {
+    fn default() -> Self {
+        TaskToggle { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GcConfig {
+    pub enabled: bool,
+    pub run_on_startup: bool,
+    pub interval_seconds: u64,
+    pub instance_id: Option<String>,
+    pub idle_session: TaskToggle,
+    pub expired_sandbox: TaskToggle,
+    pub orphan_cargo: TaskToggle,
+    pub orphan_container: TaskToggle,
+}
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            enabled: true,
+            run_on_startup: true,
+            interval_seconds: 300,
+            instance_id: None,
+            idle_session: TaskToggle::default(),
+            expired_sandbox: TaskToggle::default(),
+            orphan_cargo: TaskToggle::default(),
+            orphan_container: TaskToggle { enabled: false },
+        }
+    }
+}
+
+impl GcConfig {
+    /// `gc.instance_id`, else `$HOSTNAME`, else `bay`.
+    pub fn effective_instance_id(&self) -> String {
+        self.instance_id
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| "bay".into())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DropPolicy {
+    #[default]
+    DropNewest,
+    DropOldest,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WarmPoolConfig {
+    pub enabled: bool,
+    pub warmup_queue_workers: usize,
+    pub warmup_queue_max_size: usize,
+    pub warmup_queue_drop_policy: DropPolicy,
+    pub warmup_queue_drop_alert_threshold: u64,
+    pub interval_seconds: u64,
+    pub run_on_startup: bool,
+}
+impl Default for WarmPoolConfig {
+    fn default() -> Self {
+        WarmPoolConfig {
+            enabled: true,
+            warmup_queue_workers: 2,
+            warmup_queue_max_size: 256,
+            warmup_queue_drop_policy: DropPolicy::DropNewest,
+            warmup_queue_drop_alert_threshold: 50,
+            interval_seconds: 30,
+            run_on_startup: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BrowserLearningConfig {
+    pub enabled: bool,
+    pub run_on_startup: bool,
+    pub interval_seconds: u64,
+    pub batch_size: u32,
+    pub score_threshold: f64,
+    pub replay_success_threshold: f64,
+    pub min_samples: u32,
+    pub canary_window_hours: u32,
+    pub success_drop_threshold: f64,
+    pub error_rate_multiplier_threshold: f64,
+}
+impl Default for BrowserLearningConfig {
+    fn default() -> Self {
+        BrowserLearningConfig {
+            enabled: true,
+            run_on_startup: true,
+            interval_seconds: 300,
+            batch_size: 20,
+            score_threshold: 0.85,
+            replay_success_threshold: 0.95,
+            min_samples: 30,
+            canary_window_hours: 24,
+            success_drop_threshold: 0.03,
+            error_rate_multiplier_threshold: 2.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BrowserServiceConfig {
+    pub enabled: bool,
+    pub endpoint: String,
+}
+impl Default for BrowserServiceConfig {
+    fn default() -> Self {
+        BrowserServiceConfig { enabled: false, endpoint: "http://gull-service:8115".into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProxyConfig {
+    pub enabled: bool,
+    pub http_proxy: Option<String>,
+    pub https_proxy: Option<String>,
+    pub no_proxy: Option<String>,
+    pub default_no_proxy: String,
+}
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            enabled: false,
+            http_proxy: None,
+            https_proxy: None,
+            no_proxy: None,
+            default_no_proxy: "localhost,127.0.0.1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,169.254.0.0/16,*.local,.svc,.svc.cluster.local,.pod.cluster.local".into(),
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// The environment variables this proxy configuration injects.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        if !self.enabled {
+            return env;
+        }
+        for (keys, value) in [(["HTTP_PROXY", "http_proxy"], &self.http_proxy), (["HTTPS_PROXY", "https_proxy"], &self.https_proxy)] {
+            if let Some(v) = value.as_ref().filter(|v| !v.is_empty()) {
+                for k in keys {
+                    env.push((k.to_owned(), v.clone()));
+                }
+            }
+        }
+        let mut no_proxy = self.default_no_proxy.clone();
+        if let Some(extra) = self.no_proxy.as_ref().filter(|v| !v.is_empty()) {
+            no_proxy = if no_proxy.is_empty() { extra.clone() } else { format!("{no_proxy},{extra}") };
+        }
+        if !no_proxy.is_empty() {
+            env.push(("NO_PROXY".into(), no_proxy.clone()));
+            env.push(("no_proxy".into(), no_proxy));
+        }
+        env
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PluginsConfig {
+    /// Where plugins are found: one sub-directory per plugin with a `plugin.toml`.
+    pub dir: PathBuf,
+    /// Where compiled components are cached (keyed by the engine's compatibility hash).
+    pub cache_dir: Option<PathBuf>,
+    /// Concurrent plugin instances (pooling allocator slots); calls beyond it wait.
+    pub max_instances: u32,
+    /// Default linear-memory limit per instance, unless the manifest sets one.
+    pub memory_limit_mb: u64,
+    /// Default budget of guest CPU time per call between host calls.
+    pub guest_time_limit_ms: u64,
+    /// Largest response body a plugin may read into its memory.
+    pub max_response_mb: u64,
+}
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: PathBuf::from("target/plugins"),
+            cache_dir: None,
+            max_instances: 256,
+            memory_limit_mb: 128,
+            guest_time_limit_ms: 2_000,
+            max_response_mb: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SessionsConfig {
+    /// How long a starting runtime may take to answer `/health`.
+    pub ready_timeout_seconds: u64,
+    /// Start a sandbox's session in the background right after create
+    /// (Shipyard Neo's warmup), so the first exec rarely waits.
+    pub warmup_on_create: bool,
+}
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        SessionsConfig { ready_timeout_seconds: 120, warmup_on_create: true }
+    }
+}
+
+/// Where the configuration was read from, and keys that were not understood.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    pub file: Option<PathBuf>,
+    pub unknown_keys: Vec<String>,
+    pub env_overrides: Vec<String>,
+}
+
+impl Config {
+    /// Finds and loads the configuration (see the module docs), then applies
+    /// environment overrides.
+    pub fn load(explicit: Option<&Path>) -> anyhow::Result<(Config, LoadReport)> {
+        let file = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => std::env::var_os("BAY_CONFIG_FILE")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    ["config.yaml", "/etc/bay/config.yaml"]
+                        .into_iter()
+                        .map(PathBuf::from)
+                        .find(|p| p.is_file())
+                }),
+        };
+        let text = match &file {
+            Some(p) => std::fs::read_to_string(p)
+                .with_context(|| format!("reading config file {}", p.display()))?,
+            None => String::new(),
+        };
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let (mut config, mut report) = Self::from_yaml_and_env(&text, &env)
+            .with_context(|| match &file {
+                Some(p) => format!("invalid config file {}", p.display()),
+                None => "invalid configuration".into(),
+            })?;
+        report.file = file.clone();
+        // Relative paths in the file are relative to the working directory, as
+        // in Shipyard Neo (its sqlite URLs are cwd-relative too).
+        if let Some(dir) = config.profiles_dir.clone() {
+            config.profiles.get_or_insert_with(Vec::new).extend(profiles::load_dir(&dir)?);
+        }
+        config.validate()?;
+        Ok((config, report))
+    }
+
+    /// Parses YAML text and applies `BAY_<SECTION>__<KEY>=value` overrides from
+    /// `env`. Values are parsed as YAML scalars (`true`, `8114`, `[a, b]`).
+    pub fn from_yaml_and_env(text: &str, env: &[(String, String)]) -> anyhow::Result<(Config, LoadReport)> {
+        let mut root: Value = if text.trim().is_empty() {
+            Value::Mapping(Default::default())
+        } else {
+            serde_yaml::from_str(text)?
+        };
+        if root.is_null() {
+            root = Value::Mapping(Default::default());
+        }
+        let mut report = LoadReport::default();
+        let mut overrides: BTreeMap<String, String> = BTreeMap::new();
+        for (key, value) in env {
+            let Some(rest) = key.strip_prefix("BAY_") else { continue };
+            // Only nested keys are config paths; BAY_API_KEY, BAY_DATA_DIR and
+            // BAY_CONFIG_FILE are handled where they are used.
+            if !rest.contains("__") {
+                continue;
+            }
+            overrides.insert(rest.to_ascii_lowercase(), value.clone());
+        }
+        for (path, value) in overrides {
+            let parsed: Value = serde_yaml::from_str(&value).unwrap_or(Value::String(value.clone()));
+            set_path(&mut root, &path.split("__").collect::<Vec<_>>(), parsed)?;
+            report.env_overrides.push(format!("BAY_{}", path.to_ascii_uppercase()));
+        }
+        let mut unknown = Vec::new();
+        let mut on_unknown = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+        let de = serde_ignored::Deserializer::new(root, &mut on_unknown);
+        // serde_path_to_error names the failing key (`server.port: invalid type ...`).
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| anyhow::anyhow!("{}: {}", e.path(), e.inner()))?;
+        report.unknown_keys = unknown;
+        Ok((config, report))
+    }
+
+    /// The effective profiles: the configured ones, or the built-in defaults.
+    pub fn effective_profiles(&self) -> Vec<ProfileConfig> {
+        match &self.profiles {
+            Some(p) if !p.is_empty() => p.clone(),
+            _ => default_profiles(),
+        }
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        DatabaseUrl::parse(&self.database.url)?;
+        let profiles = self.effective_profiles();
+        let mut seen = std::collections::HashSet::new();
+        for p in &profiles {
+            if !seen.insert(p.id.as_str()) {
+                bail!("duplicate profile id {:?}", p.id);
+            }
+            p.validate()?;
+        }
+        if self.plugins.max_instances == 0 {
+            bail!("plugins.max_instances must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// `$BAY_DATA_DIR`, else the working directory.
+    pub fn data_dir() -> PathBuf {
+        std::env::var_os("BAY_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    pub fn plugin_cache_dir(&self) -> PathBuf {
+        self.plugins.cache_dir.clone().unwrap_or_else(|| Self::data_dir().join(".bay-cache/components"))
+    }
+}
+
+fn set_path(node: &mut Value, path: &[&str], value: Value) -> anyhow::Result<()> {
+    let Some((first, rest)) = path.split_first() else {
+        *node = value;
+        return Ok(());
+    };
+    if !node.is_mapping() {
+        *node = Value::Mapping(Default::default());
+    }
+    let map = node.as_mapping_mut().expect("mapping");
+    let key = Value::String((*first).to_owned());
+    let child = map.entry(key).or_insert(Value::Null);
+    set_path(child, rest, value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> (Config, LoadReport) {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_yaml_and_env(text, &env).unwrap()
+    }
+
+    #[test]
+    fn defaults_match_the_reference() {
+        let (c, r) = load("", &[]);
+        assert_eq!(c.server.port, 8114);
+        assert_eq!(c.server.host, "0.0.0.0");
+        assert_eq!(c.database.url, "sqlite+aiosqlite:///./bay.db");
+        assert!(c.security.allow_anonymous);
+        assert_eq!(c.idempotency.ttl_hours, 1.0);
+        assert_eq!(c.gc.interval_seconds, 300);
+        assert!(!c.gc.orphan_container.enabled);
+        assert_eq!(c.driver.docker.connect_mode, ConnectMode::Auto);
+        assert_eq!(c.cargo.default_size_limit_mb, 1024);
+        assert!(r.unknown_keys.is_empty());
+        let ids: Vec<_> = c.effective_profiles().into_iter().map(|p| p.id).collect();
+        assert_eq!(ids, ["python-default", "python-data"]);
+    }
+
+    #[test]
+    fn env_overrides_the_file_and_parses_scalars() {
+        let (c, r) = load(
+            "server:\n  port: 9000\nsecurity:\n  allow_anonymous: true\n",
+            &[("BAY_SERVER__PORT", "8200"), ("BAY_SECURITY__ALLOW_ANONYMOUS", "false"), ("BAY_API_KEY", "x"), ("BAY_GC__INSTANCE_ID", "bay-7")],
+        );
+        assert_eq!(c.server.port, 8200);
+        assert!(!c.security.allow_anonymous);
+        assert_eq!(c.gc.instance_id.as_deref(), Some("bay-7"));
+        assert_eq!(r.env_overrides.len(), 3);
+        assert!(r.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_not_fatal() {
+        let (_, r) = load("server:\n  port: 9000\n  workers: 4\nfuture_section:\n  a: 1\n", &[]);
+        assert_eq!(r.unknown_keys, ["server.workers", "future_section"]);
+    }
+
+    #[test]
+    fn type_errors_are_fatal_with_the_key() {
+        let env: Vec<(String, String)> = vec![];
+        let err = Config::from_yaml_and_env("server:\n  port: lots\n", &env).unwrap_err();
+        assert!(format!("{err:#}").contains("port"), "{err:#}");
+    }
+
+    #[test]
+    fn shipyard_neo_deploy_config_loads() {
+        let text = r#"
+server:
+  host: "0.0.0.0"
+  port: 8114
+database:
+  url: "sqlite+aiosqlite:///./data/bay.db"
+  echo: false
+driver:
+  type: docker
+  image_pull_policy: if_not_present
+  docker:
+    socket: "unix:///var/run/docker.sock"
+    connect_mode: container_network
+    network: "bay-network"
+    publish_ports: false
+cargo:
+  root_path: "/var/lib/bay/cargos"
+  default_size_limit_mb: 1024
+  mount_path: "/workspace"
+security:
+  api_key: "CHANGE-ME"
+  allow_anonymous: false
+browser_service:
+  enabled: true
+  endpoint: "http://gull-service:8115"
+gc:
+  enabled: true
+  run_on_startup: true
+  interval_seconds: 300
+  instance_id: "bay-prod"
+  idle_session: { enabled: true }
+  expired_sandbox: { enabled: true }
+  orphan_cargo: { enabled: true }
+  orphan_container: { enabled: true }
+warm_pool:
+  enabled: true
+  warmup_queue_workers: 2
+profiles:
+  - id: python-default
+    description: "Standard Python sandbox"
+    image: "ghcr.io/astrbotdevs/shipyard-neo-ship:latest"
+    runtime_type: ship
+    runtime_port: 8123
+    resources: { cpus: 1.0, memory: "1g" }
+    capabilities: [filesystem, shell, python]
+    idle_timeout: 1800
+    warm_pool_size: 1
+    env: { TZ: "Asia/Shanghai" }
+  - id: browser-python
+    description: "Browser + Python"
+    containers:
+      - name: ship
+        image: "ghcr.io/astrbotdevs/shipyard-neo-ship:latest"
+        runtime_type: ship
+        runtime_port: 8123
+        resources: { cpus: 1.0, memory: "1g" }
+        capabilities: [python, shell, filesystem]
+        primary_for: [filesystem, python, shell]
+        env: {}
+      - name: browser
+        image: "ghcr.io/astrbotdevs/shipyard-neo-gull:latest"
+        runtime_type: gull
+        runtime_port: 8115
+        resources: { cpus: 1.0, memory: "2g" }
+        capabilities: [browser]
+        primary_for: [browser]
+        env: {}
+    startup: { order: parallel, wait_for_all: true }
+    idle_timeout: 1800
+"#;
+        let (c, r) = load(text, &[]);
+        assert!(r.unknown_keys.is_empty(), "{:?}", r.unknown_keys);
+        c.validate().unwrap();
+        assert_eq!(c.driver.docker.connect_mode, ConnectMode::ContainerNetwork);
+        assert!(!c.security.allow_anonymous);
+        let profiles = c.effective_profiles();
+        assert_eq!(profiles[1].containers().len(), 2);
+        assert_eq!(profiles[1].primary().name, "ship");
+    }
+}

@@ -1,0 +1,400 @@
+//! Profiles: what a sandbox runs (reference §3.7).
+//!
+//! Schema v1 describes one container with top-level `image`/`runtime_type`/…;
+//! schema v2 lists `containers`. Both normalise to a list of [`ContainerSpec`]
+//! (a v1 profile becomes one container named `primary`), which is all the rest
+//! of Bay looks at.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use super::ProxyConfig;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Resources {
+    pub cpus: f64,
+    pub memory: String,
+}
+impl Default for Resources {
+    fn default() -> Self {
+        Resources { cpus: 1.0, memory: "1g".into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StartupConfig {
+    pub order: String,
+    pub wait_for_all: bool,
+}
+impl Default for StartupConfig {
+    fn default() -> Self {
+        StartupConfig { order: "parallel".into(), wait_for_all: true }
+    }
+}
+
+fn default_runtime_type() -> String {
+    "ship".into()
+}
+fn default_runtime_port() -> u16 {
+    8123
+}
+fn default_health_path() -> String {
+    "/health".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    #[serde(default = "default_runtime_type")]
+    pub runtime_type: String,
+    #[serde(default = "default_runtime_port")]
+    pub runtime_port: u16,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    #[serde(default)]
+    pub primary_for: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub proxy: Option<ProxyConfig>,
+    #[serde(default = "default_health_path")]
+    pub health_check_path: String,
+}
+
+fn default_idle_timeout() -> i64 {
+    1800
+}
+fn default_rotate_ttl() -> i64 {
+    1800
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileConfig {
+    pub id: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub runtime_type: Option<String>,
+    #[serde(default)]
+    pub runtime_port: Option<u16>,
+    #[serde(default)]
+    pub resources: Option<Resources>,
+    #[serde(default)]
+    pub capabilities: Option<Vec<String>>,
+    #[serde(default)]
+    pub env: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub proxy: Option<ProxyConfig>,
+    #[serde(default)]
+    pub containers: Option<Vec<ContainerSpec>>,
+    #[serde(default)]
+    pub startup: StartupConfig,
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: i64,
+    #[serde(default)]
+    pub warm_pool_size: u32,
+    #[serde(default = "default_rotate_ttl")]
+    pub warm_rotate_ttl: i64,
+    #[serde(default)]
+    pub warm_claim_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub warmup_retry_max_attempts: Option<u32>,
+    #[serde(default)]
+    pub warmup_retry_backoff_base_ms: Option<u64>,
+    #[serde(default)]
+    pub warmup_retry_backoff_max_ms: Option<u64>,
+    #[serde(default)]
+    pub warmup_circuit_breaker_threshold: Option<u32>,
+    #[serde(default)]
+    pub browser: Option<String>,
+}
+
+/// The capabilities a container has when a v1 profile does not say.
+pub const DEFAULT_CAPABILITIES: [&str; 3] = ["filesystem", "shell", "python"];
+
+impl ProfileConfig {
+    /// A v1 profile with one `ship` container, as the built-in defaults are.
+    pub fn simple(id: &str, image: &str, cpus: f64, memory: &str) -> ProfileConfig {
+        ProfileConfig {
+            id: id.into(),
+            description: None,
+            image: Some(image.into()),
+            runtime_type: Some("ship".into()),
+            runtime_port: Some(8123),
+            resources: Some(Resources { cpus, memory: memory.into() }),
+            capabilities: Some(DEFAULT_CAPABILITIES.map(String::from).to_vec()),
+            env: None,
+            proxy: None,
+            containers: None,
+            startup: StartupConfig::default(),
+            idle_timeout: 1800,
+            warm_pool_size: 0,
+            warm_rotate_ttl: 1800,
+            warm_claim_timeout_ms: None,
+            warmup_retry_max_attempts: None,
+            warmup_retry_backoff_base_ms: None,
+            warmup_retry_backoff_max_ms: None,
+            warmup_circuit_breaker_threshold: None,
+            browser: None,
+        }
+    }
+
+    /// The normalised container list (v1 → one container named `primary`;
+    /// neither `image` nor `containers` → the default `ship:latest`).
+    pub fn containers(&self) -> Vec<ContainerSpec> {
+        if let Some(c) = self.containers.as_ref().filter(|c| !c.is_empty()) {
+            return c.clone();
+        }
+        let caps = self
+            .capabilities
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CAPABILITIES.map(String::from).to_vec());
+        vec![ContainerSpec {
+            name: "primary".into(),
+            image: self.image.clone().unwrap_or_else(|| "ship:latest".into()),
+            runtime_type: self.runtime_type.clone().unwrap_or_else(default_runtime_type),
+            runtime_port: self.runtime_port.unwrap_or(8123),
+            resources: self.resources.clone().unwrap_or_default(),
+            capabilities: caps.clone(),
+            primary_for: caps,
+            env: self.env.clone().unwrap_or_default(),
+            proxy: self.proxy.clone(),
+            health_check_path: default_health_path(),
+        }]
+    }
+
+    /// The primary container: the first named `primary` or `ship`, else the first.
+    pub fn primary(&self) -> ContainerSpec {
+        let containers = self.containers();
+        containers
+            .iter()
+            .find(|c| c.name == "primary" || c.name == "ship")
+            .cloned()
+            .unwrap_or_else(|| containers[0].clone())
+    }
+
+    /// The capability set of the profile: `capabilities` when set (in config
+    /// order), else the sorted union over the containers.
+    pub fn capability_set(&self) -> Vec<String> {
+        if let Some(c) = &self.capabilities {
+            return c.clone();
+        }
+        let mut all: Vec<String> =
+            self.containers().into_iter().flat_map(|c| c.capabilities).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// The container serving a capability: the first listing it in
+    /// `primary_for`, else the first listing it in `capabilities`.
+    pub fn container_for(&self, capability: &str) -> Option<ContainerSpec> {
+        let containers = self.containers();
+        containers
+            .iter()
+            .find(|c| c.primary_for.iter().any(|x| x == capability))
+            .or_else(|| containers.iter().find(|c| c.capabilities.iter().any(|x| x == capability)))
+            .cloned()
+    }
+
+    /// The environment of a container: the profile's `env` (v1) and the
+    /// container's own `env` (the container wins).
+    pub fn env_for(&self, container: &ContainerSpec) -> BTreeMap<String, String> {
+        let mut env = self.env.clone().unwrap_or_default();
+        env.extend(container.env.clone());
+        env
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.id.trim().is_empty() {
+            bail!("a profile has an empty id");
+        }
+        let ctx = || format!("profile {:?}", self.id);
+        if self.containers.as_ref().is_some_and(|c| !c.is_empty()) && self.image.is_some() {
+            bail!("{}: set either `image` (schema v1) or `containers` (schema v2), not both", ctx());
+        }
+        let containers = self.containers();
+        let mut names = std::collections::HashSet::new();
+        for c in &containers {
+            if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+                bail!("{}: container name {:?} must be non-empty [A-Za-z0-9_-]", ctx(), c.name);
+            }
+            if !names.insert(c.name.as_str()) {
+                bail!("{}: duplicate container name {:?}", ctx(), c.name);
+            }
+            if c.image.is_empty() {
+                bail!("{}: container {:?} has no image", ctx(), c.name);
+            }
+            if c.resources.cpus <= 0.0 {
+                bail!("{}: container {:?}: resources.cpus must be positive", ctx(), c.name);
+            }
+            parse_memory(&c.resources.memory)
+                .with_context(|| format!("{}: container {:?}", ctx(), c.name))?;
+            for cap in &c.primary_for {
+                if !c.capabilities.contains(cap) {
+                    bail!(
+                        "{}: container {:?} is primary_for {:?} but does not list it in capabilities",
+                        ctx(),
+                        c.name,
+                        cap
+                    );
+                }
+            }
+            for key in c.env.keys().chain(self.env.iter().flat_map(|e| e.keys())) {
+                if key.is_empty() || key.contains('=') {
+                    bail!("{}: invalid env name {key:?}", ctx());
+                }
+            }
+        }
+        if self.idle_timeout <= 0 {
+            bail!("{}: idle_timeout must be positive", ctx());
+        }
+        if let Some(b) = &self.browser
+            && b != "shared"
+            && b != "isolated"
+        {
+            bail!("{}: browser must be `shared` or `isolated`", ctx());
+        }
+        if self.startup.order != "parallel" && self.startup.order != "sequential" {
+            bail!("{}: startup.order must be `parallel` or `sequential`", ctx());
+        }
+        Ok(())
+    }
+}
+
+/// Parses Docker-style memory sizes: `512m`, `1g`, `1.5g`, `1Gi`, `1024k`,
+/// or plain bytes. `k/m/g` are binary multiples, as Docker treats them.
+pub fn parse_memory(text: &str) -> anyhow::Result<u64> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let t = t.strip_suffix('i').unwrap_or(t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let value: f64 = num.trim().parse().with_context(|| format!("invalid memory size {text:?}"))?;
+    if !(value > 0.0) {
+        bail!("memory size {text:?} must be positive");
+    }
+    let bytes = (value * mult as f64) as u64;
+    if bytes < 6 << 20 {
+        bail!("memory size {text:?} is below Docker's 6 MiB minimum");
+    }
+    Ok(bytes)
+}
+
+/// Built-in profiles used when the configuration has none.
+pub fn default_profiles() -> Vec<ProfileConfig> {
+    let mut default = ProfileConfig::simple("python-default", "ship:latest", 1.0, "1g");
+    default.description = Some("Python, shell and files in one container".into());
+    let mut data = ProfileConfig::simple("python-data", "ship:data", 2.0, "4g");
+    data.description = Some("Python for data work: more CPU and memory".into());
+    vec![default, data]
+}
+
+/// Loads every `*.yaml`/`*.yml` file of a directory as one profile, sorted by
+/// file name.
+pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<ProfileConfig>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading profiles_dir {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p)?;
+            serde_yaml::from_str(&text).with_context(|| format!("invalid profile file {}", p.display()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_normalises_to_one_primary_container() {
+        let p: ProfileConfig = serde_yaml::from_str(
+            "id: p\nimage: ship:latest\nresources: {cpus: 2, memory: 2g}\nenv: {A: b}\n",
+        )
+        .unwrap();
+        p.validate().unwrap();
+        let c = p.containers();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].name, "primary");
+        assert_eq!(c[0].runtime_type, "ship");
+        assert_eq!(c[0].runtime_port, 8123);
+        assert_eq!(c[0].capabilities, ["filesystem", "shell", "python"]);
+        assert_eq!(p.env_for(&c[0])["A"], "b");
+        assert_eq!(p.capability_set(), ["filesystem", "python", "shell"]);
+    }
+
+    #[test]
+    fn capabilities_keep_config_order_when_set() {
+        let p: ProfileConfig =
+            serde_yaml::from_str("id: p\nimage: x\ncapabilities: [python, filesystem]\n").unwrap();
+        assert_eq!(p.capability_set(), ["python", "filesystem"]);
+        assert!(p.container_for("shell").is_none());
+    }
+
+    #[test]
+    fn v2_routes_by_primary_for_then_capabilities() {
+        let p: ProfileConfig = serde_yaml::from_str(
+            r#"
+id: bp
+containers:
+  - {name: browser, image: gull:latest, runtime_type: gull, runtime_port: 8115, capabilities: [browser, filesystem]}
+  - {name: ship, image: ship:latest, capabilities: [python, shell, filesystem], primary_for: [filesystem]}
+"#,
+        )
+        .unwrap();
+        p.validate().unwrap();
+        assert_eq!(p.primary().name, "ship");
+        assert_eq!(p.container_for("filesystem").unwrap().name, "ship");
+        assert_eq!(p.container_for("browser").unwrap().name, "browser");
+        assert_eq!(p.capability_set(), ["browser", "filesystem", "python", "shell"]);
+    }
+
+    #[test]
+    fn invalid_profiles_are_refused() {
+        let bad = [
+            "id: a\nimage: x\ncontainers: [{name: s, image: y}]\n",
+            "id: a\ncontainers: [{name: s, image: y}, {name: s, image: z}]\n",
+            "id: a\ncontainers: [{name: s, image: y, capabilities: [python], primary_for: [shell]}]\n",
+            "id: a\nimage: x\nresources: {cpus: 1, memory: lots}\n",
+            "id: a\nimage: x\nidle_timeout: 0\n",
+            "id: a\nimage: x\nbrowser: maybe\n",
+        ];
+        for text in bad {
+            let p: ProfileConfig = serde_yaml::from_str(text).unwrap();
+            assert!(p.validate().is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_memory("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_memory("1Gi").unwrap(), 1 << 30);
+        assert_eq!(parse_memory("1.5g").unwrap(), 3 << 29);
+        assert_eq!(parse_memory("2GB").unwrap(), 2 << 30);
+        assert!(parse_memory("1").is_err());
+        assert!(parse_memory("-1g").is_err());
+        assert!(parse_memory("g").is_err());
+    }
+}

@@ -1,0 +1,131 @@
+//! The `sandboxes` table: the stable resource agents hold on to.
+
+use sqlx::FromRow;
+
+use super::Db;
+use crate::ids::Micros;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Sandbox {
+    pub id: String,
+    pub owner: String,
+    pub profile_id: String,
+    pub cargo_id: String,
+    pub current_session_id: Option<String>,
+    pub expires_at: Option<Micros>,
+    pub idle_expires_at: Option<Micros>,
+    pub deleted_at: Option<Micros>,
+    pub created_at: Micros,
+    pub last_active_at: Micros,
+    pub is_warm_pool: i64,
+}
+
+macro_rules! select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, owner, profile_id, cargo_id, current_session_id, expires_at, idle_expires_at, deleted_at, created_at, last_active_at, is_warm_pool FROM sandboxes ",
+            $rest
+        )
+    };
+}
+
+impl Db {
+    pub async fn insert_sandbox<'c, E>(&self, exec: E, s: &Sandbox) -> sqlx::Result<()>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        self.query(
+            "INSERT INTO sandboxes (id, owner, profile_id, cargo_id, current_session_id, expires_at, idle_expires_at, deleted_at, created_at, last_active_at, is_warm_pool) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&s.id)
+        .bind(&s.owner)
+        .bind(&s.profile_id)
+        .bind(&s.cargo_id)
+        .bind(&s.current_session_id)
+        .bind(s.expires_at)
+        .bind(s.idle_expires_at)
+        .bind(s.deleted_at)
+        .bind(s.created_at)
+        .bind(s.last_active_at)
+        .bind(s.is_warm_pool)
+        .execute(exec)
+        .await?;
+        Ok(())
+    }
+
+    /// A live (not soft-deleted) sandbox of `owner`.
+    pub async fn sandbox_for_owner(&self, id: &str, owner: &str) -> sqlx::Result<Option<Sandbox>> {
+        sqlx::query_as(self.sql(select!("WHERE id = $1 AND owner = $2 AND deleted_at IS NULL")))
+            .bind(id)
+            .bind(owner)
+            .fetch_optional(self.pool())
+            .await
+    }
+
+    /// A sandbox of `owner` including soft-deleted ones (delete is idempotent).
+    pub async fn sandbox_for_owner_any_state(&self, id: &str, owner: &str) -> sqlx::Result<Option<Sandbox>> {
+        sqlx::query_as(self.sql(select!("WHERE id = $1 AND owner = $2")))
+            .bind(id)
+            .bind(owner)
+            .fetch_optional(self.pool())
+            .await
+    }
+
+    /// A live sandbox by id, whoever owns it (internal use: locks, GC).
+    pub async fn sandbox(&self, id: &str) -> sqlx::Result<Option<Sandbox>> {
+        sqlx::query_as(self.sql(select!("WHERE id = $1 AND deleted_at IS NULL")))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+    }
+
+    /// A page of `owner`'s live sandboxes after `cursor`, ordered by id.
+    pub async fn list_sandboxes(&self, owner: &str, after: Option<&str>, limit: i64) -> sqlx::Result<Vec<Sandbox>> {
+        sqlx::query_as(self.sql(select!(
+            "WHERE owner = $1 AND deleted_at IS NULL AND is_warm_pool = 0 AND id > $2 ORDER BY id ASC LIMIT $3"
+        )))
+        .bind(owner)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+    }
+
+    pub async fn set_current_session(&self, id: &str, session_id: Option<&str>) -> sqlx::Result<()> {
+        self.query("UPDATE sandboxes SET current_session_id = $1 WHERE id = $2")
+            .bind(session_id)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Records activity: pushes the idle deadline out.
+    pub async fn touch_sandbox(&self, id: &str, now: Micros, idle_expires_at: Option<Micros>) -> sqlx::Result<()> {
+        self.query("UPDATE sandboxes SET last_active_at = $1, idle_expires_at = $2 WHERE id = $3")
+            .bind(now)
+            .bind(idle_expires_at)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Stop: no current session and no idle deadline.
+    pub async fn clear_sandbox_session(&self, id: &str) -> sqlx::Result<()> {
+        self.query("UPDATE sandboxes SET current_session_id = NULL, idle_expires_at = NULL WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn soft_delete_sandbox(&self, id: &str, now: Micros) -> sqlx::Result<()> {
+        self.query("UPDATE sandboxes SET deleted_at = $1, current_session_id = NULL, idle_expires_at = NULL WHERE id = $2 AND deleted_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

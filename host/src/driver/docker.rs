@@ -1,0 +1,248 @@
+//! The Docker driver (bollard, local engine).
+//!
+//! Sessions are containers named `bay-session-<session_id>` with the cargo's
+//! named volume at `/workspace`; the runtime port is published on
+//! `host_address` (127.0.0.1 by default) on a random host port, and the
+//! endpoint is `http://<host_address>:<port>`. Containers run hardened:
+//! `no-new-privileges`, all capabilities dropped, pids/memory/cpu limits.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+};
+use futures::StreamExt;
+
+use super::{ContainerLaunch, ContainerState, ContainerStatus, Driver, DriverError, Labels, RuntimeInstance};
+use crate::config::{ConnectMode, DockerConfig};
+
+pub struct DockerDriver {
+    docker: Docker,
+    config: DockerConfig,
+}
+
+fn engine(err: bollard::errors::Error) -> DriverError {
+    match &err {
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, message } => {
+            DriverError::NotFound(message.clone())
+        }
+        _ => DriverError::Engine(err.to_string()),
+    }
+}
+
+fn is_not_found(err: &bollard::errors::Error) -> bool {
+    matches!(err, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+impl DockerDriver {
+    /// Connects to the engine and negotiates the API version (the engine may be
+    /// older than bollard's default).
+    pub async fn connect(config: &DockerConfig) -> anyhow::Result<DockerDriver> {
+        let socket = config.socket.clone();
+        let docker = if socket.starts_with("tcp://") || socket.starts_with("http://") {
+            Docker::connect_with_http(&socket, 120, bollard::API_DEFAULT_VERSION)?
+        } else {
+            let path = socket.strip_prefix("unix://").unwrap_or(&socket);
+            Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)?
+        };
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the Docker engine at {socket}: {e}"))?;
+        Ok(DockerDriver { docker, config: config.clone() })
+    }
+
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    fn publish(&self) -> bool {
+        self.config.publish_ports && self.config.connect_mode != ConnectMode::ContainerNetwork
+    }
+}
+
+#[async_trait]
+impl Driver for DockerDriver {
+    async fn create_volume(&self, name: &str, labels: &Labels) -> Result<String, DriverError> {
+        let request = VolumeCreateRequest {
+            name: Some(name.to_owned()),
+            labels: Some(labels.clone().into_iter().collect::<HashMap<_, _>>()),
+            ..Default::default()
+        };
+        let volume = self.docker.create_volume(request).await.map_err(engine)?;
+        Ok(volume.name)
+    }
+
+    async fn delete_volume(&self, driver_ref: &str) -> Result<(), DriverError> {
+        let options = RemoveVolumeOptionsBuilder::new().force(true).build();
+        match self.docker.remove_volume(driver_ref, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn volume_exists(&self, driver_ref: &str) -> Result<bool, DriverError> {
+        match self.docker.inspect_volume(driver_ref).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn create_container(&self, spec: &ContainerLaunch) -> Result<String, DriverError> {
+        let port_key = format!("{}/tcp", spec.runtime_port);
+        let mut port_bindings = HashMap::new();
+        if self.publish() {
+            port_bindings.insert(
+                port_key.clone(),
+                Some(vec![PortBinding {
+                    host_ip: Some(self.config.host_address.clone()),
+                    host_port: Some(String::new()),
+                }]),
+            );
+        }
+        let network_mode = match self.config.connect_mode {
+            ConnectMode::HostPort => None,
+            _ => spec.network.clone().or_else(|| self.config.network.clone()),
+        };
+        let host_config = HostConfig {
+            mounts: Some(vec![Mount {
+                target: Some(spec.mount_path.clone()),
+                source: Some(spec.volume.clone()),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(false),
+                ..Default::default()
+            }]),
+            memory: Some(spec.memory_bytes as i64),
+            // No swap beyond the memory limit.
+            memory_swap: Some(spec.memory_bytes as i64),
+            nano_cpus: Some((spec.cpus * 1e9) as i64),
+            pids_limit: Some(spec.pids_limit),
+            port_bindings: Some(port_bindings),
+            network_mode,
+            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            cap_drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            hostname: spec.hostname.clone(),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            exposed_ports: Some(vec![port_key]),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+        match self.docker.create_container(Some(options), body).await {
+            Ok(r) => Ok(r.id),
+            Err(e) if is_not_found(&e) => Err(DriverError::ImageMissing(spec.image.clone())),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn start_container(&self, id: &str, runtime_port: u16) -> Result<String, DriverError> {
+        self.docker.start_container(id, None).await.map_err(engine)?;
+        let info = self.docker.inspect_container(id, None).await.map_err(engine)?;
+        let net = info.network_settings.unwrap_or_default();
+        if self.publish() {
+            let key = format!("{runtime_port}/tcp");
+            let host_port = net
+                .ports
+                .as_ref()
+                .and_then(|p| p.get(&key))
+                .and_then(|b| b.as_ref())
+                .and_then(|b| b.iter().find_map(|b| b.host_port.clone()))
+                .filter(|p| !p.is_empty());
+            if let Some(port) = host_port {
+                return Ok(format!("http://{}:{port}", self.config.host_address));
+            }
+            if self.config.connect_mode == ConnectMode::HostPort {
+                return Err(DriverError::Engine(format!("container {id} has no published port for {key}")));
+            }
+        }
+        // Container network: the container's address on Bay's network (or the first one).
+        let networks = net.networks.unwrap_or_default();
+        let wanted = self.config.network.as_deref();
+        let ip = wanted
+            .and_then(|n| networks.get(n))
+            .or_else(|| networks.values().next())
+            .and_then(|n| n.ip_address.clone())
+            .filter(|ip| !ip.is_empty());
+        match ip {
+            Some(ip) => Ok(format!("http://{ip}:{runtime_port}")),
+            None => {
+                let name = info.name.unwrap_or_default();
+                Ok(format!("http://{}:{runtime_port}", name.trim_start_matches('/')))
+            }
+        }
+    }
+
+    async fn destroy_container(&self, id: &str) -> Result<(), DriverError> {
+        let options = RemoveContainerOptionsBuilder::new().force(true).v(false).build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            // "removal already in progress"
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn container_status(&self, id: &str) -> Result<ContainerStatus, DriverError> {
+        match self.docker.inspect_container(id, None).await {
+            Ok(info) => {
+                let state = info.state.unwrap_or_default();
+                use bollard::models::ContainerStateStatusEnum as S;
+                let s = match state.status {
+                    Some(S::RUNNING) | Some(S::PAUSED) | Some(S::RESTARTING) => ContainerState::Running,
+                    Some(S::CREATED) => ContainerState::Created,
+                    Some(S::REMOVING) => ContainerState::Removing,
+                    _ => ContainerState::Exited,
+                };
+                Ok(ContainerStatus { state: s, exit_code: state.exit_code, oom_killed: state.oom_killed.unwrap_or(false) })
+            }
+            Err(e) if is_not_found(&e) => {
+                Ok(ContainerStatus { state: ContainerState::NotFound, exit_code: None, oom_killed: false })
+            }
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn container_logs(&self, id: &str, lines: usize) -> Result<String, DriverError> {
+        let options = LogsOptionsBuilder::new().stdout(true).stderr(true).tail(&lines.to_string()).build();
+        let mut stream = self.docker.logs(id, Some(options));
+        let mut out = String::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(log) => out.push_str(&log.to_string()),
+                Err(e) if is_not_found(&e) => break,
+                Err(e) => return Err(engine(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_containers(&self, labels: &Labels) -> Result<Vec<RuntimeInstance>, DriverError> {
+        let filters: HashMap<String, Vec<String>> =
+            HashMap::from([("label".to_owned(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect())]);
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let list = self.docker.list_containers(Some(options)).await.map_err(engine)?;
+        Ok(list
+            .into_iter()
+            .map(|c| RuntimeInstance {
+                id: c.id.unwrap_or_default(),
+                name: c.names.and_then(|n| n.into_iter().next()).unwrap_or_default().trim_start_matches('/').to_owned(),
+                labels: c.labels.unwrap_or_default().into_iter().collect(),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+            })
+            .collect())
+    }
+}

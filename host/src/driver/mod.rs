@@ -1,0 +1,99 @@
+//! Drivers create and remove the compute (containers) and storage (volumes)
+//! of sessions on an engine. The Docker driver is built in; Kubernetes and
+//! driver extensions (WASM plugins) implement the same trait.
+
+pub mod docker;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+/// Labels every Bay-managed object carries (reference §6.2).
+pub mod labels {
+    pub const MANAGED: &str = "bay.managed";
+    pub const OWNER: &str = "bay.owner";
+    pub const SANDBOX_ID: &str = "bay.sandbox_id";
+    pub const SESSION_ID: &str = "bay.session_id";
+    pub const CARGO_ID: &str = "bay.cargo_id";
+    pub const PROFILE_ID: &str = "bay.profile_id";
+    pub const RUNTIME_PORT: &str = "bay.runtime_port";
+    pub const INSTANCE_ID: &str = "bay.instance_id";
+    pub const CONTAINER_NAME: &str = "bay.container_name";
+    pub const RUNTIME_TYPE: &str = "bay.runtime_type";
+}
+
+pub type Labels = BTreeMap<String, String>;
+
+/// Everything needed to create one runtime container.
+#[derive(Debug, Clone)]
+pub struct ContainerLaunch {
+    pub name: String,
+    pub image: String,
+    pub env: Vec<(String, String)>,
+    pub labels: Labels,
+    pub cpus: f64,
+    pub memory_bytes: u64,
+    pub pids_limit: i64,
+    /// The cargo's `driver_ref` (volume name) mounted at `mount_path`.
+    pub volume: String,
+    pub mount_path: String,
+    pub runtime_port: u16,
+    pub hostname: Option<String>,
+    pub network: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+    Removing,
+    NotFound,
+}
+
+#[derive(Debug, Clone)]
+pub struct ContainerStatus {
+    pub state: ContainerState,
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+}
+
+/// A container found by label (for reconcile and GC).
+#[derive(Debug, Clone)]
+pub struct RuntimeInstance {
+    pub id: String,
+    pub name: String,
+    pub labels: Labels,
+    pub state: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("image {0:?} is not available on the engine")]
+    ImageMissing(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("container engine error: {0}")]
+    Engine(String),
+}
+
+#[async_trait]
+pub trait Driver: Send + Sync + 'static {
+    /// Creates (or adopts, if it exists) a volume; returns its `driver_ref`.
+    async fn create_volume(&self, name: &str, labels: &Labels) -> Result<String, DriverError>;
+    /// Deletes a volume; a missing volume is not an error.
+    async fn delete_volume(&self, driver_ref: &str) -> Result<(), DriverError>;
+    async fn volume_exists(&self, driver_ref: &str) -> Result<bool, DriverError>;
+
+    /// Creates a container; returns its id.
+    async fn create_container(&self, spec: &ContainerLaunch) -> Result<String, DriverError>;
+    /// Starts a container; returns the endpoint URL of its runtime port.
+    async fn start_container(&self, id: &str, runtime_port: u16) -> Result<String, DriverError>;
+    /// Stops and removes a container; a missing container is not an error.
+    async fn destroy_container(&self, id: &str) -> Result<(), DriverError>;
+    async fn container_status(&self, id: &str) -> Result<ContainerStatus, DriverError>;
+    /// The last lines of a container's output (for start-failure diagnostics).
+    async fn container_logs(&self, id: &str, lines: usize) -> Result<String, DriverError>;
+    /// Containers carrying all of `labels`.
+    async fn list_containers(&self, labels: &Labels) -> Result<Vec<RuntimeInstance>, DriverError>;
+}

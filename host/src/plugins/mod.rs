@@ -1,0 +1,315 @@
+//! The WebAssembly plugin host.
+//!
+//! Runtime adapters are WASI 0.2 components found in a plugins directory (one
+//! sub-directory per plugin, with a `plugin.toml` manifest). The host keeps
+//! one [`Engine`] with the pooling allocator, one `InstancePre` per plugin,
+//! and gives every call a fresh [`Store`]: a plugin keeps no state between
+//! calls, and one that traps, loops or eats memory only fails its own call.
+//!
+//! Per call, a plugin gets:
+//! - a linear-memory limit (manifest `limits.memory_mb`, else the default);
+//! - a guest CPU budget between host calls, enforced with epoch interruption
+//!   (time spent waiting on the host's HTTP import does not count);
+//! - a wall-clock deadline around the whole call;
+//! - outbound HTTP only to the runtime endpoint it serves (plus the
+//!   manifest's allow-list), through the host's connection pool;
+//! - WASI with nothing granted: no files, no environment, no sockets.
+
+pub mod body;
+pub mod compile_cache;
+pub mod manifest;
+pub mod outbound;
+pub mod v0_1;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::adapter::RuntimeAdapter;
+use crate::config::PluginsConfig;
+use manifest::{Manifest, PluginKind};
+use outbound::OutboundTarget;
+
+/// How often the engine's epoch advances; the granularity of CPU budgets.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Per-call limits of one plugin.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub guest_time: Duration,
+    pub max_response: u64,
+}
+
+/// The data of a plugin call's [`Store`].
+pub struct PluginState {
+    pub(crate) table: ResourceTable,
+    wasi: WasiCtx,
+    limits: StoreLimits,
+    pub(crate) target: OutboundTarget,
+    pub(crate) plugin: Arc<str>,
+    /// When the guest last (re)gained control; the CPU budget counts from here.
+    guest_since: Instant,
+    guest_budget: Duration,
+}
+
+impl PluginState {
+    /// Called by host imports when they return to the guest.
+    pub(crate) fn resume_guest(&mut self) {
+        self.guest_since = Instant::now();
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// A fresh store for one call.
+pub(crate) fn new_store(engine: &Engine, plugin: &str, target: OutboundTarget, limits: Limits) -> Store<PluginState> {
+    let mut wasi = WasiCtx::builder();
+    wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    let state = PluginState {
+        table: ResourceTable::new(),
+        wasi: wasi.build(),
+        limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(16).tables(32).memories(4).build(),
+        target,
+        plugin: Arc::from(plugin),
+        guest_since: Instant::now(),
+        guest_budget: limits.guest_time,
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limits);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|ctx| {
+        let s = ctx.data();
+        if s.guest_since.elapsed() > s.guest_budget {
+            Err(wasmtime::Error::msg(format!(
+                "plugin exceeded its CPU budget of {} ms without yielding to the host",
+                s.guest_budget.as_millis()
+            )))
+        } else {
+            // Let other tasks run, then check again at the next tick.
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store
+}
+
+/// A plugin that was found, and whether it loaded.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginRecord {
+    pub name: String,
+    pub version: String,
+    pub kind: String,
+    pub wit: String,
+    pub runtime_type: Option<String>,
+    pub dir: PathBuf,
+    pub state: String,
+    pub error: Option<String>,
+    pub load_ms: u64,
+    pub cached: bool,
+}
+
+pub struct PluginHost {
+    engine: Engine,
+    linker_v0_1: Linker<PluginState>,
+    client: reqwest::Client,
+    slots: Arc<tokio::sync::Semaphore>,
+    config: PluginsConfig,
+    cache_dir: PathBuf,
+    adapters: RwLock<HashMap<String, Arc<dyn RuntimeAdapter>>>,
+    records: RwLock<Vec<PluginRecord>>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for PluginHost {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_config(config: &PluginsConfig, pooling: bool) -> wasmtime::Config {
+    let mut c = wasmtime::Config::new();
+    c.wasm_component_model(true);
+    c.epoch_interruption(true);
+    if pooling {
+        let slots = config.max_instances;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(slots);
+        pool.total_core_instances(slots * 4);
+        pool.total_memories(slots * 2);
+        pool.total_tables(slots * 4);
+        pool.total_stacks(slots);
+        pool.max_memory_size((config.memory_limit_mb.max(1) as usize) << 20);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // Reserve only what the memory limit allows (bounds checks become
+        // explicit; adapters are I/O bound, so that costs nothing visible).
+        c.memory_reservation(config.memory_limit_mb.max(1) << 20);
+    }
+    c
+}
+
+impl PluginHost {
+    pub fn new(config: &PluginsConfig, cache_dir: PathBuf) -> anyhow::Result<PluginHost> {
+        let engine = match Engine::new(&engine_config(config, true)) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand instance allocation");
+                Engine::new(&engine_config(config, false)).map_err(|e| anyhow::anyhow!("{e}"))?
+            }
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
+        v0_1::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("bay-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .context("starting the epoch thread")?;
+        }
+        Ok(PluginHost {
+            engine,
+            linker_v0_1: linker,
+            client: outbound::shared_client(),
+            slots: Arc::new(tokio::sync::Semaphore::new(config.max_instances as usize)),
+            config: config.clone(),
+            cache_dir,
+            adapters: RwLock::new(HashMap::new()),
+            records: RwLock::new(Vec::new()),
+            ticker_stop,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Loads every plugin under `dir`. A plugin that fails to load is recorded
+    /// with its error and skipped; the others still load.
+    pub async fn load_dir(&self, dir: &Path) -> Vec<PluginRecord> {
+        let mut dirs: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("plugin.toml").is_file()).collect(),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "plugins directory is not readable");
+                vec![]
+            }
+        };
+        dirs.sort();
+        let mut records = Vec::new();
+        for d in dirs {
+            let record = self.load_plugin(&d).await;
+            match &record.error {
+                None => tracing::info!(plugin = %record.name, version = %record.version, runtime_type = ?record.runtime_type, load_ms = record.load_ms, cached = record.cached, "plugin loaded"),
+                Some(e) => tracing::error!(dir = %d.display(), error = %e, "plugin failed to load"),
+            }
+            records.push(record);
+        }
+        *self.records.write().expect("records lock") = records.clone();
+        records
+    }
+
+    /// Loads one plugin directory and, on success, makes it serve its runtime type.
+    pub async fn load_plugin(&self, dir: &Path) -> PluginRecord {
+        let started = Instant::now();
+        let mut record = PluginRecord {
+            name: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            version: String::new(),
+            kind: String::new(),
+            wit: String::new(),
+            runtime_type: None,
+            dir: dir.to_path_buf(),
+            state: "failed".into(),
+            error: None,
+            load_ms: 0,
+            cached: false,
+        };
+        match self.try_load(dir, &mut record).await {
+            Ok(()) => record.state = "active".into(),
+            Err(e) => record.error = Some(format!("{e:#}")),
+        }
+        record.load_ms = started.elapsed().as_millis() as u64;
+        record
+    }
+
+    async fn try_load(&self, dir: &Path, record: &mut PluginRecord) -> anyhow::Result<()> {
+        let manifest = Manifest::load(dir)?;
+        record.name = manifest.name.clone();
+        record.version = manifest.version.clone();
+        record.wit = manifest.wit.clone();
+        record.kind = format!("{:?}", manifest.kind);
+        if manifest.kind == PluginKind::Driver {
+            bail!("driver extensions are not supported by this host yet");
+        }
+        let wit = manifest.wit_version();
+        if !wit.compatible_with(v0_1::VERSION) {
+            bail!("{} is not supported (this host implements {})", manifest.wit, v0_1::VERSION);
+        }
+        let wasm = dir.join(&manifest.component);
+        let engine = self.engine.clone();
+        let cache_dir = self.cache_dir.clone();
+        let (component, outcome) = tokio::task::spawn_blocking(move || compile_cache::load(&engine, &wasm, &cache_dir))
+            .await
+            .context("component compilation panicked")??;
+        record.cached = outcome == compile_cache::CacheOutcome::Hit;
+        let limits = Limits {
+            memory_bytes: (manifest.limits.memory_mb.unwrap_or(self.config.memory_limit_mb).min(self.config.memory_limit_mb) as usize) << 20,
+            guest_time: Duration::from_millis(manifest.limits.guest_time_ms.unwrap_or(self.config.guest_time_limit_ms)),
+            max_response: self.config.max_response_mb << 20,
+        };
+        let plugin = v0_1::AdapterPlugin::load(
+            &manifest.name,
+            &manifest.version,
+            &component,
+            &self.linker_v0_1,
+            &self.engine,
+            limits,
+            manifest.outbound.allow.clone(),
+            self.client.clone(),
+            self.slots.clone(),
+        )
+        .await?;
+        let runtime_type = plugin.info().runtime_type.clone();
+        let declared = manifest.runtime.as_ref().map(|r| r.runtime_type.as_str()).unwrap_or_default();
+        if runtime_type != declared {
+            bail!("the manifest declares runtime type {declared:?} but the component describes itself as {runtime_type:?}");
+        }
+        record.runtime_type = Some(runtime_type.clone());
+        self.adapters.write().expect("adapters lock").insert(runtime_type, Arc::new(plugin));
+        Ok(())
+    }
+
+    /// The adapter serving a runtime type.
+    pub fn adapter(&self, runtime_type: &str) -> Option<Arc<dyn RuntimeAdapter>> {
+        self.adapters.read().expect("adapters lock").get(runtime_type).cloned()
+    }
+
+    /// Runtime types with an active adapter.
+    pub fn runtime_types(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.adapters.read().expect("adapters lock").keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    pub fn records(&self) -> Vec<PluginRecord> {
+        self.records.read().expect("records lock").clone()
+    }
+}

@@ -1,0 +1,459 @@
+//! Sandboxes: the stable resource agents hold, its cargo and its session.
+
+mod locks;
+pub mod session;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use serde::Serialize;
+
+use crate::adapter::{CapabilityCall, CapabilityOutcome};
+use crate::config::{Config, ProfileConfig};
+use crate::db::Db;
+use crate::db::cargos::Cargo;
+use crate::db::sandboxes::Sandbox;
+use crate::db::sessions::SessionState;
+use crate::driver::{Driver, Labels, labels};
+use crate::error::{BayError, BayResult, ErrorCode};
+use crate::ids::{self, Micros, format_opt_ts, format_ts, now_micros};
+use crate::plugins::PluginHost;
+
+pub use locks::SandboxLocks;
+pub use session::{ActiveContainer, ActiveSession};
+
+/// The statuses agents see (reference §3.2); computed, never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxStatus {
+    Idle,
+    Starting,
+    Ready,
+    Failed,
+    Expired,
+}
+
+impl SandboxStatus {
+    pub fn parse(s: &str) -> Option<SandboxStatus> {
+        Some(match s {
+            "idle" => SandboxStatus::Idle,
+            "starting" => SandboxStatus::Starting,
+            "ready" => SandboxStatus::Ready,
+            "failed" => SandboxStatus::Failed,
+            "expired" => SandboxStatus::Expired,
+            _ => return None,
+        })
+    }
+
+    pub fn compute(sandbox: &Sandbox, session_state: Option<SessionState>, now: Micros) -> SandboxStatus {
+        if sandbox.expires_at.is_some_and(|e| now > e) {
+            return SandboxStatus::Expired;
+        }
+        match session_state {
+            None => SandboxStatus::Idle,
+            Some(SessionState::Running) => SandboxStatus::Ready,
+            Some(SessionState::Pending | SessionState::Starting) => SandboxStatus::Starting,
+            Some(SessionState::Failed) => SandboxStatus::Failed,
+            Some(_) => SandboxStatus::Idle,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerRuntimeView {
+    pub name: String,
+    pub runtime_type: String,
+    pub status: String,
+    pub version: Option<String>,
+    pub capabilities: Vec<String>,
+    pub healthy: Option<bool>,
+}
+
+/// `SandboxResponse` (reference §1.3): every key always present.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxView {
+    pub id: String,
+    pub status: SandboxStatus,
+    pub profile: String,
+    pub cargo_id: String,
+    pub capabilities: Vec<String>,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub idle_expires_at: Option<String>,
+    pub containers: Option<Vec<ContainerRuntimeView>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxPage {
+    pub items: Vec<SandboxView>,
+    pub next_cursor: Option<String>,
+}
+
+pub struct CreateSandbox {
+    pub profile: String,
+    pub cargo_id: Option<String>,
+    pub ttl: Option<i64>,
+}
+
+pub struct SandboxManager {
+    pub(crate) config: Arc<Config>,
+    pub(crate) db: Db,
+    pub(crate) driver: Arc<dyn Driver>,
+    pub(crate) plugins: Arc<PluginHost>,
+    pub(crate) instance_id: String,
+    profiles: Vec<ProfileConfig>,
+    profile_index: HashMap<String, usize>,
+    pub(crate) locks: SandboxLocks,
+    pub(crate) active: DashMap<String, Arc<ActiveSession>>,
+}
+
+impl SandboxManager {
+    pub fn new(config: Arc<Config>, db: Db, driver: Arc<dyn Driver>, plugins: Arc<PluginHost>) -> SandboxManager {
+        let profiles = config.effective_profiles();
+        let profile_index = profiles.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
+        SandboxManager {
+            instance_id: config.gc.effective_instance_id(),
+            config,
+            db,
+            driver,
+            plugins,
+            profiles,
+            profile_index,
+            locks: SandboxLocks::default(),
+            active: DashMap::new(),
+        }
+    }
+
+    pub fn profiles(&self) -> &[ProfileConfig] {
+        &self.profiles
+    }
+
+    pub fn profile(&self, id: &str) -> Option<&ProfileConfig> {
+        self.profile_index.get(id).map(|&i| &self.profiles[i])
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// A live sandbox of `owner` (404 otherwise).
+    pub async fn find(&self, owner: &str, id: &str) -> BayResult<Sandbox> {
+        self.db.sandbox_for_owner(id, owner).await?.ok_or_else(|| BayError::sandbox_not_found(id))
+    }
+
+    /// The profile of a sandbox (a profile removed from the config since the
+    /// sandbox was created is an error the operator must fix).
+    pub fn profile_of(&self, sandbox: &Sandbox) -> BayResult<&ProfileConfig> {
+        self.profile(&sandbox.profile_id).ok_or_else(|| {
+            BayError::internal(format!("profile {:?} of sandbox {} is no longer configured", sandbox.profile_id, sandbox.id))
+        })
+    }
+
+    /// The level-1 capability check (reference §4.4): the profile must offer it.
+    pub fn check_capability(&self, profile: &ProfileConfig, capability: &str) -> BayResult<()> {
+        let available = profile.capability_set();
+        if available.iter().any(|c| c == capability) {
+            Ok(())
+        } else {
+            Err(BayError::capability_not_supported(
+                format!("Profile '{}' does not support capability: {capability}", profile.id),
+                capability,
+                &available,
+            ))
+        }
+    }
+
+    pub async fn create(self: &Arc<Self>, owner: &str, req: CreateSandbox) -> BayResult<SandboxView> {
+        let profile = self
+            .profile(&req.profile)
+            .ok_or_else(|| BayError::validation(format!("Invalid profile: {}", req.profile)))?
+            .clone();
+        let now = now_micros();
+        let sandbox_id = ids::sandbox_id();
+        let expires_at = req.ttl.filter(|t| *t > 0).map(|t| now + ids::secs(t));
+
+        let (cargo, created_volume) = match &req.cargo_id {
+            Some(cargo_id) => {
+                let cargo = self
+                    .db
+                    .cargo_for_owner(cargo_id, owner)
+                    .await?
+                    .ok_or_else(|| BayError::not_found(format!("Cargo not found: {cargo_id}")))?;
+                (cargo, false)
+            }
+            None => {
+                let cargo_id = ids::cargo_id();
+                let volume = format!("bay-cargo-{cargo_id}");
+                let mut l = Labels::new();
+                l.insert(labels::MANAGED.into(), "true".into());
+                l.insert(labels::OWNER.into(), owner.to_owned());
+                l.insert(labels::CARGO_ID.into(), cargo_id.clone());
+                l.insert(labels::SANDBOX_ID.into(), sandbox_id.clone());
+                l.insert(labels::INSTANCE_ID.into(), self.instance_id.clone());
+                let driver_ref = self
+                    .driver
+                    .create_volume(&volume, &l)
+                    .await
+                    .map_err(|e| BayError::internal(format!("cannot create the cargo volume: {e}")))?;
+                let cargo = Cargo {
+                    id: cargo_id,
+                    owner: owner.to_owned(),
+                    backend: "docker_volume".into(),
+                    driver_ref,
+                    managed: 1,
+                    managed_by_sandbox_id: Some(sandbox_id.clone()),
+                    size_limit_mb: self.config.cargo.default_size_limit_mb,
+                    created_at: now,
+                    last_accessed_at: now,
+                };
+                (cargo, true)
+            }
+        };
+        let sandbox = Sandbox {
+            id: sandbox_id,
+            owner: owner.to_owned(),
+            profile_id: profile.id.clone(),
+            cargo_id: cargo.id.clone(),
+            current_session_id: None,
+            expires_at,
+            idle_expires_at: None,
+            deleted_at: None,
+            created_at: now,
+            last_active_at: now,
+            is_warm_pool: 0,
+        };
+        let stored = async {
+            let mut tx = self.db.begin().await?;
+            if created_volume {
+                self.db.insert_cargo(&mut *tx, &cargo).await?;
+            }
+            self.db.insert_sandbox(&mut *tx, &sandbox).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = stored {
+            if created_volume {
+                let _ = self.driver.delete_volume(&cargo.driver_ref).await;
+            }
+            return Err(e.into());
+        }
+        tracing::info!(sandbox_id = %sandbox.id, owner, profile = %profile.id, cargo_id = %cargo.id, "sandbox created");
+        if self.config.sessions.warmup_on_create {
+            let this = self.clone();
+            let warm = sandbox.clone();
+            tokio::spawn(async move {
+                let Some(profile) = this.profile(&warm.profile_id).cloned() else { return };
+                if let Err(e) = this.ensure_running(&warm, &profile).await
+                    && e.code != ErrorCode::NotFound
+                {
+                    tracing::warn!(sandbox_id = %warm.id, error = %e.message, "background warmup failed");
+                }
+            });
+        }
+        // Like Shipyard Neo, create reports the stored state without looking at
+        // the (just queued) session: `idle`, or `expired` for a past TTL.
+        Ok(self.view(&sandbox, None, now))
+    }
+
+    fn view(&self, s: &Sandbox, session_state: Option<SessionState>, now: Micros) -> SandboxView {
+        SandboxView {
+            id: s.id.clone(),
+            status: SandboxStatus::compute(s, session_state, now),
+            profile: s.profile_id.clone(),
+            cargo_id: s.cargo_id.clone(),
+            capabilities: self.profile(&s.profile_id).map(|p| p.capability_set()).unwrap_or_default(),
+            created_at: format_ts(s.created_at),
+            expires_at: format_opt_ts(s.expires_at),
+            idle_expires_at: format_opt_ts(s.idle_expires_at),
+            containers: None,
+        }
+    }
+
+    async fn session_state(&self, sandbox: &Sandbox) -> BayResult<Option<SessionState>> {
+        if self.active.contains_key(&sandbox.id) {
+            return Ok(Some(SessionState::Running));
+        }
+        Ok(match &sandbox.current_session_id {
+            Some(id) => self.db.session(id).await?.map(|s| s.observed()),
+            None => None,
+        })
+    }
+
+    /// `GET /v1/sandboxes/{id}`: with the `containers` block when ready.
+    pub async fn get(&self, owner: &str, id: &str) -> BayResult<SandboxView> {
+        let sandbox = self.find(owner, id).await?;
+        let state = self.session_state(&sandbox).await?;
+        let mut view = self.view(&sandbox, state, now_micros());
+        if view.status == SandboxStatus::Ready
+            && let Some(active) = self.active.get(&sandbox.id).map(|a| a.clone())
+        {
+            view.containers = Some(self.container_views(&active).await);
+        }
+        Ok(view)
+    }
+
+    /// Versions from `/meta`, health probed concurrently within a 2 s budget.
+    async fn container_views(&self, active: &ActiveSession) -> Vec<ContainerRuntimeView> {
+        let single = active.containers.len() == 1;
+        let probes = active.containers.iter().map(|c| async move {
+            tokio::time::timeout(Duration::from_secs(2), c.adapter.health(&c.endpoint))
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .map(|h| h.healthy)
+        });
+        let health = futures::future::join_all(probes).await;
+        active
+            .containers
+            .iter()
+            .zip(health)
+            .map(|(c, healthy)| ContainerRuntimeView {
+                // Single-container sessions are reported as Shipyard Neo does:
+                // named after the runtime type, with no capability list.
+                name: if single { c.runtime_type.clone() } else { c.name.clone() },
+                runtime_type: c.runtime_type.clone(),
+                status: "running".into(),
+                version: c.version.clone(),
+                capabilities: if single { vec![] } else { c.profile_capabilities.clone() },
+                healthy,
+            })
+            .collect()
+    }
+
+    /// `GET /v1/sandboxes` (reference §1.3): ordered by id, cursor = last id.
+    pub async fn list(&self, owner: &str, limit: usize, cursor: Option<&str>, status: Option<SandboxStatus>) -> BayResult<SandboxPage> {
+        let batch = (limit * 5).clamp(50, 500);
+        let budget = (limit * 20).max(1000);
+        let now = now_micros();
+        let mut items = Vec::new();
+        let mut scanned = 0usize;
+        let mut after = cursor.map(str::to_owned);
+        loop {
+            let rows = self.db.list_sandboxes(owner, after.as_deref(), batch as i64).await?;
+            let exhausted = rows.len() < batch;
+            let session_ids: Vec<String> = rows.iter().filter_map(|r| r.current_session_id.clone()).collect();
+            let states: HashMap<String, SessionState> = self
+                .db
+                .sessions_by_ids(&session_ids)
+                .await?
+                .into_iter()
+                .map(|s| (s.id.clone(), s.observed()))
+                .collect();
+            for (i, row) in rows.iter().enumerate() {
+                scanned += 1;
+                let state = if self.active.contains_key(&row.id) {
+                    Some(SessionState::Running)
+                } else {
+                    row.current_session_id.as_ref().and_then(|id| states.get(id).copied())
+                };
+                let view = self.view(row, state, now);
+                if status.is_none_or(|s| s == view.status) {
+                    items.push(view);
+                    if items.len() == limit {
+                        let more = i + 1 < rows.len()
+                            || !self.db.list_sandboxes(owner, Some(&row.id), 1).await?.is_empty();
+                        let next_cursor = more.then(|| row.id.clone());
+                        return Ok(SandboxPage { items, next_cursor });
+                    }
+                }
+                if scanned >= budget {
+                    // Scan budget spent: hand back where we stopped.
+                    let last = rows.last().map(|r| r.id.clone());
+                    return Ok(SandboxPage { items, next_cursor: if exhausted && i + 1 == rows.len() { None } else { last.or(after) } });
+                }
+            }
+            if exhausted {
+                return Ok(SandboxPage { items, next_cursor: None });
+            }
+            after = rows.last().map(|r| r.id.clone());
+        }
+    }
+
+    /// `POST …/keepalive`: pushes the idle deadline out; starts nothing.
+    pub async fn keepalive(&self, owner: &str, id: &str) -> BayResult<()> {
+        let sandbox = self.find(owner, id).await?;
+        let profile = self.profile_of(&sandbox)?;
+        let now = now_micros();
+        self.db.touch_sandbox(&sandbox.id, now, Some(now + ids::secs(profile.idle_timeout))).await?;
+        Ok(())
+    }
+
+    /// `POST …/stop`: removes the compute, keeps the cargo. Idempotent.
+    pub async fn stop(&self, owner: &str, id: &str) -> BayResult<()> {
+        let sandbox = self.find(owner, id).await?;
+        let _guard = self.locks.lock(&sandbox.id).await;
+        self.teardown_sessions(&sandbox.id).await?;
+        self.db.clear_sandbox_session(&sandbox.id).await?;
+        tracing::info!(sandbox_id = %sandbox.id, "sandbox stopped");
+        Ok(())
+    }
+
+    async fn teardown_sessions(&self, sandbox_id: &str) -> BayResult<()> {
+        self.active.remove(sandbox_id);
+        for session in self.db.sessions_of_sandbox(sandbox_id).await? {
+            self.db.update_session_state(&session.id, SessionState::Stopped, SessionState::Stopping, now_micros()).await?;
+            self.destroy_session(&session).await;
+        }
+        Ok(())
+    }
+
+    /// `DELETE /v1/sandboxes/{id}`: removes the containers, the managed cargo
+    /// (volume and row) and soft-deletes the sandbox. A second delete is a no-op.
+    pub async fn delete(&self, owner: &str, id: &str) -> BayResult<()> {
+        let Some(sandbox) = self.db.sandbox_for_owner_any_state(id, owner).await? else {
+            return Err(BayError::sandbox_not_found(id));
+        };
+        if sandbox.deleted_at.is_some() {
+            return Ok(());
+        }
+        let guard = self.locks.lock(&sandbox.id).await;
+        self.teardown_sessions(&sandbox.id).await?;
+        self.db.soft_delete_sandbox(&sandbox.id, now_micros()).await?;
+        if let Some(cargo) = self.db.cargo(&sandbox.cargo_id).await?
+            && cargo.is_managed()
+            && cargo.managed_by_sandbox_id.as_deref() == Some(sandbox.id.as_str())
+        {
+            self.driver
+                .delete_volume(&cargo.driver_ref)
+                .await
+                .map_err(|e| BayError::internal(format!("cannot delete the cargo volume: {e}")))?;
+            self.db.delete_cargo_row(&cargo.id).await?;
+        }
+        drop(guard);
+        self.locks.forget(&sandbox.id);
+        tracing::info!(sandbox_id = %sandbox.id, "sandbox deleted");
+        Ok(())
+    }
+
+    /// Runs one capability call on a sandbox: starts its session if needed,
+    /// routes to the container serving the capability, applies the runtime
+    /// (level 2) capability check, and calls the adapter plugin.
+    pub async fn call(&self, sandbox: &Sandbox, profile: &ProfileConfig, call: CapabilityCall) -> BayResult<(CapabilityOutcome, String)> {
+        let capability = call.capability().to_owned();
+        let active = self.ensure_running(sandbox, profile).await?;
+        let container = active.container_for(profile, &capability).ok_or_else(|| {
+            BayError::capability_not_supported(
+                format!("No container provides capability: {capability}"),
+                &capability,
+                &profile.capability_set(),
+            )
+        })?;
+        if !container.runtime_capabilities.iter().any(|c| c == &capability) {
+            return Err(BayError::capability_not_supported(
+                format!("Runtime does not support capability: {capability}"),
+                &capability,
+                &container.runtime_capabilities,
+            ));
+        }
+        self.record_activity(&active, profile).await?;
+        let outcome = container.adapter.invoke(&container.endpoint, call).await;
+        if let Err(crate::adapter::AdapterError::Unreachable(_)) = &outcome {
+            // The runtime is gone (killed, crashed): forget the cached session so
+            // the next call re-checks the container and starts a new one.
+            self.active.remove_if(&sandbox.id, |_, a| a.session_id == active.session_id);
+        }
+        Ok((outcome?, active.session_id.clone()))
+    }
+}

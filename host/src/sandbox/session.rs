@@ -1,0 +1,379 @@
+//! Sessions: starting, adopting and tearing down a sandbox's containers.
+//!
+//! A session starts lazily on a sandbox's first capability call (or right
+//! after create, as a background warmup), always under the sandbox lock:
+//! create the container, start it, poll the runtime's `/health` through its
+//! adapter plugin until it answers, read its `/meta`, then record it running.
+//! Any failure removes what was created, so nothing is left half-started.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::adapter::{AdapterError, RuntimeAdapter};
+use crate::config::{ContainerSpec, ProfileConfig, parse_memory};
+use crate::db::sandboxes::Sandbox;
+use crate::db::sessions::{Session, SessionContainer, SessionState};
+use crate::driver::{ContainerLaunch, ContainerState, DriverError, Labels, labels};
+use crate::error::{BayError, BayResult};
+use crate::ids::{self, now_micros};
+
+use super::SandboxManager;
+
+/// A running container of a session, with what Bay learned from its runtime.
+pub struct ActiveContainer {
+    pub name: String,
+    pub runtime_type: String,
+    pub container_id: String,
+    pub endpoint: String,
+    pub adapter: Arc<dyn RuntimeAdapter>,
+    /// Capability keys from the runtime's `/meta` (the level-2 check).
+    pub runtime_capabilities: Vec<String>,
+    /// Capabilities the profile assigns to this container.
+    pub profile_capabilities: Vec<String>,
+    pub version: Option<String>,
+}
+
+/// A sandbox's running session, cached in memory for the hot path.
+pub struct ActiveSession {
+    pub session_id: String,
+    pub sandbox_id: String,
+    pub containers: Vec<ActiveContainer>,
+    /// When `idle_expires_at` was last written (µs), to throttle writes.
+    pub last_touch: AtomicI64,
+}
+
+impl ActiveSession {
+    /// The container serving a capability: by the profile's routing, then by
+    /// whatever container declares it.
+    pub fn container_for(&self, profile: &ProfileConfig, capability: &str) -> Option<&ActiveContainer> {
+        profile
+            .container_for(capability)
+            .and_then(|spec| self.containers.iter().find(|c| c.name == spec.name))
+            .or_else(|| self.containers.iter().find(|c| c.profile_capabilities.iter().any(|x| x == capability)))
+    }
+}
+
+fn driver_error(err: DriverError) -> BayError {
+    match err {
+        DriverError::ImageMissing(image) => BayError::internal(format!(
+            "image {image:?} is not available on the container engine (build the runtime images with `./dev images`)"
+        )),
+        other => BayError::internal(format!("container engine error: {other}")),
+    }
+}
+
+impl SandboxManager {
+    /// The running session of a sandbox, starting one if needed.
+    pub async fn ensure_running(&self, sandbox: &Sandbox, profile: &ProfileConfig) -> BayResult<Arc<ActiveSession>> {
+        if let Some(active) = self.active.get(&sandbox.id) {
+            return Ok(active.clone());
+        }
+        let _guard = self.locks.lock(&sandbox.id).await;
+        // Someone may have started it while we waited for the lock.
+        if let Some(active) = self.active.get(&sandbox.id) {
+            return Ok(active.clone());
+        }
+        let sandbox = self.db.sandbox(&sandbox.id).await?.ok_or_else(|| BayError::sandbox_not_found(&sandbox.id))?;
+        if let Some(session_id) = &sandbox.current_session_id
+            && let Some(session) = self.db.session(session_id).await?
+        {
+            if let Some(active) = self.adopt(&sandbox, profile, &session).await? {
+                return Ok(active);
+            }
+        }
+        self.start_session(&sandbox, profile).await
+    }
+
+    /// Re-attaches to a session recorded as running (after a Bay restart), or
+    /// clears a leftover one (a crash mid-start, a dead container).
+    async fn adopt(&self, sandbox: &Sandbox, profile: &ProfileConfig, session: &Session) -> BayResult<Option<Arc<ActiveSession>>> {
+        if session.observed() == SessionState::Running
+            && let (Some(container_id), Some(endpoint)) = (&session.container_id, &session.endpoint)
+        {
+            let alive = matches!(
+                self.driver.container_status(container_id).await.map(|s| s.state),
+                Ok(ContainerState::Running)
+            );
+            if alive {
+                let spec = profile.primary();
+                if let Some(adapter) = self.plugins.adapter(&spec.runtime_type)
+                    && let Ok(meta) = adapter.meta(endpoint).await
+                {
+                    let active = Arc::new(ActiveSession {
+                        session_id: session.id.clone(),
+                        sandbox_id: sandbox.id.clone(),
+                        containers: vec![ActiveContainer {
+                            name: spec.name.clone(),
+                            runtime_type: spec.runtime_type.clone(),
+                            container_id: container_id.clone(),
+                            endpoint: endpoint.clone(),
+                            adapter,
+                            runtime_capabilities: meta.capabilities,
+                            profile_capabilities: spec.capabilities.clone(),
+                            version: Some(meta.version),
+                        }],
+                        last_touch: AtomicI64::new(0),
+                    });
+                    self.active.insert(sandbox.id.clone(), active.clone());
+                    tracing::info!(sandbox_id = %sandbox.id, session_id = %session.id, "adopted running session");
+                    return Ok(Some(active));
+                }
+            }
+        }
+        tracing::info!(sandbox_id = %sandbox.id, session_id = %session.id, state = %session.observed_state, "replacing stale session");
+        self.destroy_session(session).await;
+        self.db.set_current_session(&sandbox.id, None).await?;
+        Ok(None)
+    }
+
+    async fn start_session(&self, sandbox: &Sandbox, profile: &ProfileConfig) -> BayResult<Arc<ActiveSession>> {
+        let specs = profile.containers();
+        if specs.len() != 1 {
+            return Err(BayError::validation(format!(
+                "profile {:?} has {} containers; multi-container sessions are not supported by this Bay version yet",
+                profile.id,
+                specs.len()
+            )));
+        }
+        let spec = specs.into_iter().next().expect("one container");
+        let adapter = self.plugins.adapter(&spec.runtime_type).ok_or_else(|| {
+            BayError::internal(format!(
+                "no runtime adapter plugin serves runtime type {:?} (loaded: {:?})",
+                spec.runtime_type,
+                self.plugins.runtime_types()
+            ))
+        })?;
+        let cargo = self
+            .db
+            .cargo(&sandbox.cargo_id)
+            .await?
+            .ok_or_else(|| BayError::internal(format!("cargo {} of sandbox {} is missing", sandbox.cargo_id, sandbox.id)))?;
+
+        let now = now_micros();
+        let session = Session {
+            id: ids::session_id(),
+            sandbox_id: sandbox.id.clone(),
+            runtime_type: spec.runtime_type.clone(),
+            profile_id: profile.id.clone(),
+            container_id: None,
+            endpoint: None,
+            containers: None,
+            desired_state: SessionState::Running.as_str().into(),
+            observed_state: SessionState::Starting.as_str().into(),
+            last_observed_at: Some(now),
+            created_at: now,
+            last_active_at: now,
+        };
+        self.db.insert_session(&session).await?;
+        self.db.set_current_session(&sandbox.id, Some(&session.id)).await?;
+
+        let started = Instant::now();
+        let launch = self.launch_spec(sandbox, profile, &spec, &session.id, &cargo.driver_ref)?;
+        let result = self.start_container(&session, &launch, &spec, adapter).await;
+        match result {
+            Ok(container) => {
+                let now = now_micros();
+                let containers = serde_json::to_string(&[SessionContainer {
+                    name: container.name.clone(),
+                    container_id: container.container_id.clone(),
+                    endpoint: Some(container.endpoint.clone()),
+                    status: "running".into(),
+                    runtime_type: container.runtime_type.clone(),
+                    capabilities: container.profile_capabilities.clone(),
+                }])
+                .ok();
+                self.db
+                    .mark_session_running(&session.id, &container.container_id, &container.endpoint, containers.as_deref(), now)
+                    .await?;
+                self.db.touch_sandbox(&sandbox.id, now, Some(now + ids::secs(profile.idle_timeout))).await?;
+                let active = Arc::new(ActiveSession {
+                    session_id: session.id.clone(),
+                    sandbox_id: sandbox.id.clone(),
+                    containers: vec![container],
+                    last_touch: AtomicI64::new(now),
+                });
+                self.active.insert(sandbox.id.clone(), active.clone());
+                tracing::info!(
+                    sandbox_id = %sandbox.id,
+                    session_id = %session.id,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "session started"
+                );
+                Ok(active)
+            }
+            Err(err) => {
+                tracing::warn!(sandbox_id = %sandbox.id, session_id = %session.id, error = %err.message, "session start failed");
+                let _ = self.db.delete_session(&session.id).await;
+                let _ = self.db.set_current_session(&sandbox.id, None).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Creates, starts and waits for one container; removes it on failure.
+    async fn start_container(
+        &self,
+        session: &Session,
+        launch: &ContainerLaunch,
+        spec: &ContainerSpec,
+        adapter: Arc<dyn RuntimeAdapter>,
+    ) -> BayResult<ActiveContainer> {
+        let container_id = self.driver.create_container(launch).await.map_err(driver_error)?;
+        // Record the container before anything can fail, so a crash leaves a trace.
+        self.db.set_session_containers(&session.id, Some(&container_id), None).await?;
+        let outcome = async {
+            let endpoint = self.driver.start_container(&container_id, spec.runtime_port).await.map_err(driver_error)?;
+            let meta = self.wait_ready(&container_id, &endpoint, adapter.as_ref(), &session.sandbox_id).await?;
+            Ok::<_, BayError>(ActiveContainer {
+                name: spec.name.clone(),
+                runtime_type: spec.runtime_type.clone(),
+                container_id: container_id.clone(),
+                endpoint,
+                adapter: adapter.clone(),
+                runtime_capabilities: meta.capabilities,
+                profile_capabilities: spec.capabilities.clone(),
+                version: Some(meta.version),
+            })
+        }
+        .await;
+        if outcome.is_err()
+            && let Err(e) = self.driver.destroy_container(&container_id).await
+        {
+            tracing::warn!(container_id, error = %e, "cannot remove a container that failed to start");
+        }
+        outcome
+    }
+
+    /// Polls the runtime's health through its adapter until it answers, then
+    /// reads its `/meta`. Fails fast when the container exits.
+    async fn wait_ready(
+        &self,
+        container_id: &str,
+        endpoint: &str,
+        adapter: &dyn RuntimeAdapter,
+        sandbox_id: &str,
+    ) -> BayResult<crate::adapter::RuntimeMeta> {
+        let deadline = Instant::now() + Duration::from_secs(self.config.sessions.ready_timeout_seconds);
+        let mut delay = Duration::from_millis(20);
+        let mut last_check = Instant::now();
+        let mut last_error;
+        loop {
+            match adapter.health(endpoint).await {
+                Ok(h) if h.healthy => break,
+                Ok(h) => last_error = format!("unhealthy: {}", h.detail.unwrap_or_default()),
+                Err(e @ AdapterError::Plugin(_)) => return Err(e.into()),
+                Err(e) => last_error = e.to_string(),
+            }
+            if last_check.elapsed() > Duration::from_millis(500) {
+                last_check = Instant::now();
+                if let Ok(status) = self.driver.container_status(container_id).await
+                    && matches!(status.state, ContainerState::Exited | ContainerState::NotFound)
+                {
+                    let logs = self.driver.container_logs(container_id, 20).await.unwrap_or_default();
+                    return Err(BayError::internal(format!(
+                        "the runtime container exited during start (exit code {:?}{}): {}",
+                        status.exit_code,
+                        if status.oom_killed { ", out of memory" } else { "" },
+                        logs.trim()
+                    )));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(BayError::session_not_ready(
+                    format!("Runtime failed to become ready: {last_error}"),
+                    sandbox_id,
+                    1000,
+                ));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(250));
+        }
+        adapter.meta(endpoint).await.map_err(BayError::from)
+    }
+
+    fn launch_spec(
+        &self,
+        sandbox: &Sandbox,
+        profile: &ProfileConfig,
+        spec: &ContainerSpec,
+        session_id: &str,
+        volume: &str,
+    ) -> BayResult<ContainerLaunch> {
+        let mut env: Vec<(String, String)> = Vec::new();
+        let profile_env = profile.env_for(spec);
+        for (k, v) in &profile_env {
+            env.push((k.clone(), v.clone()));
+        }
+        let proxy = spec.proxy.as_ref().or(profile.proxy.as_ref()).unwrap_or(&self.config.proxy);
+        env.extend(proxy.env());
+        if !profile_env.is_empty() {
+            // Ship turns this into /workspace/.bay_env.sh (reference §7.1).
+            let joined: Vec<String> = profile_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            env.push(("BAY_PROFILE_ENV".into(), joined.join(":")));
+        }
+        env.push(("BAY_SESSION_ID".into(), session_id.to_owned()));
+        env.push(("BAY_SANDBOX_ID".into(), sandbox.id.clone()));
+        env.push(("BAY_WORKSPACE_PATH".into(), self.config.cargo.mount_path.clone()));
+        env.push(("SHIP_IMAGE".into(), spec.image.clone()));
+
+        let mut l = Labels::new();
+        l.insert(labels::MANAGED.into(), "true".into());
+        l.insert(labels::OWNER.into(), sandbox.owner.clone());
+        l.insert(labels::SANDBOX_ID.into(), sandbox.id.clone());
+        l.insert(labels::SESSION_ID.into(), session_id.to_owned());
+        l.insert(labels::CARGO_ID.into(), sandbox.cargo_id.clone());
+        l.insert(labels::PROFILE_ID.into(), profile.id.clone());
+        l.insert(labels::RUNTIME_PORT.into(), spec.runtime_port.to_string());
+        l.insert(labels::INSTANCE_ID.into(), self.instance_id.clone());
+        l.insert(labels::CONTAINER_NAME.into(), spec.name.clone());
+        l.insert(labels::RUNTIME_TYPE.into(), spec.runtime_type.clone());
+
+        let memory_bytes = parse_memory(&spec.resources.memory).map_err(|e| BayError::internal(format!("{e:#}")))?;
+        Ok(ContainerLaunch {
+            name: format!("bay-session-{session_id}"),
+            image: spec.image.clone(),
+            env,
+            labels: l,
+            cpus: spec.resources.cpus,
+            memory_bytes,
+            pids_limit: 256,
+            volume: volume.to_owned(),
+            mount_path: self.config.cargo.mount_path.clone(),
+            runtime_port: spec.runtime_port,
+            hostname: None,
+            network: None,
+        })
+    }
+
+    /// Removes a session's containers and its row (best effort on the engine).
+    pub(super) async fn destroy_session(&self, session: &Session) {
+        let mut ids: Vec<String> = session.container_list().into_iter().map(|c| c.container_id).collect();
+        if let Some(id) = &session.container_id
+            && !ids.contains(id)
+        {
+            ids.push(id.clone());
+        }
+        for id in ids {
+            if let Err(e) = self.driver.destroy_container(&id).await {
+                tracing::warn!(container_id = %id, error = %e, "cannot remove container");
+            }
+        }
+        if let Err(e) = self.db.delete_session(&session.id).await {
+            tracing::warn!(session_id = %session.id, error = %e, "cannot delete session row");
+        }
+    }
+
+    /// Pushes the idle deadline out after activity, writing at most every
+    /// tenth of the idle timeout (capped at 5 s) so hot loops stay cheap.
+    pub async fn record_activity(&self, active: &ActiveSession, profile: &ProfileConfig) -> BayResult<()> {
+        let now = now_micros();
+        let window = ids::secs(profile.idle_timeout).min(ids::secs(50)) / 10;
+        let last = active.last_touch.load(Ordering::Relaxed);
+        if now - last >= window {
+            active.last_touch.store(now, Ordering::Relaxed);
+            self.db.touch_sandbox(&active.sandbox_id, now, Some(now + ids::secs(profile.idle_timeout))).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! Wiring: configuration → database → auth → driver → plugins → HTTP server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::api::{self, AppState};
+use crate::auth::{Auth, Provisioned};
+use crate::config::{Config, DatabaseUrl, DriverType, LoadReport};
+use crate::db::Db;
+use crate::driver::Driver;
+use crate::driver::docker::DockerDriver;
+use crate::plugins::PluginHost;
+use crate::sandbox::SandboxManager;
+
+/// A fully wired Bay, ready to serve.
+pub struct Bay {
+    pub config: Arc<Config>,
+    pub state: AppState,
+    pub plugins: Arc<PluginHost>,
+}
+
+impl Bay {
+    pub async fn build(config: Config) -> anyhow::Result<Bay> {
+        let config = Arc::new(config);
+        let db = Db::connect(&DatabaseUrl::parse(&config.database.url)?, config.database.max_connections)
+            .await
+            .context("opening the database")?;
+        let data_dir = Config::data_dir();
+        let (auth, provisioned) = Auth::provision(&db, &config, &data_dir).await.context("provisioning API keys")?;
+        match provisioned {
+            Provisioned::Generated { credentials_file } => tracing::warn!(
+                file = %credentials_file.display(),
+                "generated an API key on first boot; it is in the credentials file (mode 0600)"
+            ),
+            other => tracing::info!(source = ?other, "API key provisioned"),
+        }
+        let driver: Arc<dyn Driver> = match config.driver.kind {
+            DriverType::Docker => Arc::new(DockerDriver::connect(&config.driver.docker).await?),
+            DriverType::K8s => anyhow::bail!("driver.type k8s is not supported by this Bay version yet"),
+        };
+        let plugins = Arc::new(PluginHost::new(&config.plugins, config.plugin_cache_dir())?);
+        let records = plugins.load_dir(&config.plugins.dir).await;
+        if records.iter().all(|r| r.error.is_some()) {
+            tracing::error!(dir = %config.plugins.dir.display(), "no runtime adapter plugin loaded: sandboxes cannot start (build them with `./dev plugins`)");
+        }
+        for profile in config.effective_profiles() {
+            for c in profile.containers() {
+                if plugins.adapter(&c.runtime_type).is_none() {
+                    tracing::warn!(profile = %profile.id, runtime_type = %c.runtime_type, "no plugin serves this profile's runtime type");
+                }
+            }
+        }
+        let sandboxes = Arc::new(SandboxManager::new(config.clone(), db, driver, plugins.clone()));
+        let state = AppState { auth: Arc::new(auth), sandboxes };
+        Ok(Bay { config, state, plugins })
+    }
+
+    pub fn router(&self) -> axum::Router {
+        api::router(self.state.clone())
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let app = self.router();
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Logs what the configuration loader found (unknown keys once, overrides).
+pub fn log_config_report(report: &LoadReport) {
+    match &report.file {
+        Some(f) => tracing::info!(file = %f.display(), "configuration loaded"),
+        None => tracing::info!("no configuration file; using defaults"),
+    }
+    for key in &report.env_overrides {
+        tracing::info!(%key, "configuration overridden from the environment");
+    }
+    for key in &report.unknown_keys {
+        tracing::warn!(%key, "configuration key is not used by Bay; ignored");
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
