@@ -80,6 +80,7 @@ mod tests {
     use super::*;
 
     #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
     struct Body {
         code: String,
         #[serde(default)]

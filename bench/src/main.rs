@@ -1,0 +1,293 @@
+//! `bay-bench`: measures Bay on this machine and prints one table.
+//!
+//! - cold: create a sandbox → first python exec answered (user-visible);
+//! - hot: `1+1` in python and `true` in shell, through Bay vs. straight to the
+//!   runtime's published port (the difference is Bay's overhead);
+//! - plugin: one runtime-adapter call with no I/O (fresh store + instantiate +
+//!   call), and a health check through the plugin vs. native reqwest;
+//! - memory: the `bay` process's RSS when idle and after the load.
+//!
+//! Run with `./dev bench` (release build, real Docker engine, real plugins).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bay::adapter::CapabilityCall;
+use bay::config::PluginsConfig;
+use bay::plugins::PluginHost;
+use serde_json::{Value, json};
+
+const KEY: &str = "sk-bench-key";
+
+struct Stats {
+    samples: Vec<Duration>,
+}
+
+impl Stats {
+    fn new(mut samples: Vec<Duration>) -> Stats {
+        samples.sort();
+        Stats { samples }
+    }
+    fn pct(&self, p: f64) -> Duration {
+        let i = ((self.samples.len() as f64 - 1.0) * p).round() as usize;
+        self.samples[i]
+    }
+    fn p50(&self) -> Duration {
+        self.pct(0.5)
+    }
+}
+
+fn fmt(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us >= 1e6 {
+        format!("{:.2} s", us / 1e6)
+    } else if us >= 1e3 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
+struct Row {
+    name: String,
+    n: usize,
+    p50: String,
+    p90: String,
+    p99: String,
+    note: String,
+}
+
+fn row(name: &str, s: &Stats, note: String) -> Row {
+    Row { name: name.into(), n: s.samples.len(), p50: fmt(s.p50()), p90: fmt(s.pct(0.9)), p99: fmt(s.pct(0.99)), note }
+}
+
+struct BayProcess {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for BayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn plugins_dir() -> PathBuf {
+    std::env::var_os("BAY_TEST_PLUGINS_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target/plugins"))
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+async fn start_bay() -> anyhow::Result<BayProcess> {
+    let exe = std::env::current_exe()?.with_file_name("bay");
+    if !exe.is_file() {
+        bail!("{} not found: build the workspace first", exe.display());
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server: {{host: 127.0.0.1, port: {port}}}\ndatabase: {{url: \"sqlite://{db}\"}}\nsecurity: {{api_key: {KEY}, allow_anonymous: false}}\ndriver: {{docker: {{connect_mode: host_port}}}}\ngc: {{instance_id: bay-bench}}\nplugins: {{dir: \"{plugins}\", cache_dir: \"{cache}\"}}\n",
+            db = dir.path().join("bay.db").display(),
+            plugins = plugins_dir().display(),
+            cache = dir.path().join("cache").display(),
+        ),
+    )?;
+    let child = Command::new(&exe)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("BAY_DATA_DIR", dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting bay")?;
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http.get(format!("{base}/health")).send().await.is_ok() {
+            return Ok(BayProcess { child, base, _dir: dir });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("bay did not come up on {base}")
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut r = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(KEY);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            bail!("{path}: {status} {text}");
+        }
+        Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
+    }
+    async fn create(&self) -> anyhow::Result<String> {
+        let v = self.call(reqwest::Method::POST, "/v1/sandboxes", Some(json!({}))).await?;
+        Ok(v["id"].as_str().context("id")?.to_owned())
+    }
+    async fn python(&self, id: &str, code: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, &format!("/v1/sandboxes/{id}/python/exec"), Some(json!({"code": code}))).await
+    }
+    async fn shell(&self, id: &str, cmd: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, &format!("/v1/sandboxes/{id}/shell/exec"), Some(json!({"command": cmd}))).await
+    }
+    async fn delete(&self, id: &str) -> anyhow::Result<()> {
+        self.call(reqwest::Method::DELETE, &format!("/v1/sandboxes/{id}"), None).await.map(|_| ())
+    }
+}
+
+/// The runtime's published endpoint, read from the engine.
+fn runtime_endpoint(sandbox_id: &str) -> anyhow::Result<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-q", "--filter", &format!("label=bay.sandbox_id={sandbox_id}")])
+        .output()?;
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let out = Command::new("docker").args(["port", &id, "8123/tcp"]).output()?;
+    let addr = String::from_utf8_lossy(&out.stdout).lines().next().context("no published port")?.trim().to_owned();
+    Ok(format!("http://{addr}"))
+}
+
+async fn time_n<F, Fut>(n: usize, warmup: usize, mut f: F) -> anyhow::Result<Stats>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    for _ in 0..warmup {
+        f().await?;
+    }
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f().await?;
+        samples.push(t.elapsed());
+    }
+    Ok(Stats::new(samples))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let (cold_n, hot_n, plugin_n) = if quick { (2, 50, 500) } else { (5, 300, 3000) };
+    let mut rows = Vec::new();
+
+    let bay = start_bay().await?;
+    let pid = bay.child.id();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rss = rss_kib(pid);
+    let api = Api { http: reqwest::Client::new(), base: bay.base.clone() };
+
+    // Cold: create → first exec answered.
+    let mut cold = Vec::new();
+    for _ in 0..cold_n {
+        let t = Instant::now();
+        let id = api.create().await?;
+        let r = api.python(&id, "1+1").await?;
+        cold.push(t.elapsed());
+        anyhow::ensure!(r["output"] == "2", "unexpected output {r}");
+        api.delete(&id).await?;
+    }
+    let cold = Stats::new(cold);
+    rows.push(row("cold: create → first python exec", &cold, "container start + kernel start".into()));
+
+    // Hot paths through Bay vs. straight to the runtime.
+    let id = api.create().await?;
+    api.python(&id, "1+1").await?;
+    let endpoint = runtime_endpoint(&id)?;
+    let direct = reqwest::Client::new();
+    let host_py = time_n(hot_n, 20, || async { api.python(&id, "1+1").await.map(|_| ()) }).await?;
+    let direct_py = time_n(hot_n, 20, || async {
+        direct.post(format!("{endpoint}/ipython/exec")).json(&json!({"code": "1+1", "timeout": 30})).send().await?.bytes().await?;
+        Ok(())
+    })
+    .await?;
+    let host_sh = time_n(hot_n, 20, || async { api.shell(&id, "true").await.map(|_| ()) }).await?;
+    let direct_sh = time_n(hot_n, 20, || async {
+        direct.post(format!("{endpoint}/shell/exec")).json(&json!({"command": "true", "timeout": 30})).send().await?.bytes().await?;
+        Ok(())
+    })
+    .await?;
+    let overhead = |h: &Stats, d: &Stats| fmt(h.p50().saturating_sub(d.p50()));
+    rows.push(row("hot python `1+1` via Bay", &host_py, format!("overhead p50 {}", overhead(&host_py, &direct_py))));
+    rows.push(row("hot python `1+1` direct to Ship", &direct_py, String::new()));
+    rows.push(row("hot shell `true` via Bay", &host_sh, format!("overhead p50 {}", overhead(&host_sh, &direct_sh))));
+    rows.push(row("hot shell `true` direct to Ship", &direct_sh, String::new()));
+    let loaded_rss = rss_kib(pid);
+
+    // Plugin overhead, in-process.
+    let cache = tempfile::tempdir()?;
+    let plugins = PluginHost::new(&PluginsConfig::default(), cache.path().to_path_buf())?;
+    let t = Instant::now();
+    plugins.load_dir(&plugins_dir()).await;
+    let cold_load = t.elapsed();
+    let plugins2 = PluginHost::new(&PluginsConfig::default(), cache.path().to_path_buf())?;
+    let t = Instant::now();
+    plugins2.load_dir(&plugins_dir()).await;
+    let cached_load = t.elapsed();
+    let adapter = plugins.adapter("ship").context("ship adapter")?;
+    let no_io = time_n(plugin_n, 100, || async {
+        let r = adapter
+            .invoke(&endpoint, CapabilityCall::Custom { capability: "bench".into(), operation: "noop".into(), payload: "{}".into() })
+            .await;
+        anyhow::ensure!(r.is_err(), "the noop call is expected to be unsupported");
+        Ok(())
+    })
+    .await?;
+    let via_plugin = time_n(plugin_n / 3, 50, || async {
+        adapter.health(&endpoint).await.map(|_| ()).map_err(|e| anyhow::anyhow!("{e}"))
+    })
+    .await?;
+    let native = reqwest::Client::new();
+    let native_health = time_n(plugin_n / 3, 50, || async {
+        native.get(format!("{endpoint}/health")).send().await?.bytes().await?;
+        Ok(())
+    })
+    .await?;
+    rows.push(row("plugin call, no I/O (store+instantiate+call)", &no_io, "target ≤ 25 µs".into()));
+    rows.push(row(
+        "health via plugin",
+        &via_plugin,
+        format!("overhead p50 {}", overhead(&via_plugin, &native_health)),
+    ));
+    rows.push(row("health native reqwest", &native_health, String::new()));
+    api.delete(&id).await?;
+
+    println!();
+    println!("Bay benchmark ({} mode, {} CPUs)", if quick { "quick" } else { "full" }, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!("{:<46} {:>5} {:>10} {:>10} {:>10}  {}", "measurement", "n", "p50", "p90", "p99", "notes");
+    println!("{}", "-".repeat(110));
+    for r in &rows {
+        println!("{:<46} {:>5} {:>10} {:>10} {:>10}  {}", r.name, r.n, r.p50, r.p90, r.p99, r.note);
+    }
+    println!("{:<46} {:>5} {:>10}", "plugin load: compile (cold)", 1, fmt(cold_load));
+    println!("{:<46} {:>5} {:>10}", "plugin load: from the component cache", 1, fmt(cached_load));
+    println!("{:<46} {:>5} {:>10}  target ≤ 25 MB", "bay RSS idle", 1, format!("{:.1} MB", idle_rss as f64 / 1024.0));
+    println!("{:<46} {:>5} {:>10}", "bay RSS after the hot loops", 1, format!("{:.1} MB", loaded_rss as f64 / 1024.0));
+    Ok(())
+}

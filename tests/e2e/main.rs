@@ -1,0 +1,10 @@
+//! End-to-end tests: the REST API of a real Bay, the Docker engine, the Ship
+//! runtime image and the ship-adapter WebAssembly plugin, nothing mocked.
+//! Prerequisites (`./dev test` does all of it): the plugins in
+//! `target/plugins/` and the `ship:latest` image.
+
+mod api;
+mod files;
+mod lifecycle;
+mod python;
+mod shell;

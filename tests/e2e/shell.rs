@@ -1,0 +1,55 @@
+use bay_tests::strict;
+
+#[tokio::test]
+async fn shell_runs_as_shipyard_in_the_workspace() {
+    let c = strict().client();
+    let id = c.create_sandbox().await;
+    let r = c.shell(&id, "whoami").await;
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(r["output"], "shipyard");
+    assert_eq!(r["exit_code"], 0);
+    let r = c.shell(&id, "id -u; pwd; echo $HOME").await;
+    assert_eq!(r["output"], "1000\n/workspace\n/workspace");
+
+    // A non-zero exit is still HTTP 200, with success=false.
+    let r = c.shell(&id, "echo oops >&2; exit 3").await;
+    assert_eq!(r["success"], false, "{r}");
+    assert_eq!(r["exit_code"], 3);
+    assert_eq!(r["error"], "oops\n");
+
+    // cwd is validated (relative, inside the workspace) and used.
+    c.shell(&id, "mkdir -p sub/dir").await;
+    let (status, r) = c
+        .post(&format!("/v1/sandboxes/{id}/shell/exec"), serde_json::json!({"command": "pwd", "cwd": "sub/./dir"}))
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["output"], "/workspace/sub/dir");
+    for (cwd, reason) in [("/etc", "absolute_path"), ("../..", "path_traversal"), ("", "empty_path")] {
+        let (status, r) =
+            c.post(&format!("/v1/sandboxes/{id}/shell/exec"), serde_json::json!({"command": "pwd", "cwd": cwd})).await;
+        assert_eq!(status, 400, "{cwd}: {r}");
+        assert_eq!(r["error"]["code"], "invalid_path");
+        assert_eq!(r["error"]["details"]["field"], "cwd");
+        assert_eq!(r["error"]["details"]["reason"], reason);
+    }
+    c.delete_sandbox(&id).await;
+}
+
+#[tokio::test]
+async fn shell_timeout_kills_the_command() {
+    let c = strict().client();
+    let id = c.create_sandbox().await;
+    let started = std::time::Instant::now();
+    let (status, r) = c
+        .post(&format!("/v1/sandboxes/{id}/shell/exec"), serde_json::json!({"command": "sleep 30; echo done", "timeout": 1}))
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["success"], false);
+    assert_eq!(r["exit_code"], -1);
+    assert_eq!(r["error"], "Command timed out");
+    assert!(started.elapsed().as_secs() < 15);
+    // Nothing of it is left running.
+    let r = c.shell(&id, "pgrep -x sleep || echo none").await;
+    assert_eq!(r["output"], "none");
+    c.delete_sandbox(&id).await;
+}
