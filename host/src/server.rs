@@ -67,6 +67,8 @@ impl Bay {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await?;
+        // In-flight requests are done; commit the history they queued.
+        self.state.sandboxes.history().flush().await;
         Ok(())
     }
 }

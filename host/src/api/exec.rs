@@ -88,8 +88,8 @@ async fn record(state: &AppState, row: HistoryRow<'_>) -> BayResult<String> {
     let id = ids::execution_id();
     state
         .sandboxes
-        .db()
-        .insert_execution(&Execution {
+        .history()
+        .record(Execution {
             id: id.clone(),
             owner: row.sandbox.owner.clone(),
             sandbox_id: row.sandbox.id.clone(),
@@ -110,7 +110,7 @@ async fn record(state: &AppState, row: HistoryRow<'_>) -> BayResult<String> {
             learn_processed_at: None,
             created_at: now_micros(),
         })
-        .await?;
+        .await;
     Ok(id)
 }
 
@@ -120,7 +120,7 @@ fn unexpected(what: &str, outcome: &CapabilityOutcome) -> BayError {
 
 pub async fn python(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>, body: Bytes) -> BayResult<Json<PythonResponse>> {
     let started = Instant::now();
-    let sandbox = state.sandboxes.find(&owner, &id).await?;
+    let sandbox = state.sandboxes.find_for_call(&owner, &id).await?;
     let profile = state.sandboxes.profile_of(&sandbox)?.clone();
     state.sandboxes.check_capability(&profile, "python")?;
     let body: PythonBody = parse_body(&body)?;
@@ -160,7 +160,7 @@ pub async fn python(State(state): State<AppState>, Owner(owner): Owner, Path(id)
 
 pub async fn shell(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>, body: Bytes) -> BayResult<Json<ShellResponse>> {
     let started = Instant::now();
-    let sandbox = state.sandboxes.find(&owner, &id).await?;
+    let sandbox = state.sandboxes.find_for_call(&owner, &id).await?;
     let profile = state.sandboxes.profile_of(&sandbox)?.clone();
     state.sandboxes.check_capability(&profile, "shell")?;
     let body: ShellBody = parse_body(&body)?;

@@ -32,7 +32,7 @@ struct PathQuery {
 }
 
 async fn target(state: &AppState, owner: &str, id: &str) -> BayResult<(Sandbox, ProfileConfig)> {
-    let sandbox = state.sandboxes.find(owner, id).await?;
+    let sandbox = state.sandboxes.find_for_call(owner, id).await?;
     let profile = state.sandboxes.profile_of(&sandbox)?.clone();
     state.sandboxes.check_capability(&profile, "filesystem")?;
     Ok((sandbox, profile))

@@ -30,6 +30,13 @@ pub struct Execution {
 
 impl Db {
     pub async fn insert_execution(&self, e: &Execution) -> sqlx::Result<()> {
+        self.insert_execution_with(self.pool(), e).await
+    }
+
+    pub async fn insert_execution_with<'c, E>(&self, exec: E, e: &Execution) -> sqlx::Result<()>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
         self.query(
             "INSERT INTO execution_history (id, owner, sandbox_id, session_id, exec_type, code, success, execution_time_ms, output, error, payload_ref, description, tags, notes, learn_enabled, learn_status, learn_error, learn_processed_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
         )
@@ -52,7 +59,7 @@ impl Db {
         .bind(&e.learn_error)
         .bind(e.learn_processed_at)
         .bind(e.created_at)
-        .execute(self.pool())
+        .execute(exec)
         .await?;
         Ok(())
     }
@@ -76,5 +83,83 @@ mod tests {
         assert_eq!(normalize_tags(Some(" b, a ,b,, ")).as_deref(), Some("a,b"));
         assert_eq!(normalize_tags(Some(" , ")), None);
         assert_eq!(normalize_tags(None), None);
+    }
+}
+
+/// Writes history rows off the request path.
+///
+/// An execution's row is not needed to answer the execution itself, so the
+/// handler hands it to this writer and returns; the writer commits whatever
+/// has queued in one transaction (group commit), usually within a
+/// millisecond. Reads of the history call [`HistoryWriter::flush`] first, so
+/// a client always sees its own executions. Graceful shutdown flushes; only
+/// a hard crash in that millisecond can lose a row (never sandbox state).
+#[derive(Clone)]
+pub struct HistoryWriter {
+    tx: tokio::sync::mpsc::Sender<WriterMsg>,
+}
+
+enum WriterMsg {
+    Row(Box<Execution>),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+impl HistoryWriter {
+    pub fn spawn(db: Db) -> HistoryWriter {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<WriterMsg>(4096);
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            let mut waiters = Vec::new();
+            while let Some(first) = rx.recv().await {
+                let mut next = Some(first);
+                while let Some(msg) = next.take().or_else(|| rx.try_recv().ok()) {
+                    match msg {
+                        WriterMsg::Row(e) => batch.push(e),
+                        WriterMsg::Flush(w) => waiters.push(w),
+                    }
+                    if batch.len() >= 256 {
+                        break;
+                    }
+                }
+                if !batch.is_empty() {
+                    if let Err(e) = Self::commit(&db, &batch).await {
+                        tracing::error!(error = %e, rows = batch.len(), "cannot write execution history; retrying row by row");
+                        for row in &batch {
+                            if let Err(e) = db.insert_execution(row).await {
+                                tracing::error!(error = %e, execution_id = %row.id, "execution history row lost");
+                            }
+                        }
+                    }
+                    batch.clear();
+                }
+                for w in waiters.drain(..) {
+                    let _ = w.send(());
+                }
+            }
+        });
+        HistoryWriter { tx }
+    }
+
+    async fn commit(db: &Db, rows: &[Box<Execution>]) -> sqlx::Result<()> {
+        let mut tx = db.begin().await?;
+        for row in rows {
+            db.insert_execution_with(&mut *tx, row).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Queues a row (waits only when thousands are already queued).
+    pub async fn record(&self, row: Execution) {
+        if self.tx.send(WriterMsg::Row(Box::new(row))).await.is_err() {
+            tracing::error!("execution history writer is gone");
+        }
+    }
+
+    /// Returns once every row queued before the call is committed.
+    pub async fn flush(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(WriterMsg::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 }

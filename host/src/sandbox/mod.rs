@@ -14,6 +14,7 @@ use crate::adapter::{CapabilityCall, CapabilityOutcome};
 use crate::config::{Config, ProfileConfig};
 use crate::db::Db;
 use crate::db::cargos::Cargo;
+use crate::db::history::HistoryWriter;
 use crate::db::sandboxes::Sandbox;
 use crate::db::sessions::SessionState;
 use crate::driver::{Driver, Labels, labels};
@@ -107,6 +108,7 @@ pub struct SandboxManager {
     profile_index: HashMap<String, usize>,
     pub(crate) locks: SandboxLocks,
     pub(crate) active: DashMap<String, Arc<ActiveSession>>,
+    history: HistoryWriter,
 }
 
 impl SandboxManager {
@@ -114,6 +116,7 @@ impl SandboxManager {
         let profiles = config.effective_profiles();
         let profile_index = profiles.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
         SandboxManager {
+            history: HistoryWriter::spawn(db.clone()),
             instance_id: config.gc.effective_instance_id(),
             config,
             db,
@@ -138,9 +141,26 @@ impl SandboxManager {
         &self.db
     }
 
+    /// The execution-history writer (rows are committed off the request path).
+    pub fn history(&self) -> &HistoryWriter {
+        &self.history
+    }
+
     /// A live sandbox of `owner` (404 otherwise).
     pub async fn find(&self, owner: &str, id: &str) -> BayResult<Sandbox> {
         self.db.sandbox_for_owner(id, owner).await?.ok_or_else(|| BayError::sandbox_not_found(id))
+    }
+
+    /// A live sandbox of `owner` about to receive a capability call. A sandbox
+    /// with a running session is served from memory (the hot path does no
+    /// database read); any other goes to the database.
+    pub async fn find_for_call(&self, owner: &str, id: &str) -> BayResult<Sandbox> {
+        if let Some(active) = self.active.get(id)
+            && active.sandbox.owner == owner
+        {
+            return Ok(active.sandbox.clone());
+        }
+        self.find(owner, id).await
     }
 
     /// The profile of a sandbox (a profile removed from the config since the

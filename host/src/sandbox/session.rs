@@ -38,6 +38,9 @@ pub struct ActiveContainer {
 pub struct ActiveSession {
     pub session_id: String,
     pub sandbox_id: String,
+    /// The sandbox row as of session start: its owner, profile and cargo
+    /// never change, so the hot path needs no database read.
+    pub sandbox: Sandbox,
     pub containers: Vec<ActiveContainer>,
     /// When `idle_expires_at` was last written (µs), to throttle writes.
     pub last_touch: AtomicI64,
@@ -103,6 +106,7 @@ impl SandboxManager {
                     let active = Arc::new(ActiveSession {
                         session_id: session.id.clone(),
                         sandbox_id: sandbox.id.clone(),
+                        sandbox: sandbox.clone(),
                         containers: vec![ActiveContainer {
                             name: spec.name.clone(),
                             runtime_type: spec.runtime_type.clone(),
@@ -190,6 +194,7 @@ impl SandboxManager {
                 let active = Arc::new(ActiveSession {
                     session_id: session.id.clone(),
                     sandbox_id: sandbox.id.clone(),
+                    sandbox: sandbox.clone(),
                     containers: vec![container],
                     last_touch: AtomicI64::new(now),
                 });
