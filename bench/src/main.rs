@@ -321,7 +321,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!();
     println!("Bay benchmark ({} mode, {} CPUs)", if quick { "quick" } else { "full" }, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
-    println!("{:<46} {:>5} {:>10} {:>10} {:>10}  {}", "measurement", "n", "p50", "p90", "p99", "notes");
+    println!("{:<46} {:>5} {:>10} {:>10} {:>10}  notes", "measurement", "n", "p50", "p90", "p99");
     println!("{}", "-".repeat(110));
     for r in &rows {
         println!("{:<46} {:>5} {:>10} {:>10} {:>10}  {}", r.name, r.n, r.p50, r.p90, r.p99, r.note);

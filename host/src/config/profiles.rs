@@ -286,7 +286,7 @@ pub fn parse_memory(text: &str) -> anyhow::Result<u64> {
         _ => (t, 1),
     };
     let value: f64 = num.trim().parse().with_context(|| format!("invalid memory size {text:?}"))?;
-    if !(value > 0.0) {
+    if value.is_nan() || value <= 0.0 {
         bail!("memory size {text:?} must be positive");
     }
     let bytes = (value * mult as f64) as u64;

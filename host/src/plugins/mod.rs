@@ -120,11 +120,18 @@ pub struct PluginRecord {
     pub cached: bool,
 }
 
+/// What every loaded plugin shares: the engine, the linkers, the HTTP
+/// client and the pool of instance slots.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) linker_v0_1: Arc<Linker<PluginState>>,
+    pub(crate) client: reqwest::Client,
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
+}
+
 pub struct PluginHost {
-    engine: Engine,
-    linker_v0_1: Linker<PluginState>,
-    client: reqwest::Client,
-    slots: Arc<tokio::sync::Semaphore>,
+    shared: Shared,
     config: PluginsConfig,
     cache_dir: PathBuf,
     adapters: RwLock<HashMap<String, Arc<dyn RuntimeAdapter>>>,
@@ -193,10 +200,12 @@ impl PluginHost {
                 .context("starting the epoch thread")?;
         }
         Ok(PluginHost {
-            engine,
-            linker_v0_1: linker,
-            client: outbound::shared_client(),
-            slots: Arc::new(tokio::sync::Semaphore::new(config.max_instances as usize)),
+            shared: Shared {
+                engine,
+                linker_v0_1: Arc::new(linker),
+                client: outbound::shared_client(),
+                slots: Arc::new(tokio::sync::Semaphore::new(config.max_instances as usize)),
+            },
             config: config.clone(),
             cache_dir,
             adapters: RwLock::new(HashMap::new()),
@@ -206,7 +215,7 @@ impl PluginHost {
     }
 
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        &self.shared.engine
     }
 
     /// Loads every plugin under `dir`. A plugin that fails to load is recorded
@@ -271,7 +280,7 @@ impl PluginHost {
             bail!("{} is not supported (this host implements {})", manifest.wit, v0_1::VERSION);
         }
         let wasm = dir.join(&manifest.component);
-        let engine = self.engine.clone();
+        let engine = self.shared.engine.clone();
         let cache_dir = self.cache_dir.clone();
         let (component, outcome) = tokio::task::spawn_blocking(move || compile_cache::load(&engine, &wasm, &cache_dir))
             .await
@@ -282,18 +291,7 @@ impl PluginHost {
             guest_time: Duration::from_millis(manifest.limits.guest_time_ms.unwrap_or(self.config.guest_time_limit_ms)),
             max_response: self.config.max_response_mb << 20,
         };
-        let plugin = v0_1::AdapterPlugin::load(
-            &manifest.name,
-            &manifest.version,
-            &component,
-            &self.linker_v0_1,
-            &self.engine,
-            limits,
-            manifest.outbound.allow.clone(),
-            self.client.clone(),
-            self.slots.clone(),
-        )
-        .await?;
+        let plugin = v0_1::AdapterPlugin::load(&manifest, &component, &self.shared, limits).await?;
         let runtime_type = plugin.info().runtime_type.clone();
         let declared = manifest.runtime.as_ref().map(|r| r.runtime_type.as_str()).unwrap_or_default();
         if runtime_type != declared {

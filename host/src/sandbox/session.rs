@@ -80,10 +80,9 @@ impl SandboxManager {
         let sandbox = self.db.sandbox(&sandbox.id).await?.ok_or_else(|| BayError::sandbox_not_found(&sandbox.id))?;
         if let Some(session_id) = &sandbox.current_session_id
             && let Some(session) = self.db.session(session_id).await?
+            && let Some(active) = self.adopt(&sandbox, profile, &session).await?
         {
-            if let Some(active) = self.adopt(&sandbox, profile, &session).await? {
-                return Ok(active);
-            }
+            return Ok(active);
         }
         self.start_session(&sandbox, profile).await
     }

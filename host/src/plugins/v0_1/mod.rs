@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::component::{Component, HasSelf, Linker, Resource};
-use wasmtime::{Engine, Store};
+use wasmtime::Store;
 
 use super::PluginState;
 use super::body::HostBody;
@@ -54,7 +54,7 @@ impl PluginState {
         Ok(self.table.delete(body)?)
     }
 
-    fn to_out_request(&mut self, req: wit_http::Request) -> wasmtime::Result<OutRequest> {
+    fn out_request(&mut self, req: wit_http::Request) -> wasmtime::Result<OutRequest> {
         use wit_http::{Method, PartValue, RequestBody};
         let method = match req.method {
             Method::Get => reqwest::Method::GET,
@@ -105,7 +105,7 @@ fn wit_http_error(e: OutError) -> wit_http::HttpError {
 
 impl wit_http::Host for PluginState {
     async fn send(&mut self, req: wit_http::Request) -> wasmtime::Result<Result<wit_http::Response, wit_http::HttpError>> {
-        let out = self.to_out_request(req)?;
+        let out = self.out_request(req)?;
         let target = self.target.clone();
         let result = target.send(out).await;
         self.resume_guest();
@@ -118,7 +118,7 @@ impl wit_http::Host for PluginState {
         &mut self,
         req: wit_http::Request,
     ) -> wasmtime::Result<Result<wit_http::StreamedResponse, wit_http::HttpError>> {
-        let out = self.to_out_request(req)?;
+        let out = self.out_request(req)?;
         let target = self.target.clone();
         let result = target.send_streamed(out).await;
         self.resume_guest();
@@ -153,41 +153,33 @@ pub struct AdapterPlugin {
     version: String,
     info: host::AdapterInfo,
     pre: RuntimeAdapterPre<PluginState>,
-    engine: Engine,
+    shared: super::Shared,
     limits: super::Limits,
     allow: Arc<Vec<String>>,
-    client: reqwest::Client,
-    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl AdapterPlugin {
     /// Links `component` against this version's imports and checks its exports.
-    pub async fn load(
-        name: &str,
-        version: &str,
+    pub(crate) async fn load(
+        manifest: &super::manifest::Manifest,
         component: &Component,
-        linker: &Linker<PluginState>,
-        engine: &Engine,
+        shared: &super::Shared,
         limits: super::Limits,
-        allow: Vec<String>,
-        client: reqwest::Client,
-        slots: Arc<tokio::sync::Semaphore>,
     ) -> anyhow::Result<AdapterPlugin> {
-        let instance_pre = linker
+        let instance_pre = shared
+            .linker_v0_1
             .instantiate_pre(component)
             .map_err(|e| anyhow::anyhow!("the component does not fit the host's imports: {e:#}"))?;
         let pre = RuntimeAdapterPre::new(instance_pre)
             .map_err(|e| anyhow::anyhow!("the component does not export the runtime-adapter world of bay:plugin@0.1: {e:#}"))?;
         let mut plugin = AdapterPlugin {
-            name: name.to_owned(),
-            version: version.to_owned(),
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
             info: host::AdapterInfo { runtime_type: String::new(), version: String::new(), capabilities: vec![] },
             pre,
-            engine: engine.clone(),
+            shared: shared.clone(),
             limits,
-            allow: Arc::new(allow),
-            client,
-            slots,
+            allow: Arc::new(manifest.outbound.allow.clone()),
         };
         let (mut store, bindings, _permit) = plugin.instantiate(None).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let info = tokio::time::timeout(Duration::from_secs(10), bindings.bay_plugin_adapter().call_describe(&mut store))
@@ -211,10 +203,10 @@ impl AdapterPlugin {
         endpoint: Option<&str>,
     ) -> Result<(Store<PluginState>, RuntimeAdapter, OwnedSemaphorePermit), AdapterError> {
         // Calls beyond the pool's capacity wait for a slot instead of failing.
-        let permit = self.slots.clone().acquire_owned().await.map_err(|_| AdapterError::Plugin("plugin host is shutting down".into()))?;
-        let target = OutboundTarget::new(endpoint, self.allow.clone(), self.client.clone(), self.limits.max_response)
+        let permit = self.shared.slots.clone().acquire_owned().await.map_err(|_| AdapterError::Plugin("plugin host is shutting down".into()))?;
+        let target = OutboundTarget::new(endpoint, self.allow.clone(), self.shared.client.clone(), self.limits.max_response)
             .map_err(AdapterError::InvalidRequest)?;
-        let mut store = super::new_store(&self.engine, &self.name, target, self.limits);
+        let mut store = super::new_store(&self.shared.engine, &self.name, target, self.limits);
         let bindings = self.pre.instantiate_async(&mut store).await.map_err(|e| self.trap(e))?;
         Ok((store, bindings, permit))
     }
