@@ -7,6 +7,7 @@ mod health;
 pub mod middleware;
 mod profiles;
 mod sandboxes;
+mod skills;
 
 use std::sync::Arc;
 
@@ -47,7 +48,8 @@ pub fn router(state: AppState) -> Router {
             post(filesystem::upload).layer(DefaultBodyLimit::disable()),
         )
         .route("/sandboxes/{id}/filesystem/download", get(filesystem::download))
-        .route("/profiles", get(profiles::list));
+        .route("/profiles", get(profiles::list))
+        .merge(skills::routes());
 
     Router::new()
         .route("/health", get(health::health))

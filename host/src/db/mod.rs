@@ -5,6 +5,7 @@
 //! they are rewritten to `?1` (SQLite's numbered form) once and cached.
 
 pub mod api_keys;
+pub mod blobs;
 pub mod cargos;
 pub mod history;
 pub mod sandboxes;

@@ -1,0 +1,2 @@
+//! The `artifact_blobs` table: JSON payloads referenced as `blob:<id>`
+//! (skill payloads, browser traces).
