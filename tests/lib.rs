@@ -70,6 +70,16 @@ driver: {{ docker: {{ connect_mode: host_port, host_address: 127.0.0.1 }} }}
 security: {{ api_key: "{key}", allow_anonymous: {anonymous} }}
 gc: {{ instance_id: {INSTANCE_ID} }}
 plugins: {{ dir: "{plugins}", cache_dir: "{cache}" }}
+sessions: {{ warmup_on_create: true }}
+profiles:
+  - {{ id: python-default, image: "ship:latest", capabilities: [filesystem, shell, python] }}
+  # Error paths: a profile without the shell capability, one whose image does
+  # not exist, one whose runtime never answers on its port, and one that idles
+  # out after 2 s.
+  - {{ id: python-only, image: "ship:latest", capabilities: [python, filesystem] }}
+  - {{ id: missing-image, image: "bay-e2e-no-such-image:latest" }}
+  - {{ id: never-ready, image: "ship:latest", runtime_port: 9, startup: {{ ready_timeout_seconds: 2 }} }}
+  - {{ id: quick-idle, image: "ship:latest", idle_timeout: 2 }}
 "#,
         db = dir.join("bay.db").display(),
         plugins = plugins_dir().display(),

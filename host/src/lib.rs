@@ -13,6 +13,8 @@ pub mod config;
 pub mod db;
 pub mod driver;
 pub mod error;
+pub mod gc;
+pub mod idempotency;
 pub mod ids;
 pub mod paths;
 pub mod plugins;

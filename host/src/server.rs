@@ -11,6 +11,8 @@ use crate::config::{Config, DatabaseUrl, DriverType, LoadReport};
 use crate::db::Db;
 use crate::driver::Driver;
 use crate::driver::docker::DockerDriver;
+use crate::gc::Gc;
+use crate::idempotency::Idempotency;
 use crate::plugins::PluginHost;
 use crate::sandbox::SandboxManager;
 
@@ -52,8 +54,11 @@ impl Bay {
                 }
             }
         }
+        let idempotency = Idempotency::new(db.clone(), &config.idempotency);
         let sandboxes = Arc::new(SandboxManager::new(config.clone(), db, driver, plugins.clone()));
-        let state = AppState { auth: Arc::new(auth), sandboxes };
+        let gc = Gc::new(config.gc.clone(), sandboxes.clone());
+        gc.spawn();
+        let state = AppState { auth: Arc::new(auth), sandboxes, idempotency, gc };
         Ok(Bay { config, state, plugins })
     }
 

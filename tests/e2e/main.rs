@@ -4,7 +4,9 @@
 //! `target/plugins/` and the `ship:latest` image.
 
 mod api;
+mod errors;
 mod files;
 mod lifecycle;
 mod python;
 mod shell;
+mod v1;

@@ -1,9 +1,12 @@
 //! The REST API (`/health`, `/v1/...`): thin handlers over the services.
 
+mod admin;
+mod cargos;
 mod exec;
 mod extract;
 mod filesystem;
 mod health;
+mod history;
 pub mod middleware;
 mod profiles;
 mod sandboxes;
@@ -16,6 +19,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 use crate::auth::Auth;
+use crate::gc::Gc;
+use crate::idempotency::Idempotency;
 use crate::error::{BayError, ErrorCode};
 use crate::sandbox::SandboxManager;
 
@@ -24,6 +29,8 @@ use crate::sandbox::SandboxManager;
 pub struct AppState {
     pub auth: Arc<Auth>,
     pub sandboxes: Arc<SandboxManager>,
+    pub idempotency: Idempotency,
+    pub gc: Arc<Gc>,
 }
 
 /// JSON request bodies (code, file contents) may be this large.
@@ -35,6 +42,10 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}", get(sandboxes::get).delete(sandboxes::delete))
         .route("/sandboxes/{id}/stop", post(sandboxes::stop))
         .route("/sandboxes/{id}/keepalive", post(sandboxes::keepalive))
+        .route("/sandboxes/{id}/extend_ttl", post(sandboxes::extend_ttl))
+        .route("/sandboxes/{id}/history", get(history::list))
+        .route("/sandboxes/{id}/history/last", get(history::last))
+        .route("/sandboxes/{id}/history/{execution_id}", get(history::get).patch(history::annotate))
         .route("/sandboxes/{id}/python/exec", post(exec::python))
         .route("/sandboxes/{id}/shell/exec", post(exec::shell))
         .route(
@@ -49,6 +60,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/sandboxes/{id}/filesystem/download", get(filesystem::download))
         .route("/profiles", get(profiles::list))
+        .route("/cargos", post(cargos::create).get(cargos::list))
+        .route("/cargos/{id}", get(cargos::get).delete(cargos::delete))
+        .route("/admin/gc/run", post(admin::run_gc))
+        .route("/admin/gc/status", get(admin::gc_status))
         .merge(skills::routes());
 
     Router::new()

@@ -3,16 +3,18 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
-use serde::Deserialize;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::extract::{Owner, check_range, parse_body, parse_query};
 use crate::error::BayResult;
+use crate::idempotency;
 use crate::sandbox::{CreateSandbox, SandboxPage, SandboxStatus, SandboxView};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 struct CreateBody {
     #[serde(default = "default_profile")]
     profile: String,
@@ -26,13 +28,30 @@ fn default_profile() -> String {
     "python-default".into()
 }
 
-pub async fn create(State(state): State<AppState>, Owner(owner): Owner, body: Bytes) -> BayResult<(StatusCode, Json<SandboxView>)> {
+pub async fn create(State(state): State<AppState>, Owner(owner): Owner, headers: HeaderMap, body: Bytes) -> BayResult<Response> {
     let body: CreateBody = parse_body(&body)?;
-    let view = state
-        .sandboxes
-        .create(&owner, CreateSandbox { profile: body.profile, cargo_id: body.cargo_id, ttl: body.ttl })
-        .await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    let claim = state.idempotency.claim(&owner, &headers, "POST", "/v1/sandboxes", &body).await?;
+    let request = CreateSandbox { profile: body.profile, cargo_id: body.cargo_id, ttl: body.ttl };
+    idempotency::run(claim, StatusCode::CREATED, state.sandboxes.create(&owner, request)).await
+}
+
+#[derive(Deserialize, Serialize)]
+struct ExtendBody {
+    extend_by: i64,
+}
+
+pub async fn extend_ttl(
+    State(state): State<AppState>,
+    Owner(owner): Owner,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> BayResult<Response> {
+    state.sandboxes.find(&owner, &id).await?;
+    let body: ExtendBody = parse_body(&body)?;
+    let path = format!("/v1/sandboxes/{id}/extend_ttl");
+    let claim = state.idempotency.claim(&owner, &headers, "POST", &path, &body).await?;
+    idempotency::run(claim, StatusCode::OK, state.sandboxes.extend_ttl(&owner, &id, body.extend_by)).await
 }
 
 #[derive(Deserialize)]

@@ -30,10 +30,14 @@ impl Default for Resources {
 pub struct StartupConfig {
     pub order: String,
     pub wait_for_all: bool,
+    /// Bay extension: how long this profile's runtimes may take to answer
+    /// `/health` (default: `sessions.ready_timeout_seconds`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_timeout_seconds: Option<u64>,
 }
 impl Default for StartupConfig {
     fn default() -> Self {
-        StartupConfig { order: "parallel".into(), wait_for_all: true }
+        StartupConfig { order: "parallel".into(), wait_for_all: true, ready_timeout_seconds: None }
     }
 }
 

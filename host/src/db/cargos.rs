@@ -75,3 +75,46 @@ impl Db {
         Ok(())
     }
 }
+
+macro_rules! select_cargo {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, owner, backend, driver_ref, managed, managed_by_sandbox_id, size_limit_mb, created_at, last_accessed_at FROM cargos ",
+            $rest
+        )
+    };
+}
+
+impl Db {
+    /// A page of `owner`'s cargos with the given `managed` flag after `cursor`, by id.
+    pub async fn list_cargos(&self, owner: &str, managed: bool, after: Option<&str>, limit: i64) -> sqlx::Result<Vec<Cargo>> {
+        sqlx::query_as(self.sql(select_cargo!("WHERE owner = $1 AND managed = $2 AND id > $3 ORDER BY id ASC LIMIT $4")))
+            .bind(owner)
+            .bind(managed as i64)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await
+    }
+
+    /// Ids of live sandboxes mounting a cargo.
+    pub async fn sandboxes_using_cargo(&self, cargo_id: &str) -> sqlx::Result<Vec<String>> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as(self.sql("SELECT id FROM sandboxes WHERE cargo_id = $1 AND deleted_at IS NULL ORDER BY id"))
+                .bind(cargo_id)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+}
+
+impl Db {
+    /// Managed cargos whose managing sandbox is gone or soft-deleted.
+    pub async fn orphan_managed_cargos(&self) -> sqlx::Result<Vec<Cargo>> {
+        sqlx::query_as(self.sql(select_cargo!(
+            "WHERE managed = 1 AND (managed_by_sandbox_id IS NULL OR NOT EXISTS (SELECT 1 FROM sandboxes s WHERE s.id = cargos.managed_by_sandbox_id AND s.deleted_at IS NULL))"
+        )))
+        .fetch_all(self.pool())
+        .await
+    }
+}

@@ -163,3 +163,98 @@ impl HistoryWriter {
         }
     }
 }
+
+/// Filters of `GET …/history` (reference §1.5).
+#[derive(Debug, Default, Clone)]
+pub struct HistoryFilter {
+    pub exec_type: Option<String>,
+    pub success_only: bool,
+    pub tags: Option<String>,
+    pub has_notes: bool,
+    pub has_description: bool,
+}
+
+const EXECUTION_COLUMNS: &str = "id, owner, sandbox_id, session_id, exec_type, code, success, execution_time_ms, output, error, payload_ref, description, tags, notes, learn_enabled, learn_status, learn_error, learn_processed_at, created_at";
+
+impl Db {
+    /// A sandbox's executions, newest first, and the total matching.
+    pub async fn list_executions(
+        &self,
+        owner: &str,
+        sandbox_id: &str,
+        filter: &HistoryFilter,
+        limit: i64,
+        offset: i64,
+    ) -> sqlx::Result<(Vec<Execution>, i64)> {
+        // Built from fixed fragments; every value is a bound parameter.
+        let mut clauses = vec!["owner = $1".to_owned(), "sandbox_id = $2".to_owned()];
+        let mut binds: Vec<String> = vec![owner.to_owned(), sandbox_id.to_owned()];
+        if let Some(t) = &filter.exec_type {
+            binds.push(t.clone());
+            clauses.push(format!("exec_type = ${}", binds.len()));
+        }
+        if filter.success_only {
+            clauses.push("success = 1".into());
+        }
+        if filter.has_notes {
+            clauses.push("notes IS NOT NULL AND notes <> ''".into());
+        }
+        if filter.has_description {
+            clauses.push("description IS NOT NULL AND description <> ''".into());
+        }
+        if let Some(tags) = normalize_tags(filter.tags.as_deref()) {
+            let mut any = Vec::new();
+            for tag in tags.split(',') {
+                binds.push(format!("%{}%", tag.to_lowercase()));
+                any.push(format!("LOWER(tags) LIKE ${}", binds.len()));
+            }
+            clauses.push(format!("({})", any.join(" OR ")));
+        }
+        let filter_sql = clauses.join(" AND ");
+        let fix = |sql: String| if self.dialect() == super::Dialect::Sqlite { sql.replace('$', "?") } else { sql };
+        let count_sql = fix(format!("SELECT COUNT(*) FROM execution_history WHERE {filter_sql}"));
+        let mut count = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(count_sql));
+        for b in &binds {
+            count = count.bind(b.clone());
+        }
+        let total = count.fetch_one(self.pool()).await?.0;
+        let n = binds.len();
+        let page_sql = fix(format!(
+            "SELECT {EXECUTION_COLUMNS} FROM execution_history WHERE {filter_sql} ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        ));
+        let mut page = sqlx::query_as::<_, Execution>(sqlx::AssertSqlSafe(page_sql));
+        for b in &binds {
+            page = page.bind(b.clone());
+        }
+        let rows = page.bind(limit).bind(offset).fetch_all(self.pool()).await?;
+        Ok((rows, total))
+    }
+
+    pub async fn execution(&self, owner: &str, sandbox_id: &str, id: &str) -> sqlx::Result<Option<Execution>> {
+        sqlx::query_as(self.sql(
+            "SELECT id, owner, sandbox_id, session_id, exec_type, code, success, execution_time_ms, output, error, payload_ref, description, tags, notes, learn_enabled, learn_status, learn_error, learn_processed_at, created_at FROM execution_history WHERE id = $1 AND owner = $2 AND sandbox_id = $3",
+        ))
+        .bind(id)
+        .bind(owner)
+        .bind(sandbox_id)
+        .fetch_optional(self.pool())
+        .await
+    }
+
+    /// Updates the annotations that are given (`None` leaves a field as it is).
+    pub async fn annotate_execution(&self, id: &str, description: Option<&str>, tags: Option<&str>, notes: Option<&str>) -> sqlx::Result<()> {
+        self.query(
+            "UPDATE execution_history SET description = COALESCE($1, description), tags = CASE WHEN $2 = 1 THEN $3 ELSE tags END, notes = COALESCE($4, notes) WHERE id = $5",
+        )
+        .bind(description)
+        .bind(tags.is_some() as i64)
+        .bind(tags.and_then(|t| normalize_tags(Some(t))))
+        .bind(notes)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+}

@@ -120,6 +120,15 @@ impl Db {
         Ok(())
     }
 
+    pub async fn set_sandbox_expiry(&self, id: &str, expires_at: Option<Micros>) -> sqlx::Result<()> {
+        self.query("UPDATE sandboxes SET expires_at = $1 WHERE id = $2")
+            .bind(expires_at)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     pub async fn soft_delete_sandbox(&self, id: &str, now: Micros) -> sqlx::Result<()> {
         self.query("UPDATE sandboxes SET deleted_at = $1, current_session_id = NULL, idle_expires_at = NULL WHERE id = $2 AND deleted_at IS NULL")
             .bind(now)
@@ -127,5 +136,28 @@ impl Db {
             .execute(self.pool())
             .await?;
         Ok(())
+    }
+}
+
+impl Db {
+    /// Live, non-warm sandboxes whose idle deadline passed.
+    pub async fn idle_sandboxes(&self, now: Micros) -> sqlx::Result<Vec<Sandbox>> {
+        sqlx::query_as(self.sql(select!("WHERE deleted_at IS NULL AND is_warm_pool = 0 AND idle_expires_at IS NOT NULL AND idle_expires_at < $1")))
+            .bind(now)
+            .fetch_all(self.pool())
+            .await
+    }
+
+    /// Live, non-warm sandboxes whose TTL passed.
+    pub async fn expired_sandboxes(&self, now: Micros) -> sqlx::Result<Vec<Sandbox>> {
+        sqlx::query_as(self.sql(select!("WHERE deleted_at IS NULL AND is_warm_pool = 0 AND expires_at IS NOT NULL AND expires_at < $1")))
+            .bind(now)
+            .fetch_all(self.pool())
+            .await
+    }
+
+    pub async fn session_exists(&self, id: &str) -> sqlx::Result<bool> {
+        let row: Option<(i64,)> = sqlx::query_as(self.sql("SELECT 1 FROM sessions WHERE id = $1")).bind(id).fetch_optional(self.pool()).await?;
+        Ok(row.is_some())
     }
 }

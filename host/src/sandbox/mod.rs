@@ -1,5 +1,6 @@
 //! Sandboxes: the stable resource agents hold, its cargo and its session.
 
+pub mod cargos;
 mod locks;
 pub mod session;
 
@@ -13,11 +14,10 @@ use serde::Serialize;
 use crate::adapter::{CapabilityCall, CapabilityOutcome};
 use crate::config::{Config, ProfileConfig};
 use crate::db::Db;
-use crate::db::cargos::Cargo;
 use crate::db::history::HistoryWriter;
 use crate::db::sandboxes::Sandbox;
 use crate::db::sessions::SessionState;
-use crate::driver::{Driver, Labels, labels};
+use crate::driver::Driver;
 use crate::error::{BayError, BayResult, ErrorCode};
 use crate::ids::{self, Micros, format_opt_ts, format_ts, now_micros};
 use crate::plugins::PluginHost;
@@ -203,33 +203,7 @@ impl SandboxManager {
                     .ok_or_else(|| BayError::not_found(format!("Cargo not found: {cargo_id}")))?;
                 (cargo, false)
             }
-            None => {
-                let cargo_id = ids::cargo_id();
-                let volume = format!("bay-cargo-{cargo_id}");
-                let mut l = Labels::new();
-                l.insert(labels::MANAGED.into(), "true".into());
-                l.insert(labels::OWNER.into(), owner.to_owned());
-                l.insert(labels::CARGO_ID.into(), cargo_id.clone());
-                l.insert(labels::SANDBOX_ID.into(), sandbox_id.clone());
-                l.insert(labels::INSTANCE_ID.into(), self.instance_id.clone());
-                let driver_ref = self
-                    .driver
-                    .create_volume(&volume, &l)
-                    .await
-                    .map_err(|e| BayError::internal(format!("cannot create the cargo volume: {e}")))?;
-                let cargo = Cargo {
-                    id: cargo_id,
-                    owner: owner.to_owned(),
-                    backend: "docker_volume".into(),
-                    driver_ref,
-                    managed: 1,
-                    managed_by_sandbox_id: Some(sandbox_id.clone()),
-                    size_limit_mb: self.config.cargo.default_size_limit_mb,
-                    created_at: now,
-                    last_accessed_at: now,
-                };
-                (cargo, true)
-            }
+            None => (self.new_cargo(owner, Some(&sandbox_id), self.config.cargo.default_size_limit_mb).await?, true),
         };
         let sandbox = Sandbox {
             id: sandbox_id,
@@ -391,6 +365,31 @@ impl SandboxManager {
         }
     }
 
+    /// `POST …/extend_ttl` (reference §1.3): `expires_at = max(old, now) + extend_by`.
+    /// Answers like create (status computed without the session).
+    pub async fn extend_ttl(&self, owner: &str, id: &str, extend_by: i64) -> BayResult<SandboxView> {
+        if extend_by <= 0 {
+            return Err(BayError::validation("extend_by must be a positive integer"));
+        }
+        let sandbox = self.find(owner, id).await?;
+        let _guard = self.locks.lock(&sandbox.id).await;
+        let sandbox = self.find(owner, id).await?;
+        let now = now_micros();
+        let Some(expires_at) = sandbox.expires_at else {
+            return Err(BayError::new(ErrorCode::SandboxTtlInfinite, format!("Sandbox {id} has no TTL to extend"))
+                .with("sandbox_id", id));
+        };
+        if expires_at < now {
+            return Err(BayError::new(ErrorCode::SandboxExpired, format!("Sandbox {id} has expired"))
+                .with("sandbox_id", id)
+                .with("expires_at", format_ts(expires_at)));
+        }
+        let new_expiry = expires_at.max(now) + ids::secs(extend_by);
+        self.db.set_sandbox_expiry(&sandbox.id, Some(new_expiry)).await?;
+        let updated = Sandbox { expires_at: Some(new_expiry), ..sandbox };
+        Ok(self.view(&updated, None, now))
+    }
+
     /// `POST …/keepalive`: pushes the idle deadline out; starts nothing.
     pub async fn keepalive(&self, owner: &str, id: &str) -> BayResult<()> {
         let sandbox = self.find(owner, id).await?;
@@ -410,7 +409,7 @@ impl SandboxManager {
         Ok(())
     }
 
-    async fn teardown_sessions(&self, sandbox_id: &str) -> BayResult<()> {
+    pub(crate) async fn teardown_sessions(&self, sandbox_id: &str) -> BayResult<()> {
         self.active.remove(sandbox_id);
         for session in self.db.sessions_of_sandbox(sandbox_id).await? {
             self.db.update_session_state(&session.id, SessionState::Stopped, SessionState::Stopping, now_micros()).await?;
@@ -429,6 +428,14 @@ impl SandboxManager {
             return Ok(());
         }
         let guard = self.locks.lock(&sandbox.id).await;
+        self.destroy_sandbox(&sandbox).await?;
+        drop(guard);
+        self.locks.forget(&sandbox.id);
+        Ok(())
+    }
+
+    /// Deletes a sandbox; the caller holds its lock.
+    pub(crate) async fn destroy_sandbox(&self, sandbox: &Sandbox) -> BayResult<()> {
         self.teardown_sessions(&sandbox.id).await?;
         self.db.soft_delete_sandbox(&sandbox.id, now_micros()).await?;
         if let Some(cargo) = self.db.cargo(&sandbox.cargo_id).await?
@@ -441,8 +448,6 @@ impl SandboxManager {
                 .map_err(|e| BayError::internal(format!("cannot delete the cargo volume: {e}")))?;
             self.db.delete_cargo_row(&cargo.id).await?;
         }
-        drop(guard);
-        self.locks.forget(&sandbox.id);
         tracing::info!(sandbox_id = %sandbox.id, "sandbox deleted");
         Ok(())
     }
@@ -467,6 +472,8 @@ impl SandboxManager {
                 &container.runtime_capabilities,
             ));
         }
+        // Held for the call, so idle GC never removes a session mid-call.
+        let _in_use = active.usage.read().await;
         self.record_activity(&active, profile).await?;
         let outcome = container.adapter.invoke(&container.endpoint, call).await;
         if let Err(crate::adapter::AdapterError::Unreachable(_)) = &outcome {

@@ -44,6 +44,9 @@ pub struct ActiveSession {
     pub containers: Vec<ActiveContainer>,
     /// When `idle_expires_at` was last written (µs), to throttle writes.
     pub last_touch: AtomicI64,
+    /// Capability calls hold it shared; idle GC needs it exclusively, so it
+    /// only reclaims a session no call is using.
+    pub usage: tokio::sync::RwLock<()>,
 }
 
 impl ActiveSession {
@@ -117,6 +120,7 @@ impl SandboxManager {
                             version: Some(meta.version),
                         }],
                         last_touch: AtomicI64::new(0),
+                        usage: Default::default(),
                     });
                     self.active.insert(sandbox.id.clone(), active.clone());
                     tracing::info!(sandbox_id = %sandbox.id, session_id = %session.id, "adopted running session");
@@ -173,7 +177,10 @@ impl SandboxManager {
 
         let started = Instant::now();
         let launch = self.launch_spec(sandbox, profile, &spec, &session.id, &cargo.driver_ref)?;
-        let result = self.start_container(&session, &launch, &spec, adapter).await;
+        let ready_timeout = Duration::from_secs(
+            profile.startup.ready_timeout_seconds.unwrap_or(self.config.sessions.ready_timeout_seconds),
+        );
+        let result = self.start_container(&session, &launch, &spec, adapter, ready_timeout).await;
         match result {
             Ok(container) => {
                 let now = now_micros();
@@ -196,6 +203,7 @@ impl SandboxManager {
                     sandbox: sandbox.clone(),
                     containers: vec![container],
                     last_touch: AtomicI64::new(now),
+                    usage: Default::default(),
                 });
                 self.active.insert(sandbox.id.clone(), active.clone());
                 tracing::info!(
@@ -222,13 +230,14 @@ impl SandboxManager {
         launch: &ContainerLaunch,
         spec: &ContainerSpec,
         adapter: Arc<dyn RuntimeAdapter>,
+        ready_timeout: Duration,
     ) -> BayResult<ActiveContainer> {
         let container_id = self.driver.create_container(launch).await.map_err(driver_error)?;
         // Record the container before anything can fail, so a crash leaves a trace.
         self.db.set_session_containers(&session.id, Some(&container_id), None).await?;
         let outcome = async {
             let endpoint = self.driver.start_container(&container_id, spec.runtime_port).await.map_err(driver_error)?;
-            let meta = self.wait_ready(&container_id, &endpoint, adapter.as_ref(), &session.sandbox_id).await?;
+            let meta = self.wait_ready(&container_id, &endpoint, adapter.as_ref(), &session.sandbox_id, ready_timeout).await?;
             Ok::<_, BayError>(ActiveContainer {
                 name: spec.name.clone(),
                 runtime_type: spec.runtime_type.clone(),
@@ -257,8 +266,9 @@ impl SandboxManager {
         endpoint: &str,
         adapter: &dyn RuntimeAdapter,
         sandbox_id: &str,
+        ready_timeout: Duration,
     ) -> BayResult<crate::adapter::RuntimeMeta> {
-        let deadline = Instant::now() + Duration::from_secs(self.config.sessions.ready_timeout_seconds);
+        let deadline = Instant::now() + ready_timeout;
         let mut delay = Duration::from_millis(20);
         let mut last_check = Instant::now();
         let mut last_error;

@@ -1,0 +1,105 @@
+//! Every error code of the reference (§2) that Bay raises, with its status.
+//! `forbidden` and `quota_exceeded` are defined but never raised (as in
+//! Shipyard Neo); `timeout` needs a runtime that stops answering and is
+//! covered by the plugin fault-injection tests.
+
+use bay_tests::strict;
+use reqwest::Method;
+use serde_json::json;
+
+async fn create(c: &bay_tests::Client, profile: &str) -> String {
+    let (status, s) = c.post("/v1/sandboxes", json!({"profile": profile})).await;
+    assert_eq!(status, 201, "{s}");
+    s["id"].as_str().unwrap().to_owned()
+}
+
+fn code(r: &serde_json::Value) -> &str {
+    r["error"]["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn capability_not_supported_at_the_profile_level() {
+    let c = strict().client();
+    let id = create(&c, "python-only").await;
+    let (status, r) = c.post(&format!("/v1/sandboxes/{id}/shell/exec"), json!({"command": "true"})).await;
+    assert_eq!(status, 400, "{r}");
+    assert_eq!(code(&r), "capability_not_supported");
+    assert_eq!(r["error"]["message"], "Profile 'python-only' does not support capability: shell");
+    assert_eq!(r["error"]["details"]["capability"], "shell");
+    assert_eq!(r["error"]["details"]["available"], json!(["python", "filesystem"]));
+    // The check comes before the body is parsed (reference §1.2).
+    let (status, r) = c.post(&format!("/v1/sandboxes/{id}/shell/exec"), json!({})).await;
+    assert_eq!((status, code(&r)), (400, "capability_not_supported"));
+    c.delete_sandbox(&id).await;
+}
+
+#[tokio::test]
+async fn a_missing_image_is_a_500_envelope_not_a_bare_500() {
+    let c = strict().client();
+    let id = create(&c, "missing-image").await;
+    let (status, r) = c.post(&format!("/v1/sandboxes/{id}/python/exec"), json!({"code": "1"})).await;
+    assert_eq!(status, 500, "{r}");
+    assert_eq!(code(&r), "internal_error");
+    assert!(r["error"]["message"].as_str().unwrap().contains("bay-e2e-no-such-image"), "{r}");
+    assert!(r["error"]["request_id"].is_string());
+    // Nothing is left behind, and the sandbox stays usable for the next attempt.
+    assert!(bay_tests::docker::containers_with("bay.sandbox_id", &id).is_empty());
+    let (_, g) = c.get(&format!("/v1/sandboxes/{id}")).await;
+    assert_eq!(g["status"], "idle", "{g}");
+    c.delete_sandbox(&id).await;
+}
+
+#[tokio::test]
+async fn a_runtime_that_never_answers_is_session_not_ready() {
+    let c = strict().client();
+    let id = create(&c, "never-ready").await;
+    let (status, r) = c.post(&format!("/v1/sandboxes/{id}/python/exec"), json!({"code": "1"})).await;
+    assert_eq!(status, 503, "{r}");
+    assert_eq!(code(&r), "session_not_ready");
+    assert_eq!(r["error"]["details"]["sandbox_id"], id.as_str());
+    assert!(r["error"]["details"]["retry_after_ms"].as_u64().unwrap() > 0);
+    // The half-started container was removed.
+    assert!(bay_tests::docker::containers_with("bay.sandbox_id", &id).is_empty());
+    c.delete_sandbox(&id).await;
+}
+
+#[tokio::test]
+async fn validation_conflict_and_ttl_errors() {
+    let c = strict().client();
+    // validation_error (400): unknown profile, extend_by <= 0.
+    let (status, r) = c.post("/v1/sandboxes", json!({"profile": "nope"})).await;
+    assert_eq!((status, code(&r)), (400, "validation_error"));
+    assert_eq!(r["error"]["message"], "Invalid profile: nope");
+
+    // sandbox_ttl_infinite (409).
+    let forever = c.create_sandbox().await;
+    let (status, r) = c.post(&format!("/v1/sandboxes/{forever}/extend_ttl"), json!({"extend_by": 60})).await;
+    assert_eq!((status, code(&r)), (409, "sandbox_ttl_infinite"), "{r}");
+    assert_eq!(r["error"]["details"]["sandbox_id"], forever.as_str());
+    let (status, r) = c.post(&format!("/v1/sandboxes/{forever}/extend_ttl"), json!({"extend_by": 0})).await;
+    assert_eq!((status, code(&r)), (400, "validation_error"));
+    assert_eq!(r["error"]["message"], "extend_by must be a positive integer");
+    let (status, _) = c.post(&format!("/v1/sandboxes/{forever}/extend_ttl"), json!({})).await;
+    assert_eq!(status, 422);
+
+    // sandbox_expired (409).
+    let (_, s) = c.post("/v1/sandboxes", json!({"ttl": 1})).await;
+    let short = s["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let (_, g) = c.get(&format!("/v1/sandboxes/{short}")).await;
+    assert_eq!(g["status"], "expired");
+    let (status, r) = c.post(&format!("/v1/sandboxes/{short}/extend_ttl"), json!({"extend_by": 60})).await;
+    assert_eq!((status, code(&r)), (409, "sandbox_expired"), "{r}");
+    assert!(r["error"]["details"]["expires_at"].is_string());
+
+    // conflict (409): a malformed idempotency key.
+    let resp = c.req(Method::POST, "/v1/sandboxes").header("idempotency-key", "not a key!").json(&json!({})).send().await.unwrap();
+    assert_eq!(resp.status(), 409);
+    let r: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(code(&r), "conflict");
+    assert_eq!(r["error"]["details"]["key"], "not a key!");
+
+    for id in [forever, short] {
+        c.delete_sandbox(&id).await;
+    }
+}
