@@ -72,7 +72,7 @@ gc: {{ instance_id: {INSTANCE_ID} }}
 plugins: {{ dir: "{plugins}", cache_dir: "{cache}" }}
 sessions: {{ warmup_on_create: true }}
 profiles:
-  - {{ id: python-default, image: "ship:latest", capabilities: [filesystem, shell, python] }}
+  - {{ id: python-default, image: "ship:latest", capabilities: [filesystem, shell, python], env: {{ BAY_E2E_GREETING: "hello from the profile" }} }}
   # Error paths: a profile without the shell capability, one whose image does
   # not exist, one whose runtime never answers on its port, and one that idles
   # out after 2 s.

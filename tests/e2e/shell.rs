@@ -53,3 +53,19 @@ async fn shell_timeout_kills_the_command() {
     assert_eq!(r["output"], "none");
     c.delete_sandbox(&id).await;
 }
+
+#[tokio::test]
+async fn profile_env_and_built_in_skills_reach_the_runtime() {
+    let c = strict().client();
+    let id = c.create_sandbox().await;
+    let r = c.shell(&id, "echo \"$BAY_E2E_GREETING\"").await;
+    assert_eq!(r["output"], "hello from the profile");
+    let r = c.python(&id, "import os; print(os.environ['BAY_E2E_GREETING'])", 30).await;
+    assert_eq!(r["output"], "hello from the profile");
+    // Ship writes the profile env for login shells and copies its skills, owned by shipyard.
+    let r = c.shell(&id, "cat .bay_env.sh; stat -c %U skills/python-sandbox/SKILL.md").await;
+    let out = r["output"].as_str().unwrap();
+    assert!(out.contains("BAY_E2E_GREETING"), "{out}");
+    assert!(out.ends_with("shipyard"), "{out}");
+    c.delete_sandbox(&id).await;
+}
