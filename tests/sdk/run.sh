@@ -138,7 +138,8 @@ EOF
 wait_healthy() {
   local base="$1" pid="$2" tmp="$3" i
   for i in $(seq 1 600); do
-    if curl -fsS -o /dev/null --max-time 2 "$base/health" 2>/dev/null; then return 0; fi
+    if "$VENV/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+         "$base/health" 2>/dev/null; then return 0; fi
     if ! kill -0 "$pid" 2>/dev/null; then
       log "Bay exited before answering /health:"; tail -n 40 "$tmp/bay.log" >&2; return 1
     fi
