@@ -20,4 +20,5 @@ pub mod paths;
 pub mod plugins;
 pub mod sandbox;
 pub mod server;
+pub mod skills;
 pub mod telemetry;

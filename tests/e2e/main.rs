@@ -9,4 +9,5 @@ mod files;
 mod lifecycle;
 mod python;
 mod shell;
+mod skills;
 mod v1;
