@@ -11,14 +11,17 @@ use bay::config::Config;
 use bay::server::Bay;
 use serde_json::Value;
 
-/// Labels every container and volume of a test run carries (`bay.instance_id`).
-pub const INSTANCE_ID: &str = "bay-e2e";
+/// Every test Bay's `gc.instance_id` (written into container and volume
+/// labels) starts with this; each server has its own, because a Bay removes
+/// containers of its instance that its database does not know.
+pub const INSTANCE_PREFIX: &str = "bay-e2e";
 
 /// A Bay listening on 127.0.0.1 for the duration of the test process.
 pub struct TestBay {
     pub base: String,
     pub key: String,
     pub data_dir: PathBuf,
+    pub instance_id: String,
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -38,21 +41,28 @@ pub fn plugins_dir() -> PathBuf {
 }
 
 /// Removes containers and volumes a previous (crashed) test run left behind.
-fn remove_leftovers() {
-    let label = format!("label=bay.instance_id={INSTANCE_ID}");
-    let out = Command::new("docker").args(["ps", "-aq", "--filter", &label]).output().expect("docker ps");
-    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
+pub fn remove_leftovers() {
+    let ours = |args: &[&str], format: &str| -> Vec<String> {
+        let out = Command::new("docker").args(args).args(["--filter", "label=bay.instance_id", "--format", format]).output().expect("docker");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(_, instance)| instance.starts_with(INSTANCE_PREFIX))
+            .map(|(id, _)| id.to_owned())
+            .collect()
+    };
+    let ids = ours(&["ps", "-a"], "{{.ID}} {{.Label \"bay.instance_id\"}}");
     if !ids.is_empty() {
         let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
     }
-    let out = Command::new("docker").args(["volume", "ls", "-q", "--filter", &label]).output().expect("docker volume ls");
-    let vols: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
+    let vols = ours(&["volume", "ls"], "{{.Name}} {{.Label \"bay.instance_id\"}}");
     if !vols.is_empty() {
         let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&vols).output();
     }
 }
 
-fn start(key: &str, anonymous: bool) -> TestBay {
+fn start(name: &str, key: &str, anonymous: bool) -> TestBay {
+    let instance_id = format!("{INSTANCE_PREFIX}-{name}");
     static CLEANED: Mutex<bool> = Mutex::new(false);
     {
         let mut cleaned = CLEANED.lock().unwrap();
@@ -68,7 +78,7 @@ server: {{ host: 127.0.0.1, port: 0 }}
 database: {{ url: "sqlite://{db}" }}
 driver: {{ docker: {{ connect_mode: host_port, host_address: 127.0.0.1 }} }}
 security: {{ api_key: "{key}", allow_anonymous: {anonymous} }}
-gc: {{ instance_id: {INSTANCE_ID} }}
+gc: {{ instance_id: {instance_id} }}
 plugins: {{ dir: "{plugins}", cache_dir: "{cache}" }}
 sessions: {{ warmup_on_create: true }}
 profiles:
@@ -100,19 +110,19 @@ profiles:
         })
         .unwrap();
     let addr = rx.recv_timeout(Duration::from_secs(120)).expect("Bay did not start");
-    TestBay { base: format!("http://{addr}"), key: key.to_owned(), data_dir: dir }
+    TestBay { base: format!("http://{addr}"), key: key.to_owned(), data_dir: dir, instance_id }
 }
 
 /// Bay with an API key and anonymous access off (production settings).
 pub fn strict() -> &'static TestBay {
     static BAY: OnceLock<TestBay> = OnceLock::new();
-    BAY.get_or_init(|| start("sk-e2e-strict-key", false))
+    BAY.get_or_init(|| start("strict", "sk-e2e-strict-key", false))
 }
 
 /// Bay in anonymous mode: no bearer token, the owner comes from `X-Owner`.
 pub fn anonymous() -> &'static TestBay {
     static BAY: OnceLock<TestBay> = OnceLock::new();
-    BAY.get_or_init(|| start("sk-e2e-anonymous-key", true))
+    BAY.get_or_init(|| start("anonymous", "sk-e2e-anonymous-key", true))
 }
 
 /// An HTTP client for one test (clients must not outlive their runtime).
@@ -212,4 +222,83 @@ pub mod docker {
     pub fn inspect(container: &str, format: &str) -> String {
         lines(&["inspect", "--format", format, container]).join("\n")
     }
+}
+
+/// The `bay` binary of this build (`./dev test` builds it before the tests).
+pub fn bay_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+    let bin = target.join("debug/bay");
+    assert!(bin.is_file(), "{} not found: run `cargo build` first (./dev test does)", bin.display());
+    bin
+}
+
+/// A `bay serve` child process, for tests that crash and restart Bay.
+pub struct BayProcess {
+    pub child: std::process::Child,
+    pub base: String,
+    pub key: String,
+}
+
+impl BayProcess {
+    /// Starts Bay with its database and config in `dir` (kept across restarts).
+    pub fn start(dir: &std::path::Path, instance_id: &str, port: u16) -> BayProcess {
+        let key = "sk-e2e-process-key".to_owned();
+        let config = dir.join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "server: {{host: 127.0.0.1, port: {port}}}\ndatabase: {{url: \"sqlite://{db}\"}}\nsecurity: {{api_key: {key}, allow_anonymous: false}}\ndriver: {{docker: {{connect_mode: host_port}}}}\ngc: {{instance_id: {instance_id}, run_on_startup: true}}\nplugins: {{dir: \"{plugins}\", cache_dir: \"{cache}\"}}\n",
+                db = dir.join("bay.db").display(),
+                plugins = plugins_dir().display(),
+                cache = workspace_root().join("target/e2e-component-cache").display(),
+            ),
+        )
+        .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("bay.log")).unwrap();
+        let child = Command::new(bay_binary())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("BAY_DATA_DIR", dir)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn bay");
+        BayProcess { child, base: format!("http://127.0.0.1:{port}"), key }
+    }
+
+    pub async fn wait_ready(&self) {
+        let http = reqwest::Client::new();
+        for _ in 0..600 {
+            if http.get(format!("{}/health", self.base)).send().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("bay did not come up on {}", self.base);
+    }
+
+    pub fn client(&self) -> Client {
+        Client {
+            http: reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap(),
+            base: self.base.clone(),
+            auth: Some(("authorization".into(), format!("Bearer {}", self.key))),
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BayProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -58,6 +58,28 @@ pub enum CapabilityCall {
 }
 
 impl CapabilityCall {
+    /// A copy for a retry; `None` for calls carrying a stream (it is consumed).
+    pub fn try_clone(&self) -> Option<CapabilityCall> {
+        use CapabilityCall as C;
+        Some(match self {
+            C::PythonExec { code, timeout_s } => C::PythonExec { code: code.clone(), timeout_s: *timeout_s },
+            C::ShellExec { command, timeout_s, cwd } => C::ShellExec { command: command.clone(), timeout_s: *timeout_s, cwd: cwd.clone() },
+            C::FileRead { path } => C::FileRead { path: path.clone() },
+            C::FileWrite { path, content } => C::FileWrite { path: path.clone(), content: content.clone() },
+            C::FileList { path } => C::FileList { path: path.clone() },
+            C::FileDelete { path } => C::FileDelete { path: path.clone() },
+            C::FileUpload { .. } => return None,
+            C::FileDownload { path } => C::FileDownload { path: path.clone() },
+            C::BrowserExec { cmd, timeout_s } => C::BrowserExec { cmd: cmd.clone(), timeout_s: *timeout_s },
+            C::BrowserBatch { commands, timeout_s, stop_on_error } => {
+                C::BrowserBatch { commands: commands.clone(), timeout_s: *timeout_s, stop_on_error: *stop_on_error }
+            }
+            C::Custom { capability, operation, payload } => {
+                C::Custom { capability: capability.clone(), operation: operation.clone(), payload: payload.clone() }
+            }
+        })
+    }
+
     /// The capability key the call needs (`python`, `shell`, `filesystem`, ...).
     pub fn capability(&self) -> &str {
         match self {
@@ -168,6 +190,9 @@ pub enum AdapterError {
     Runtime { status: u16, message: String, body: String },
     #[error("{0}")]
     Unreachable(String),
+    /// The runtime could not be connected to at all: the call never reached it.
+    #[error("{0}")]
+    NotConnected(String),
     #[error("{0}")]
     Timeout(String),
     #[error("{0}")]
@@ -193,7 +218,7 @@ impl From<AdapterError> for BayError {
                 }
                 e
             }
-            AdapterError::Unreachable(m) | AdapterError::BadResponse(m) => BayError::ship(m),
+            AdapterError::Unreachable(m) | AdapterError::NotConnected(m) | AdapterError::BadResponse(m) => BayError::ship(m),
             AdapterError::Timeout(m) => BayError::timeout(m),
             AdapterError::NotFound(m) => BayError::new(ErrorCode::FileNotFound, m),
             AdapterError::InvalidRequest(m) => BayError::validation(m),

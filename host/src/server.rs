@@ -56,6 +56,19 @@ impl Bay {
         }
         let idempotency = Idempotency::new(db.clone(), &config.idempotency);
         let sandboxes = Arc::new(SandboxManager::new(config.clone(), db, driver, plugins.clone()));
+        let report = sandboxes.reconcile().await.context("reconciling with the container engine")?;
+        tracing::info!(
+            kept = report.sessions_kept,
+            reset = report.sessions_reset,
+            containers_removed = report.containers_removed,
+            volumes_removed = report.volumes_removed,
+            errors = report.errors.len(),
+            "reconciled state with the engine"
+        );
+        for e in &report.errors {
+            tracing::warn!(error = %e, "reconcile");
+        }
+        sandboxes.watch_exits();
         let gc = Gc::new(config.gc.clone(), sandboxes.clone());
         gc.spawn();
         let state = AppState { auth: Arc::new(auth), sandboxes, idempotency, gc };

@@ -1,4 +1,4 @@
-use bay_tests::{INSTANCE_ID, docker, strict};
+use bay_tests::{docker, strict};
 use reqwest::Method;
 
 #[tokio::test]
@@ -83,7 +83,7 @@ async fn delete_removes_container_volume_and_sandbox() {
     assert!(docker::volume_exists(&volume));
     // The container carries Bay's labels and runs hardened.
     let c0 = &containers[0];
-    assert_eq!(docker::inspect(c0, "{{index .Config.Labels \"bay.instance_id\"}}"), INSTANCE_ID);
+    assert_eq!(docker::inspect(c0, "{{index .Config.Labels \"bay.instance_id\"}}"), strict().instance_id);
     assert_eq!(docker::inspect(c0, "{{index .Config.Labels \"bay.managed\"}}"), "true");
     assert_eq!(docker::inspect(c0, "{{.Config.User}}"), "1000:1000");
     assert_eq!(docker::inspect(c0, "{{.HostConfig.CapDrop}}"), "[ALL]");

@@ -8,6 +8,7 @@ mod errors;
 mod files;
 mod lifecycle;
 mod python;
+mod recovery;
 mod shell;
 mod skills;
 mod v1;

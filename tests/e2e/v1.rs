@@ -211,7 +211,7 @@ async fn admin_gc_reclaims_idle_sessions_and_expired_sandboxes() {
     let c = strict().client();
     let (status, st) = c.get("/v1/admin/gc/status").await;
     assert_eq!(status, 200);
-    assert_eq!(st["instance_id"], bay_tests::INSTANCE_ID);
+    assert_eq!(st["instance_id"], strict().instance_id.as_str());
     assert_eq!(st["tasks"]["idle_session"]["enabled"], true);
     assert_eq!(st["tasks"]["orphan_container"]["enabled"], false);
     assert!(st["is_running"].is_boolean() && st["interval_seconds"].is_u64());

@@ -120,6 +120,10 @@ impl Db {
         sqlx::query_as(self.sql(select!("WHERE id = $1"))).bind(id).fetch_optional(self.pool()).await
     }
 
+    pub async fn all_sessions(&self) -> sqlx::Result<Vec<Session>> {
+        sqlx::query_as(self.sql(select!("ORDER BY created_at"))).fetch_all(self.pool()).await
+    }
+
     pub async fn sessions_of_sandbox(&self, sandbox_id: &str) -> sqlx::Result<Vec<Session>> {
         sqlx::query_as(self.sql(select!("WHERE sandbox_id = $1 ORDER BY created_at"))).bind(sandbox_id).fetch_all(self.pool()).await
     }

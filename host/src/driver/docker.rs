@@ -14,12 +14,15 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, ListVolumesOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
 };
 use futures::StreamExt;
 
-use super::{ContainerLaunch, ContainerState, ContainerStatus, Driver, DriverError, Labels, RuntimeInstance};
+use super::{
+    ContainerExit, ContainerLaunch, ContainerState, ContainerStatus, Driver, DriverError, ExitStream, Labels, RuntimeInstance,
+    VolumeInfo,
+};
 use crate::config::{ConnectMode, DockerConfig};
 
 pub struct DockerDriver {
@@ -34,6 +37,10 @@ fn engine(err: bollard::errors::Error) -> DriverError {
         }
         _ => DriverError::Engine(err.to_string()),
     }
+}
+
+fn label_filters(labels: &Labels) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_owned(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect())])
 }
 
 fn is_not_found(err: &bollard::errors::Error) -> bool {
@@ -207,11 +214,20 @@ impl Driver for DockerDriver {
                     Some(S::REMOVING) => ContainerState::Removing,
                     _ => ContainerState::Exited,
                 };
-                Ok(ContainerStatus { state: s, exit_code: state.exit_code, oom_killed: state.oom_killed.unwrap_or(false) })
+                let finished_at = state
+                    .finished_at
+                    .as_deref()
+                    .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+                    .filter(|t| t.year() > 1)
+                    .map(|t| (t.unix_timestamp_nanos() / 1000) as crate::ids::Micros);
+                Ok(ContainerStatus {
+                    state: s,
+                    exit_code: state.exit_code,
+                    oom_killed: state.oom_killed.unwrap_or(false),
+                    finished_at,
+                })
             }
-            Err(e) if is_not_found(&e) => {
-                Ok(ContainerStatus { state: ContainerState::NotFound, exit_code: None, oom_killed: false })
-            }
+            Err(e) if is_not_found(&e) => Ok(ContainerStatus::not_found()),
             Err(e) => Err(engine(e)),
         }
     }
@@ -231,9 +247,7 @@ impl Driver for DockerDriver {
     }
 
     async fn list_containers(&self, labels: &Labels) -> Result<Vec<RuntimeInstance>, DriverError> {
-        let filters: HashMap<String, Vec<String>> =
-            HashMap::from([("label".to_owned(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect())]);
-        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&label_filters(labels)).build();
         let list = self.docker.list_containers(Some(options)).await.map_err(engine)?;
         Ok(list
             .into_iter()
@@ -244,5 +258,33 @@ impl Driver for DockerDriver {
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
             })
             .collect())
+    }
+
+    async fn list_volumes(&self, labels: &Labels) -> Result<Vec<VolumeInfo>, DriverError> {
+        let options = ListVolumesOptionsBuilder::new().filters(&label_filters(labels)).build();
+        let list = self.docker.list_volumes(Some(options)).await.map_err(engine)?;
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| VolumeInfo { name: v.name, labels: v.labels.into_iter().collect() })
+            .collect())
+    }
+
+    fn container_exits(&self, labels: &Labels) -> Option<ExitStream> {
+        let mut filters = label_filters(labels);
+        filters.insert("type".into(), vec!["container".into()]);
+        filters.insert("event".into(), vec!["die".into(), "oom".into()]);
+        let options = EventsOptionsBuilder::new().filters(&filters).build();
+        let stream = self.docker.events(Some(options)).filter_map(|event| async move {
+            let event = event.ok()?;
+            let actor = event.actor?;
+            Some(ContainerExit {
+                container_id: actor.id?,
+                labels: actor.attributes.unwrap_or_default().into_iter().collect(),
+                oom: event.action.as_deref() == Some("oom"),
+            })
+        });
+        Some(stream.boxed())
     }
 }

@@ -56,6 +56,26 @@ pub struct ContainerStatus {
     pub state: ContainerState,
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
+    /// When it stopped (µs since the epoch), if it did.
+    pub finished_at: Option<crate::ids::Micros>,
+}
+
+impl ContainerStatus {
+    pub fn not_found() -> ContainerStatus {
+        ContainerStatus { state: ContainerState::NotFound, exit_code: None, oom_killed: false, finished_at: None }
+    }
+
+    /// "exit code 137, out of memory" and the like, for error messages.
+    pub fn describe(&self) -> String {
+        match self.state {
+            ContainerState::NotFound => "the container is gone".into(),
+            _ => format!(
+                "exit code {}{}",
+                self.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "?".into()),
+                if self.oom_killed { ", out of memory" } else { "" }
+            ),
+        }
+    }
 }
 
 /// A container found by label (for reconcile and GC).
@@ -66,6 +86,23 @@ pub struct RuntimeInstance {
     pub labels: Labels,
     pub state: String,
 }
+
+/// A volume found by label.
+#[derive(Debug, Clone)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub labels: Labels,
+}
+
+/// A Bay container stopped on its own (it exited, was killed, or ran out of memory).
+#[derive(Debug, Clone)]
+pub struct ContainerExit {
+    pub container_id: String,
+    pub labels: Labels,
+    pub oom: bool,
+}
+
+pub type ExitStream = futures::stream::BoxStream<'static, ContainerExit>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -96,4 +133,13 @@ pub trait Driver: Send + Sync + 'static {
     async fn container_logs(&self, id: &str, lines: usize) -> Result<String, DriverError>;
     /// Containers carrying all of `labels`.
     async fn list_containers(&self, labels: &Labels) -> Result<Vec<RuntimeInstance>, DriverError>;
+    /// Volumes carrying all of `labels`.
+    async fn list_volumes(&self, labels: &Labels) -> Result<Vec<VolumeInfo>, DriverError>;
+    /// Exits of containers carrying all of `labels`, as the engine reports
+    /// them, so a dead runtime is noticed before a call hits it. Drivers
+    /// without an event feed return `None` (dead runtimes are then found by
+    /// the next call).
+    fn container_exits(&self, _labels: &Labels) -> Option<ExitStream> {
+        None
+    }
 }

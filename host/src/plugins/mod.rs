@@ -59,9 +59,26 @@ pub struct PluginState {
     /// When the guest last (re)gained control; the CPU budget counts from here.
     guest_since: Instant,
     guest_budget: Duration,
+    /// Whether any request of this call got an answer, and whether one
+    /// failed to connect: together they tell "the runtime never saw it".
+    answered: bool,
+    connect_failed: bool,
 }
 
 impl PluginState {
+    pub(crate) fn observe<T>(&mut self, result: &Result<T, outbound::OutError>) {
+        match result {
+            Ok(_) => self.answered = true,
+            Err(outbound::OutError::ConnectFailed(_)) => self.connect_failed = true,
+            Err(_) => {}
+        }
+    }
+
+    /// True when the call's requests all failed to connect.
+    pub(crate) fn never_connected(&self) -> bool {
+        self.connect_failed && !self.answered
+    }
+
     /// Called by host imports when they return to the guest.
     pub(crate) fn resume_guest(&mut self) {
         self.guest_since = Instant::now();
@@ -86,6 +103,8 @@ pub(crate) fn new_store(engine: &Engine, plugin: &str, target: OutboundTarget, l
         plugin: Arc::from(plugin),
         guest_since: Instant::now(),
         guest_budget: limits.guest_time,
+        answered: false,
+        connect_failed: false,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);

@@ -59,6 +59,8 @@ pub struct OutRequest {
 #[derive(Debug)]
 pub enum OutError {
     Denied(String),
+    /// No connection could be made: the request never reached the target.
+    ConnectFailed(String),
     Unreachable(String),
     Timeout,
     InvalidRequest(String),
@@ -162,16 +164,10 @@ impl OutboundTarget {
             OutError::Timeout
         } else if err.is_builder() {
             OutError::InvalidRequest(err.to_string())
+        } else if err.is_connect() {
+            OutError::ConnectFailed(chain(&err))
         } else {
-            // Include the source chain: "error sending request" alone says nothing.
-            let mut msg = err.to_string();
-            let mut source = std::error::Error::source(&err);
-            while let Some(s) = source {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                source = s.source();
-            }
-            OutError::Unreachable(msg)
+            OutError::Unreachable(chain(&err))
         }
     }
 
@@ -216,6 +212,18 @@ impl OutboundTarget {
         let stream = resp.bytes_stream().map_err(std::io::Error::other).boxed();
         Ok((status, headers, HostBody::new(stream, size)))
     }
+}
+
+/// An error with its source chain ("error sending request" alone says nothing).
+fn chain(err: &reqwest::Error) -> String {
+    let mut msg = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
 }
 
 /// The HTTP client all plugins share.

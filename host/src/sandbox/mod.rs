@@ -2,6 +2,8 @@
 
 pub mod cargos;
 mod locks;
+mod recovery;
+mod reconcile;
 pub mod session;
 
 use std::collections::HashMap;
@@ -454,8 +456,36 @@ impl SandboxManager {
 
     /// Runs one capability call on a sandbox: starts its session if needed,
     /// routes to the container serving the capability, applies the runtime
-    /// (level 2) capability check, and calls the adapter plugin.
+    /// (level 2) capability check, and calls the adapter plugin. A call that
+    /// finds its runtime dead is retried once on a new session when it cannot
+    /// have run (see [`recovery`]).
     pub async fn call(&self, sandbox: &Sandbox, profile: &ProfileConfig, call: CapabilityCall) -> BayResult<(CapabilityOutcome, String)> {
+        let spare = call.try_clone();
+        match self.call_once(sandbox, profile, call).await? {
+            Ok(done) => Ok(done),
+            Err((err, recovery)) => match (recovery, spare) {
+                (recovery::Recovery::Retry, Some(again)) => match self.call_once(sandbox, profile, again).await? {
+                    Ok(done) => Ok(done),
+                    Err((err, _)) => Err(err),
+                },
+                (recovery::Recovery::Retry, None) => Err(BayError::session_not_ready(
+                    "The runtime had stopped; a new one is starting, retry the upload",
+                    &sandbox.id,
+                    1000,
+                )),
+                (recovery::Recovery::Failed(e), _) => Err(e),
+                (recovery::Recovery::Alive, _) => Err(err),
+            },
+        }
+    }
+
+    /// One attempt; a failure to reach the runtime comes back with its diagnosis.
+    async fn call_once(
+        &self,
+        sandbox: &Sandbox,
+        profile: &ProfileConfig,
+        call: CapabilityCall,
+    ) -> BayResult<Result<(CapabilityOutcome, String), (BayError, recovery::Recovery)>> {
         let capability = call.capability().to_owned();
         let active = self.ensure_running(sandbox, profile).await?;
         let container = active.container_for(profile, &capability).ok_or_else(|| {
@@ -475,12 +505,15 @@ impl SandboxManager {
         // Held for the call, so idle GC never removes a session mid-call.
         let _in_use = active.usage.read().await;
         self.record_activity(&active, profile).await?;
-        let outcome = container.adapter.invoke(&container.endpoint, call).await;
-        if let Err(crate::adapter::AdapterError::Unreachable(_)) = &outcome {
-            // The runtime is gone (killed, crashed): forget the cached session so
-            // the next call re-checks the container and starts a new one.
-            self.active.remove_if(&sandbox.id, |_, a| a.session_id == active.session_id);
+        let started = now_micros();
+        match container.adapter.invoke(&container.endpoint, call).await {
+            Ok(outcome) => Ok(Ok((outcome, active.session_id.clone()))),
+            Err(e @ (crate::adapter::AdapterError::Unreachable(_) | crate::adapter::AdapterError::NotConnected(_))) => {
+                let never_connected = matches!(e, crate::adapter::AdapterError::NotConnected(_));
+                let recovery = self.diagnose(&sandbox.id, &active.session_id, &container.container_id, started, never_connected).await;
+                Ok(Err((e.into(), recovery)))
+            }
+            Err(e) => Err(e.into()),
         }
-        Ok((outcome?, active.session_id.clone()))
     }
 }

@@ -96,7 +96,7 @@ impl PluginState {
 fn wit_http_error(e: OutError) -> wit_http::HttpError {
     match e {
         OutError::Denied(m) => wit_http::HttpError::Denied(m),
-        OutError::Unreachable(m) => wit_http::HttpError::Unreachable(m),
+        OutError::Unreachable(m) | OutError::ConnectFailed(m) => wit_http::HttpError::Unreachable(m),
         OutError::Timeout => wit_http::HttpError::Timeout,
         OutError::InvalidRequest(m) => wit_http::HttpError::InvalidRequest(m),
         OutError::TooLarge(n) => wit_http::HttpError::TooLarge(n),
@@ -109,6 +109,7 @@ impl wit_http::Host for PluginState {
         let target = self.target.clone();
         let result = target.send(out).await;
         self.resume_guest();
+        self.observe(&result);
         Ok(result
             .map(|(status, headers, body)| wit_http::Response { status, headers, body })
             .map_err(wit_http_error))
@@ -122,6 +123,7 @@ impl wit_http::Host for PluginState {
         let target = self.target.clone();
         let result = target.send_streamed(out).await;
         self.resume_guest();
+        self.observe(&result);
         match result {
             Ok((status, headers, body)) => {
                 let body = self.table.push(body)?;
@@ -269,6 +271,8 @@ impl host::RuntimeAdapter for AdapterPlugin {
         let r = self.run(deadline, b.bay_plugin_adapter().call_invoke(&mut store, &request)).await?;
         let outcome = match r {
             Ok(resp) => from_wit_response(&mut store, resp).map_err(|e| self.trap(e)),
+            // Nothing reached the runtime: the caller may safely retry elsewhere.
+            Err(wit::AdapterError::Unreachable(m)) if store.data().never_connected() => Err(AdapterError::NotConnected(m)),
             Err(e) => Err(from_wit_error(e)),
         };
         tracing::trace!(plugin = %self.name, elapsed_us = started.elapsed().as_micros() as u64, "plugin call");

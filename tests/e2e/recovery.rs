@@ -1,0 +1,121 @@
+//! Lifecycle you can trust: dead runtimes are replaced, and a Bay killed at
+//! any moment restarts with no orphan and no stuck sandbox.
+
+use std::time::Duration;
+
+use bay_tests::{BayProcess, docker, free_port, strict};
+use rand::Rng;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_killed_runtime_is_replaced_on_the_next_call() {
+    let c = strict().client();
+    let id = c.create_sandbox().await;
+    c.shell(&id, "echo survives > f.txt").await;
+    c.python(&id, "x = 1", 30).await;
+    let first = docker::containers_with("bay.sandbox_id", &id);
+    assert_eq!(first.len(), 1);
+    std::process::Command::new("docker").args(["kill", &first[0]]).output().unwrap();
+
+    // The next call succeeds on a new runtime; files are kept, memory is not.
+    let r = c.python(&id, "print('x' in globals())", 60).await;
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(r["output"], "False");
+    assert_eq!(c.shell(&id, "cat f.txt").await["output"], "survives");
+    let second: Vec<String> = docker::containers_with("bay.sandbox_id", &id);
+    assert_eq!(second.len(), 1);
+    assert_ne!(first, second);
+
+    // Killed right before a call, without giving Bay time to see the event.
+    std::process::Command::new("docker").args(["kill", &second[0]]).output().unwrap();
+    let (status, r) = c.post(&format!("/v1/sandboxes/{id}/shell/exec"), json!({"command": "cat f.txt"})).await;
+    assert!(status == 200 || status == 503, "{status} {r}");
+    if status == 503 {
+        assert_eq!(r["error"]["code"], "session_not_ready");
+        assert!(r["error"]["details"]["retry_after_ms"].is_u64());
+    }
+    assert_eq!(c.shell(&id, "cat f.txt").await["output"], "survives");
+    c.delete_sandbox(&id).await;
+}
+
+fn engine_objects(instance: &str) -> (Vec<String>, Vec<String>) {
+    let list = |args: &[&str]| -> Vec<String> {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .args(["--filter", &format!("label=bay.instance_id={instance}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
+    };
+    (list(&["ps", "-aq"]), list(&["volume", "ls", "-q"]))
+}
+
+/// 20 rounds of `kill -9` during creates, execs and deletes, each followed by
+/// a restart: afterwards the API and the engine agree exactly.
+#[tokio::test]
+async fn kill_dash_nine_during_work_leaves_no_orphans_and_nothing_stuck() {
+    let dir = tempfile::Builder::new().prefix("bay-e2e-crash-").tempdir().unwrap();
+    let instance = "bay-e2e-crash";
+    let port = free_port();
+    for round in 0..20 {
+        let mut bay = BayProcess::start(dir.path(), instance, port);
+        bay.wait_ready().await;
+        let c = bay.client();
+        // Some work in flight: creates, execs and a delete.
+        let work = async {
+            let mut ids = Vec::new();
+            for _ in 0..3 {
+                let (status, s) = c.post("/v1/sandboxes", json!({})).await;
+                if status == 201 {
+                    ids.push(s["id"].as_str().unwrap().to_owned());
+                }
+            }
+            let execs = ids.iter().map(|id| {
+                let (c, path) = (&c, format!("/v1/sandboxes/{id}/python/exec"));
+                async move { c.post(&path, json!({"code": "sum(range(10))"})).await }
+            });
+            futures::future::join_all(execs).await;
+            if let Some(id) = ids.first() {
+                c.json(reqwest::Method::DELETE, &format!("/v1/sandboxes/{id}"), None).await;
+            }
+        };
+        let delay = Duration::from_millis(rand::rng().random_range(50..1500));
+        tokio::select! {
+            _ = work => {},
+            _ = tokio::time::sleep(delay) => {},
+        }
+        bay.kill();
+        eprintln!("round {round}: killed after {delay:?}");
+    }
+
+    let bay = BayProcess::start(dir.path(), instance, port);
+    bay.wait_ready().await;
+    let c = bay.client();
+    let (_, list) = c.get("/v1/sandboxes?limit=200").await;
+    let sandboxes = list["items"].as_array().unwrap().clone();
+    assert!(!sandboxes.is_empty(), "some creates completed");
+    for s in &sandboxes {
+        let status = s["status"].as_str().unwrap();
+        assert!(status == "idle" || status == "ready", "stuck sandbox {s}");
+    }
+    // Every container belongs to a listed sandbox; every volume to its cargo.
+    let (containers, volumes) = engine_objects(instance);
+    let ids: Vec<&str> = sandboxes.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    for cid in &containers {
+        let owner = docker::inspect(cid, "{{index .Config.Labels \"bay.sandbox_id\"}}");
+        assert!(ids.contains(&owner.as_str()), "orphan container {cid} of {owner}");
+    }
+    let cargos: Vec<String> = sandboxes.iter().map(|s| format!("bay-cargo-{}", s["cargo_id"].as_str().unwrap())).collect();
+    for v in &volumes {
+        assert!(cargos.contains(v), "orphan volume {v}");
+    }
+    // Every sandbox still works, then deleting them all leaves nothing.
+    for id in &ids {
+        let r = c.python(id, "print(6 * 7)", 60).await;
+        assert_eq!(r["output"], "42", "{id}: {r}");
+        c.delete_sandbox(id).await;
+    }
+    let (containers, volumes) = engine_objects(instance);
+    assert!(containers.is_empty(), "{containers:?}");
+    assert!(volumes.is_empty(), "{volumes:?}");
+}
