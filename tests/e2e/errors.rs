@@ -27,6 +27,12 @@ async fn capability_not_supported_at_the_profile_level() {
     assert_eq!(r["error"]["message"], "Profile 'python-only' does not support capability: shell");
     assert_eq!(r["error"]["details"]["capability"], "shell");
     assert_eq!(r["error"]["details"]["available"], json!(["python", "filesystem"]));
+    // Browser endpoints exist and check the profile the same way.
+    for path in ["browser/exec", "browser/exec_batch", "browser/skills/k/run"] {
+        let (status, r) = c.post(&format!("/v1/sandboxes/{id}/{path}"), json!({"cmd": "open about:blank", "commands": ["x"]})).await;
+        assert_eq!((status, code(&r)), (400, "capability_not_supported"), "{path}: {r}");
+        assert_eq!(r["error"]["details"]["capability"], "browser");
+    }
     // The check comes before the body is parsed (reference §1.2).
     let (status, r) = c.post(&format!("/v1/sandboxes/{id}/shell/exec"), json!({})).await;
     assert_eq!((status, code(&r)), (400, "capability_not_supported"));

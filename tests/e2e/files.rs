@@ -34,9 +34,12 @@ async fn write_read_list_delete() {
     let (status, r) = c.json(Method::DELETE, &format!("{files}?path=notes"), None).await;
     assert_eq!(status, 200, "{r}");
     let (status, r) = c.get(&format!("{files}?path=notes/a.txt")).await;
-    // Shipyard Neo reports a missing file on read as a runtime error (502).
-    assert_eq!(status, 502, "{r}");
-    assert_eq!(r["error"]["code"], "ship_error");
+    // Unlike Shipyard Neo (502 ship_error, which SDK clients retry), a missing
+    // file is 404 file_not_found, for reads and deletes as for downloads.
+    assert_eq!(status, 404, "{r}");
+    assert_eq!(r["error"]["code"], "file_not_found");
+    let (status, r) = c.json(Method::DELETE, &format!("{files}?path=notes"), None).await;
+    assert_eq!((status, r["error"]["code"].as_str()), (404, Some("file_not_found")));
     c.delete_sandbox(&id).await;
 }
 

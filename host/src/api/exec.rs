@@ -71,20 +71,26 @@ pub struct ShellResponse {
     command: Option<String>,
 }
 
-struct HistoryRow<'a> {
-    sandbox: &'a Sandbox,
-    session_id: Option<String>,
-    exec_type: &'static str,
-    code: String,
-    success: bool,
-    elapsed_ms: i64,
-    output: Option<String>,
-    error: Option<String>,
-    description: Option<String>,
-    tags: Option<String>,
+/// One execution, for the history.
+pub(super) struct HistoryRow<'a> {
+    pub sandbox: &'a Sandbox,
+    pub session_id: Option<String>,
+    pub exec_type: &'static str,
+    pub code: String,
+    pub success: bool,
+    pub elapsed_ms: i64,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<String>,
+    pub payload_ref: Option<String>,
+    /// `Some(learn)` for browser executions (learn_status pending/skipped);
+    /// `None` for python and shell (learn_status null).
+    pub learn: Option<bool>,
 }
 
-async fn record(state: &AppState, row: HistoryRow<'_>) -> BayResult<String> {
+/// Queues the history row of an execution; returns its id.
+pub(super) async fn record(state: &AppState, row: HistoryRow<'_>) -> BayResult<String> {
     let id = ids::execution_id();
     state
         .sandboxes
@@ -100,12 +106,12 @@ async fn record(state: &AppState, row: HistoryRow<'_>) -> BayResult<String> {
             execution_time_ms: row.elapsed_ms,
             output: row.output,
             error: row.error,
-            payload_ref: None,
+            payload_ref: row.payload_ref,
             description: row.description,
             tags: normalize_tags(row.tags.as_deref()),
             notes: None,
-            learn_enabled: 0,
-            learn_status: None,
+            learn_enabled: row.learn.unwrap_or(false) as i64,
+            learn_status: row.learn.map(|l| if l { "pending" } else { "skipped" }.to_owned()),
             learn_error: None,
             learn_processed_at: None,
             created_at: now_micros(),
@@ -114,7 +120,7 @@ async fn record(state: &AppState, row: HistoryRow<'_>) -> BayResult<String> {
     Ok(id)
 }
 
-fn unexpected(what: &str, outcome: &CapabilityOutcome) -> BayError {
+pub(super) fn unexpected(what: &str, outcome: &CapabilityOutcome) -> BayError {
     BayError::ship(format!("runtime adapter answered a {what} call with {outcome:?}"))
 }
 
@@ -144,6 +150,8 @@ pub async fn python(State(state): State<AppState>, Owner(owner): Owner, Path(id)
             error: r.error.clone(),
             description: body.description,
             tags: body.tags,
+            payload_ref: None,
+            learn: None,
         },
     )
     .await?;
@@ -189,6 +197,8 @@ pub async fn shell(State(state): State<AppState>, Owner(owner): Owner, Path(id):
             error: error.clone(),
             description: body.description,
             tags: body.tags,
+            payload_ref: None,
+            learn: None,
         },
     )
     .await?;

@@ -1,6 +1,7 @@
 //! The REST API (`/health`, `/v1/...`): thin handlers over the services.
 
 mod admin;
+mod browser;
 mod cargos;
 mod exec;
 mod extract;
@@ -47,6 +48,10 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/history/last", get(history::last))
         .route("/sandboxes/{id}/history/{execution_id}", get(history::get).patch(history::annotate))
         .route("/sandboxes/{id}/python/exec", post(exec::python))
+        .route("/sandboxes/{id}/browser/exec", post(browser::exec))
+        .route("/sandboxes/{id}/browser/exec_batch", post(browser::exec_batch))
+        .route("/sandboxes/{id}/browser/skills/{skill_key}/run", post(browser::run_skill))
+        .route("/sandboxes/{id}/browser/traces/{trace_ref}", get(browser::trace))
         .route("/sandboxes/{id}/shell/exec", post(exec::shell))
         .route(
             "/sandboxes/{id}/filesystem/files",

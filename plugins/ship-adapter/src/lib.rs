@@ -103,7 +103,7 @@ impl RuntimeAdapter for Ship {
     }
 
     fn file_read(path: String) -> Result<String, AdapterError> {
-        let v: Value = SHIP.post_json("/fs/read_file", &json!({ "path": path }), FS_TIMEOUT)?;
+        let v: Value = missing_is_not_found(SHIP.post_json("/fs/read_file", &json!({ "path": &path }), FS_TIMEOUT), &path)?;
         v["content"]
             .as_str()
             .map(str::to_owned)
@@ -136,7 +136,7 @@ impl RuntimeAdapter for Ship {
     }
 
     fn file_delete(path: String) -> Result<(), AdapterError> {
-        let _: Value = SHIP.post_json("/fs/delete_file", &json!({ "path": path }), FS_TIMEOUT)?;
+        let _: Value = missing_is_not_found(SHIP.post_json("/fs/delete_file", &json!({ "path": &path }), FS_TIMEOUT), &path)?;
         Ok(())
     }
 
@@ -183,6 +183,15 @@ impl RuntimeAdapter for Ship {
             404 => Err(AdapterError::NotFound(format!("File not found: {path}"))),
             status => Err(SHIP.failure(status, b"")),
         }
+    }
+}
+
+/// A missing file is `not-found` (Bay answers 404 `file_not_found`), not a
+/// runtime failure: Shipyard Neo's 502 made SDK clients retry a plain miss.
+fn missing_is_not_found<T>(r: Result<T, AdapterError>, path: &str) -> Result<T, AdapterError> {
+    match r {
+        Err(AdapterError::Runtime(f)) if f.status == 404 => Err(AdapterError::NotFound(format!("File not found: {path}"))),
+        other => other,
     }
 }
 
