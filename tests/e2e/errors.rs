@@ -1,7 +1,8 @@
 //! Every error code of the reference (§2) that Bay raises, with its status.
 //! `forbidden` and `quota_exceeded` are defined but never raised (as in
-//! Shipyard Neo); `timeout` needs a runtime that stops answering and is
-//! covered by the plugin fault-injection tests.
+//! Shipyard Neo). Codes covered elsewhere: `not_found`, `unauthorized` (api.rs),
+//! `invalid_path`, `file_not_found`, `ship_error` (files.rs), `conflict` for
+//! cargos and idempotency (v1.rs).
 
 use bay_tests::strict;
 use reqwest::Method;
@@ -108,4 +109,23 @@ async fn validation_conflict_and_ttl_errors() {
     for id in [forever, short] {
         c.delete_sandbox(&id).await;
     }
+}
+
+#[tokio::test]
+async fn a_runtime_that_stops_answering_is_a_504_timeout() {
+    let c = strict().client();
+    let id = c.create_sandbox().await;
+    c.python(&id, "x = 1", 30).await;
+    let container = bay_tests::docker::containers_with("bay.sandbox_id", &id).remove(0);
+    // A paused container still accepts the connection but never answers.
+    std::process::Command::new("docker").args(["pause", &container]).output().unwrap();
+    let (status, r) = c.post(&format!("/v1/sandboxes/{id}/python/exec"), json!({"code": "x", "timeout": 1})).await;
+    std::process::Command::new("docker").args(["unpause", &container]).output().unwrap();
+    assert_eq!(status, 504, "{r}");
+    assert_eq!(code(&r), "timeout");
+    assert_eq!(r["error"]["message"], "Ship request timed out: /ipython/exec");
+    // Once it answers again, the session (and its state) is still there.
+    let r = c.python(&id, "print(x)", 30).await;
+    assert_eq!(r["output"], "1");
+    c.delete_sandbox(&id).await;
 }
