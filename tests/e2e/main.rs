@@ -10,5 +10,6 @@ mod lifecycle;
 mod python;
 mod recovery;
 mod shell;
+mod ship_api;
 mod skills;
 mod v1;
