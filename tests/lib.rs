@@ -90,6 +90,16 @@ profiles:
   - {{ id: missing-image, image: "bay-e2e-no-such-image:latest" }}
   - {{ id: never-ready, image: "ship:latest", runtime_port: 9, startup: {{ ready_timeout_seconds: 2 }} }}
   - {{ id: quick-idle, image: "ship:latest", idle_timeout: 2 }}
+  # Multi-container sessions (schema v2) without a browser: two Ship runtimes,
+  # and a pair whose second image does not exist (all-or-nothing start).
+  - id: two-ships
+    containers:
+      - {{ name: ship, image: "ship:latest", capabilities: [python, shell, filesystem], primary_for: [python, shell, filesystem] }}
+      - {{ name: worker, image: "ship:latest", capabilities: [python] }}
+  - id: half-broken
+    containers:
+      - {{ name: ship, image: "ship:latest", capabilities: [python, shell, filesystem] }}
+      - {{ name: broken, image: "bay-e2e-no-such-image:latest", capabilities: [python] }}
 "#,
         db = dir.join("bay.db").display(),
         plugins = plugins_dir().display(),

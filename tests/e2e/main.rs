@@ -7,6 +7,7 @@ mod api;
 mod errors;
 mod files;
 mod lifecycle;
+mod multi;
 mod python;
 mod recovery;
 mod shell;

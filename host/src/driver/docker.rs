@@ -11,17 +11,19 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, Mount, MountType, PortBinding, VolumeCreateRequest,
+    ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, ListVolumesOptionsBuilder,
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    ListVolumesOptionsBuilder,
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
 };
 use futures::StreamExt;
 
 use super::{
     ContainerExit, ContainerLaunch, ContainerState, ContainerStatus, Driver, DriverError, ExitStream, Labels, RuntimeInstance,
-    VolumeInfo,
+    Named,
 };
 use crate::config::{ConnectMode, DockerConfig};
 
@@ -115,10 +117,19 @@ impl Driver for DockerDriver {
                 }]),
             );
         }
-        let network_mode = match self.config.connect_mode {
+        let bay_network = match self.config.connect_mode {
             ConnectMode::HostPort => None,
-            _ => spec.network.clone().or_else(|| self.config.network.clone()),
+            _ => self.config.network.clone(),
         };
+        // A session network comes first (sibling DNS); Bay's own network, if
+        // any, is connected after create (old engines take one at create).
+        let network_mode = spec.network.clone().or_else(|| bay_network.clone());
+        let networking_config = spec.network.as_ref().map(|net| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                net.clone(),
+                EndpointSettings { aliases: spec.hostname.clone().map(|h| vec![h]), ..Default::default() },
+            )])),
+        });
         let host_config = HostConfig {
             mounts: Some(vec![Mount {
                 target: Some(spec.mount_path.clone()),
@@ -145,14 +156,25 @@ impl Driver for DockerDriver {
             labels: Some(spec.labels.clone().into_iter().collect()),
             exposed_ports: Some(vec![port_key]),
             host_config: Some(host_config),
+            networking_config,
             ..Default::default()
         };
         let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
-        match self.docker.create_container(Some(options), body).await {
-            Ok(r) => Ok(r.id),
-            Err(e) if is_not_found(&e) => Err(DriverError::ImageMissing(spec.image.clone())),
-            Err(e) => Err(engine(e)),
+        let id = match self.docker.create_container(Some(options), body).await {
+            Ok(r) => r.id,
+            Err(e) if is_not_found(&e) => return Err(DriverError::ImageMissing(spec.image.clone())),
+            Err(e) => return Err(engine(e)),
+        };
+        if let (Some(session_net), Some(bay_net)) = (&spec.network, &bay_network)
+            && session_net != bay_net
+        {
+            let request = NetworkConnectRequest { container: id.clone(), endpoint_config: None };
+            if let Err(e) = self.docker.connect_network(bay_net, request).await {
+                let _ = self.destroy_container(&id).await;
+                return Err(engine(e));
+            }
         }
+        Ok(id)
     }
 
     async fn start_container(&self, id: &str, runtime_port: u16) -> Result<String, DriverError> {
@@ -260,14 +282,45 @@ impl Driver for DockerDriver {
             .collect())
     }
 
-    async fn list_volumes(&self, labels: &Labels) -> Result<Vec<VolumeInfo>, DriverError> {
+    async fn list_volumes(&self, labels: &Labels) -> Result<Vec<Named>, DriverError> {
         let options = ListVolumesOptionsBuilder::new().filters(&label_filters(labels)).build();
         let list = self.docker.list_volumes(Some(options)).await.map_err(engine)?;
         Ok(list
             .volumes
             .unwrap_or_default()
             .into_iter()
-            .map(|v| VolumeInfo { name: v.name, labels: v.labels.into_iter().collect() })
+            .map(|v| Named { name: v.name, labels: v.labels.into_iter().collect() })
+            .collect())
+    }
+
+    async fn create_network(&self, name: &str, labels: &Labels) -> Result<(), DriverError> {
+        let request = NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some("bridge".into()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<(), DriverError> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(engine(e)),
+        }
+    }
+
+    async fn list_networks(&self, labels: &Labels) -> Result<Vec<Named>, DriverError> {
+        let options = ListNetworksOptionsBuilder::new().filters(&label_filters(labels)).build();
+        let list = self.docker.list_networks(Some(options)).await.map_err(engine)?;
+        Ok(list
+            .into_iter()
+            .map(|n| Named { name: n.name.unwrap_or_default(), labels: n.labels.unwrap_or_default().into_iter().collect() })
             .collect())
     }
 

@@ -39,6 +39,8 @@ pub struct ContainerLaunch {
     pub mount_path: String,
     pub runtime_port: u16,
     pub hostname: Option<String>,
+    /// The session network (multi-container sessions): the container joins it
+    /// with `hostname` as its DNS alias, so siblings reach it by name.
     pub network: Option<String>,
 }
 
@@ -87,9 +89,9 @@ pub struct RuntimeInstance {
     pub state: String,
 }
 
-/// A volume found by label.
+/// A volume or network found by label.
 #[derive(Debug, Clone)]
-pub struct VolumeInfo {
+pub struct Named {
     pub name: String,
     pub labels: Labels,
 }
@@ -134,7 +136,14 @@ pub trait Driver: Send + Sync + 'static {
     /// Containers carrying all of `labels`.
     async fn list_containers(&self, labels: &Labels) -> Result<Vec<RuntimeInstance>, DriverError>;
     /// Volumes carrying all of `labels`.
-    async fn list_volumes(&self, labels: &Labels) -> Result<Vec<VolumeInfo>, DriverError>;
+    async fn list_volumes(&self, labels: &Labels) -> Result<Vec<Named>, DriverError>;
+
+    /// Creates (or adopts) a private network for one session's containers.
+    async fn create_network(&self, name: &str, labels: &Labels) -> Result<(), DriverError>;
+    /// Removes a network; a missing one is not an error.
+    async fn remove_network(&self, name: &str) -> Result<(), DriverError>;
+    /// Names of networks carrying all of `labels`.
+    async fn list_networks(&self, labels: &Labels) -> Result<Vec<Named>, DriverError>;
     /// Exits of containers carrying all of `labels`, as the engine reports
     /// them, so a dead runtime is noticed before a call hits it. Drivers
     /// without an event feed return `None` (dead runtimes are then found by

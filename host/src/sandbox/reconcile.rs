@@ -9,6 +9,7 @@
 //!   container created just before the crash is found too, and its row
 //!   deleted; its sandbox goes back to `idle`.
 //! - Containers of this instance whose session row does not exist are removed.
+//! - Session networks of this instance whose session is gone are removed.
 //! - Volumes of this instance with no cargo row (a crash between creating the
 //!   volume and committing the sandbox) are removed.
 
@@ -24,6 +25,7 @@ pub struct ReconcileReport {
     pub sessions_reset: u64,
     pub containers_removed: u64,
     pub volumes_removed: u64,
+    pub networks_removed: u64,
     pub errors: Vec<String>,
 }
 
@@ -78,6 +80,16 @@ impl SandboxManager {
                 match self.driver.destroy_container(&c.id).await {
                     Ok(()) => report.containers_removed += 1,
                     Err(e) => report.errors.push(format!("container {}: {e}", c.id)),
+                }
+            }
+        }
+
+        for n in self.driver.list_networks(&self.instance_labels()).await? {
+            let Some(session_id) = n.labels.get(labels::SESSION_ID) else { continue };
+            if !self.db.session_exists(session_id).await? {
+                match self.driver.remove_network(&n.name).await {
+                    Ok(()) => report.networks_removed += 1,
+                    Err(e) => report.errors.push(format!("network {}: {e}", n.name)),
                 }
             }
         }

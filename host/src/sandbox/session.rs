@@ -94,39 +94,19 @@ impl SandboxManager {
     /// clears a leftover one (a crash mid-start, a dead container).
     async fn adopt(&self, sandbox: &Sandbox, profile: &ProfileConfig, session: &Session) -> BayResult<Option<Arc<ActiveSession>>> {
         if session.observed() == SessionState::Running
-            && let (Some(container_id), Some(endpoint)) = (&session.container_id, &session.endpoint)
+            && let Some(containers) = self.reattach(profile, session).await
         {
-            let alive = matches!(
-                self.driver.container_status(container_id).await.map(|s| s.state),
-                Ok(ContainerState::Running)
-            );
-            if alive {
-                let spec = profile.primary();
-                if let Some(adapter) = self.plugins.adapter(&spec.runtime_type)
-                    && let Ok(meta) = adapter.meta(endpoint).await
-                {
-                    let active = Arc::new(ActiveSession {
-                        session_id: session.id.clone(),
-                        sandbox_id: sandbox.id.clone(),
-                        sandbox: sandbox.clone(),
-                        containers: vec![ActiveContainer {
-                            name: spec.name.clone(),
-                            runtime_type: spec.runtime_type.clone(),
-                            container_id: container_id.clone(),
-                            endpoint: endpoint.clone(),
-                            adapter,
-                            runtime_capabilities: meta.capabilities,
-                            profile_capabilities: spec.capabilities.clone(),
-                            version: Some(meta.version),
-                        }],
-                        last_touch: AtomicI64::new(0),
-                        usage: Default::default(),
-                    });
-                    self.active.insert(sandbox.id.clone(), active.clone());
-                    tracing::info!(sandbox_id = %sandbox.id, session_id = %session.id, "adopted running session");
-                    return Ok(Some(active));
-                }
-            }
+            let active = Arc::new(ActiveSession {
+                session_id: session.id.clone(),
+                sandbox_id: sandbox.id.clone(),
+                sandbox: sandbox.clone(),
+                containers,
+                last_touch: AtomicI64::new(0),
+                usage: Default::default(),
+            });
+            self.active.insert(sandbox.id.clone(), active.clone());
+            tracing::info!(sandbox_id = %sandbox.id, session_id = %session.id, "adopted running session");
+            return Ok(Some(active));
         }
         tracing::info!(sandbox_id = %sandbox.id, session_id = %session.id, state = %session.observed_state, "replacing stale session");
         self.destroy_session(session).await;
@@ -134,23 +114,52 @@ impl SandboxManager {
         Ok(None)
     }
 
+    /// The running containers of a recorded session, if every one of them is
+    /// alive and answers `/meta`.
+    async fn reattach(&self, profile: &ProfileConfig, session: &Session) -> Option<Vec<ActiveContainer>> {
+        let recorded = session.container_list();
+        let specs = profile.containers();
+        if recorded.len() != specs.len() {
+            return None;
+        }
+        let mut containers = Vec::new();
+        for spec in specs {
+            let rec = recorded.iter().find(|c| c.name == spec.name)?;
+            let endpoint = rec.endpoint.clone()?;
+            let alive = matches!(self.driver.container_status(&rec.container_id).await.map(|s| s.state), Ok(ContainerState::Running));
+            if !alive {
+                return None;
+            }
+            let adapter = self.plugins.adapter(&spec.runtime_type)?;
+            let meta = adapter.meta(&endpoint).await.ok()?;
+            containers.push(ActiveContainer {
+                name: spec.name.clone(),
+                runtime_type: spec.runtime_type.clone(),
+                container_id: rec.container_id.clone(),
+                endpoint,
+                adapter,
+                runtime_capabilities: meta.capabilities,
+                profile_capabilities: spec.capabilities.clone(),
+                version: Some(meta.version),
+            });
+        }
+        Some(containers)
+    }
+
     async fn start_session(&self, sandbox: &Sandbox, profile: &ProfileConfig) -> BayResult<Arc<ActiveSession>> {
         let specs = profile.containers();
-        if specs.len() != 1 {
-            return Err(BayError::validation(format!(
-                "profile {:?} has {} containers; multi-container sessions are not supported by this Bay version yet",
-                profile.id,
-                specs.len()
-            )));
-        }
-        let spec = specs.into_iter().next().expect("one container");
-        let adapter = self.plugins.adapter(&spec.runtime_type).ok_or_else(|| {
-            BayError::internal(format!(
-                "no runtime adapter plugin serves runtime type {:?} (loaded: {:?})",
-                spec.runtime_type,
-                self.plugins.runtime_types()
-            ))
-        })?;
+        let adapters = specs
+            .iter()
+            .map(|spec| {
+                self.plugins.adapter(&spec.runtime_type).ok_or_else(|| {
+                    BayError::internal(format!(
+                        "no runtime adapter plugin serves runtime type {:?} (loaded: {:?})",
+                        spec.runtime_type,
+                        self.plugins.runtime_types()
+                    ))
+                })
+            })
+            .collect::<BayResult<Vec<_>>>()?;
         let cargo = self
             .db
             .cargo(&sandbox.cargo_id)
@@ -161,7 +170,7 @@ impl SandboxManager {
         let session = Session {
             id: ids::session_id(),
             sandbox_id: sandbox.id.clone(),
-            runtime_type: spec.runtime_type.clone(),
+            runtime_type: profile.primary().runtime_type,
             profile_id: profile.id.clone(),
             container_id: None,
             endpoint: None,
@@ -176,32 +185,24 @@ impl SandboxManager {
         self.db.set_current_session(&sandbox.id, Some(&session.id)).await?;
 
         let started = Instant::now();
-        let launch = self.launch_spec(sandbox, profile, &spec, &session.id, &cargo.driver_ref)?;
-        let ready_timeout = Duration::from_secs(
-            profile.startup.ready_timeout_seconds.unwrap_or(self.config.sessions.ready_timeout_seconds),
-        );
-        let result = self.start_container(&session, &launch, &spec, adapter, ready_timeout).await;
+        let created = std::sync::Mutex::new(Vec::new());
+        let network = (specs.len() > 1).then(|| session_network(&session.id));
+        let result = self.start_containers(sandbox, profile, &session, &specs, adapters, &cargo.driver_ref, network.as_deref(), &created).await;
         match result {
-            Ok(container) => {
+            Ok(containers) => {
                 let now = now_micros();
-                let containers = serde_json::to_string(&[SessionContainer {
-                    name: container.name.clone(),
-                    container_id: container.container_id.clone(),
-                    endpoint: Some(container.endpoint.clone()),
-                    status: "running".into(),
-                    runtime_type: container.runtime_type.clone(),
-                    capabilities: container.profile_capabilities.clone(),
-                }])
-                .ok();
+                let primary_name = profile.primary().name;
+                let primary = containers.iter().find(|c| c.name == primary_name).unwrap_or(&containers[0]);
+                let json = session_containers_json(&containers);
                 self.db
-                    .mark_session_running(&session.id, &container.container_id, &container.endpoint, containers.as_deref(), now)
+                    .mark_session_running(&session.id, &primary.container_id, &primary.endpoint, Some(&json), now)
                     .await?;
                 self.db.touch_sandbox(&sandbox.id, now, Some(now + ids::secs(profile.idle_timeout))).await?;
                 let active = Arc::new(ActiveSession {
                     session_id: session.id.clone(),
                     sandbox_id: sandbox.id.clone(),
                     sandbox: sandbox.clone(),
-                    containers: vec![container],
+                    containers,
                     last_touch: AtomicI64::new(now),
                     usage: Default::default(),
                 });
@@ -209,13 +210,20 @@ impl SandboxManager {
                 tracing::info!(
                     sandbox_id = %sandbox.id,
                     session_id = %session.id,
+                    containers = active.containers.len(),
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "session started"
                 );
                 Ok(active)
             }
             Err(err) => {
+                // All or nothing: remove whatever was created.
                 tracing::warn!(sandbox_id = %sandbox.id, session_id = %session.id, error = %err.message, "session start failed");
+                let ids = std::mem::take(&mut *created.lock().expect("created"));
+                futures::future::join_all(ids.iter().map(|id| self.driver.destroy_container(id))).await;
+                if let Some(net) = &network {
+                    let _ = self.driver.remove_network(net).await;
+                }
                 let _ = self.db.delete_session(&session.id).await;
                 let _ = self.db.set_current_session(&sandbox.id, None).await;
                 Err(err)
@@ -223,39 +231,70 @@ impl SandboxManager {
         }
     }
 
-    /// Creates, starts and waits for one container; removes it on failure.
-    async fn start_container(
+    /// Creates the session network (if any) and the containers, then starts
+    /// them and waits for every runtime in parallel. Created container ids are
+    /// pushed to `created` as they appear, for the caller's cleanup.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_containers(
         &self,
+        sandbox: &Sandbox,
+        profile: &ProfileConfig,
         session: &Session,
-        launch: &ContainerLaunch,
-        spec: &ContainerSpec,
-        adapter: Arc<dyn RuntimeAdapter>,
-        ready_timeout: Duration,
-    ) -> BayResult<ActiveContainer> {
-        let container_id = self.driver.create_container(launch).await.map_err(driver_error)?;
-        // Record the container before anything can fail, so a crash leaves a trace.
-        self.db.set_session_containers(&session.id, Some(&container_id), None).await?;
-        let outcome = async {
+        specs: &[ContainerSpec],
+        adapters: Vec<Arc<dyn RuntimeAdapter>>,
+        volume: &str,
+        network: Option<&str>,
+        created: &std::sync::Mutex<Vec<String>>,
+    ) -> BayResult<Vec<ActiveContainer>> {
+        if let Some(net) = network {
+            let mut l = Labels::new();
+            l.insert(labels::MANAGED.into(), "true".into());
+            l.insert(labels::SESSION_ID.into(), session.id.clone());
+            l.insert(labels::SANDBOX_ID.into(), sandbox.id.clone());
+            l.insert(labels::INSTANCE_ID.into(), self.instance_id.clone());
+            self.driver.create_network(net, &l).await.map_err(driver_error)?;
+        }
+        let launches = specs
+            .iter()
+            .map(|spec| self.launch_spec(sandbox, profile, spec, &session.id, volume, network))
+            .collect::<BayResult<Vec<_>>>()?;
+        let creations = launches.iter().map(|launch| async move {
+            let id = self.driver.create_container(launch).await.map_err(driver_error)?;
+            created.lock().expect("created").push(id.clone());
+            Ok::<_, BayError>(id)
+        });
+        let ids = futures::future::join_all(creations).await.into_iter().collect::<BayResult<Vec<_>>>()?;
+        // Record the containers before anything else can fail, so a crash leaves a trace.
+        let pending: Vec<SessionContainer> = specs
+            .iter()
+            .zip(&ids)
+            .map(|(spec, id)| SessionContainer {
+                name: spec.name.clone(),
+                container_id: id.clone(),
+                endpoint: None,
+                status: "created".into(),
+                runtime_type: spec.runtime_type.clone(),
+                capabilities: spec.capabilities.clone(),
+            })
+            .collect();
+        self.db.set_session_containers(&session.id, ids.first().map(String::as_str), serde_json::to_string(&pending).ok().as_deref()).await?;
+
+        let ready_timeout = Duration::from_secs(profile.startup.ready_timeout_seconds.unwrap_or(self.config.sessions.ready_timeout_seconds));
+        let starts = specs.iter().zip(ids).zip(adapters).map(|((spec, container_id), adapter)| async move {
             let endpoint = self.driver.start_container(&container_id, spec.runtime_port).await.map_err(driver_error)?;
             let meta = self.wait_ready(&container_id, &endpoint, adapter.as_ref(), &session.sandbox_id, ready_timeout).await?;
             Ok::<_, BayError>(ActiveContainer {
                 name: spec.name.clone(),
                 runtime_type: spec.runtime_type.clone(),
-                container_id: container_id.clone(),
+                container_id,
                 endpoint,
-                adapter: adapter.clone(),
+                adapter,
                 runtime_capabilities: meta.capabilities,
                 profile_capabilities: spec.capabilities.clone(),
                 version: Some(meta.version),
             })
-        }
-        .await;
-        if outcome.is_err()
-            && let Err(e) = self.driver.destroy_container(&container_id).await
-        {
-            tracing::warn!(container_id, error = %e, "cannot remove a container that failed to start");
-        }
-        outcome
+        });
+        futures::future::join_all(starts).await.into_iter().collect()
     }
 
     /// Polls the runtime's health through its adapter until it answers, then
@@ -313,6 +352,7 @@ impl SandboxManager {
         spec: &ContainerSpec,
         session_id: &str,
         volume: &str,
+        network: Option<&str>,
     ) -> BayResult<ContainerLaunch> {
         let mut env: Vec<(String, String)> = Vec::new();
         let profile_env = profile.env_for(spec);
@@ -330,6 +370,9 @@ impl SandboxManager {
         env.push(("BAY_SANDBOX_ID".into(), sandbox.id.clone()));
         env.push(("BAY_WORKSPACE_PATH".into(), self.config.cargo.mount_path.clone()));
         env.push(("SHIP_IMAGE".into(), spec.image.clone()));
+        if network.is_some() {
+            env.push(("BAY_CONTAINER_NAME".into(), spec.name.clone()));
+        }
 
         let mut l = Labels::new();
         l.insert(labels::MANAGED.into(), "true".into());
@@ -345,7 +388,11 @@ impl SandboxManager {
 
         let memory_bytes = parse_memory(&spec.resources.memory).map_err(|e| BayError::internal(format!("{e:#}")))?;
         Ok(ContainerLaunch {
-            name: format!("bay-session-{session_id}"),
+            // Shipyard Neo's names: one container per session, or one per spec.
+            name: match network {
+                None => format!("bay-session-{session_id}"),
+                Some(_) => format!("bay-{session_id}-{}", spec.name),
+            },
             image: spec.image.clone(),
             env,
             labels: l,
@@ -355,8 +402,8 @@ impl SandboxManager {
             volume: volume.to_owned(),
             mount_path: self.config.cargo.mount_path.clone(),
             runtime_port: spec.runtime_port,
-            hostname: None,
-            network: None,
+            hostname: network.map(|_| spec.name.clone()),
+            network: network.map(str::to_owned),
         })
     }
 
@@ -372,6 +419,11 @@ impl SandboxManager {
             if let Err(e) = self.driver.destroy_container(&id).await {
                 tracing::warn!(container_id = %id, error = %e, "cannot remove container");
             }
+        }
+        if session.container_list().len() > 1
+            && let Err(e) = self.driver.remove_network(&session_network(&session.id)).await
+        {
+            tracing::warn!(session_id = %session.id, error = %e, "cannot remove the session network");
         }
         if let Err(e) = self.db.delete_session(&session.id).await {
             tracing::warn!(session_id = %session.id, error = %e, "cannot delete session row");
@@ -390,4 +442,24 @@ impl SandboxManager {
         }
         Ok(())
     }
+}
+
+/// The private network of a multi-container session (reference §6.2).
+pub(crate) fn session_network(session_id: &str) -> String {
+    format!("bay_net_{session_id}")
+}
+
+fn session_containers_json(containers: &[ActiveContainer]) -> String {
+    let list: Vec<SessionContainer> = containers
+        .iter()
+        .map(|c| SessionContainer {
+            name: c.name.clone(),
+            container_id: c.container_id.clone(),
+            endpoint: Some(c.endpoint.clone()),
+            status: "running".into(),
+            runtime_type: c.runtime_type.clone(),
+            capabilities: c.profile_capabilities.clone(),
+        })
+        .collect();
+    serde_json::to_string(&list).unwrap_or_default()
 }

@@ -1,0 +1,62 @@
+//! Multi-container sessions (reference §6.2): one network per session, sibling
+//! DNS by container name, one cargo shared by all, all-or-nothing start.
+
+use bay_tests::{docker, strict};
+use serde_json::json;
+
+fn network_exists(name: &str) -> bool {
+    std::process::Command::new("docker").args(["network", "inspect", name]).output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+#[tokio::test]
+async fn containers_share_a_network_and_the_cargo() {
+    let c = strict().client();
+    let (_, s) = c.post("/v1/sandboxes", json!({"profile": "two-ships"})).await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    assert_eq!(s["capabilities"], json!(["filesystem", "python", "shell"]));
+    c.shell(&id, "echo from-ship > shared.txt").await;
+    // The sibling is reachable by its name, and sees the same workspace.
+    let r = c.shell(&id, "curl -s http://worker:8123/health").await;
+    assert!(r["output"].as_str().unwrap().contains("healthy"), "{r}");
+    let r = c.shell(&id, r#"curl -s -X POST http://worker:8123/fs/read_file -H 'content-type: application/json' -d '{"path":"shared.txt"}'"#).await;
+    assert!(r["output"].as_str().unwrap().contains("from-ship"), "{r}");
+
+    let (_, g) = c.get(&format!("/v1/sandboxes/{id}")).await;
+    let containers = g["containers"].as_array().unwrap();
+    let names: Vec<&str> = containers.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ship", "worker"], "{g}");
+    assert!(containers.iter().all(|c| c["healthy"] == true && c["version"].is_string()));
+    assert_eq!(containers[1]["capabilities"], json!(["python"]));
+
+    let ids = docker::containers_with("bay.sandbox_id", &id);
+    assert_eq!(ids.len(), 2);
+    let mut names: Vec<String> = ids.iter().map(|c| docker::inspect(c, "{{.Name}}")).collect();
+    names.sort();
+    let session = docker::inspect(&ids[0], "{{index .Config.Labels \"bay.session_id\"}}");
+    assert_eq!(names, [format!("/bay-{session}-ship"), format!("/bay-{session}-worker")]);
+    let network = format!("bay_net_{session}");
+    assert!(network_exists(&network));
+
+    // Stop removes both and the network; the next call starts both again.
+    c.post(&format!("/v1/sandboxes/{id}/stop"), json!(null)).await;
+    assert!(docker::containers_with("bay.sandbox_id", &id).is_empty());
+    assert!(!network_exists(&network));
+    assert_eq!(c.shell(&id, "cat shared.txt").await["output"], "from-ship");
+    assert_eq!(docker::containers_with("bay.sandbox_id", &id).len(), 2);
+    c.delete_sandbox(&id).await;
+    assert!(docker::containers_with("bay.sandbox_id", &id).is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_container_fails_the_whole_session_and_leaves_nothing() {
+    let c = strict().client();
+    let (_, s) = c.post("/v1/sandboxes", json!({"profile": "half-broken"})).await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    let (status, r) = c.post(&format!("/v1/sandboxes/{id}/python/exec"), json!({"code": "1"})).await;
+    assert_eq!(status, 500, "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("bay-e2e-no-such-image"), "{r}");
+    assert!(docker::containers_with("bay.sandbox_id", &id).is_empty(), "the healthy sibling was removed too");
+    let out = std::process::Command::new("docker").args(["network", "ls", "-q", "--filter", &format!("label=bay.sandbox_id={id}")]).output().unwrap();
+    assert!(out.stdout.is_empty(), "the session network was removed");
+    c.delete_sandbox(&id).await;
+}
