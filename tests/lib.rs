@@ -90,6 +90,7 @@ profiles:
   - {{ id: missing-image, image: "bay-e2e-no-such-image:latest" }}
   - {{ id: never-ready, image: "ship:latest", runtime_port: 9, startup: {{ ready_timeout_seconds: 2 }} }}
   - {{ id: quick-idle, image: "ship:latest", idle_timeout: 2 }}
+  - {{ id: warm, image: "ship:latest", warm_pool_size: 2, env: {{ WARM_MARK: "bound" }} }}
   # Multi-container sessions (schema v2) without a browser: two Ship runtimes,
   # and a pair whose second image does not exist (all-or-nothing start).
   - id: two-ships

@@ -69,6 +69,8 @@ impl Bay {
             tracing::warn!(error = %e, "reconcile");
         }
         sandboxes.watch_exits();
+        sandboxes.spawn_warmup_workers();
+        sandboxes.spawn_warm_pool();
         let gc = Gc::new(config.gc.clone(), sandboxes.clone());
         gc.spawn();
         let state = AppState { auth: Arc::new(auth), sandboxes, idempotency, gc };

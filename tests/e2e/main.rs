@@ -14,3 +14,4 @@ mod shell;
 mod ship_api;
 mod skills;
 mod v1;
+mod warm;

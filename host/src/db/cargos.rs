@@ -118,3 +118,11 @@ impl Db {
         .await
     }
 }
+
+impl Db {
+    /// A claimed warm sandbox's cargo follows it to its new owner.
+    pub async fn reown_cargo(&self, id: &str, owner: &str) -> sqlx::Result<()> {
+        self.query("UPDATE cargos SET owner = $1 WHERE id = $2").bind(owner).bind(id).execute(self.pool()).await?;
+        Ok(())
+    }
+}

@@ -161,3 +161,78 @@ impl Db {
         Ok(row.is_some())
     }
 }
+
+/// The warm-pool view of a sandbox row.
+#[derive(Debug, Clone, FromRow)]
+pub struct WarmSandbox {
+    pub id: String,
+    pub warm_state: Option<String>,
+    pub warm_rotate_at: Option<Micros>,
+    pub warm_env_hash: Option<String>,
+}
+
+impl Db {
+    /// Live warm sandboxes of a profile (pending, available or retiring).
+    pub async fn warm_sandboxes(&self, profile_id: &str) -> sqlx::Result<Vec<WarmSandbox>> {
+        sqlx::query_as(self.sql(
+            "SELECT id, warm_state, warm_rotate_at, warm_env_hash FROM sandboxes WHERE is_warm_pool = 1 AND deleted_at IS NULL AND profile_id = $1 ORDER BY created_at",
+        ))
+        .bind(profile_id)
+        .fetch_all(self.pool())
+        .await
+    }
+
+    pub async fn mark_warm_available(&self, id: &str, now: Micros, rotate_at: Micros, env_hash: &str) -> sqlx::Result<()> {
+        self.query("UPDATE sandboxes SET warm_state = 'available', warm_ready_at = $1, warm_rotate_at = $2, warm_env_hash = $3 WHERE id = $4 AND is_warm_pool = 1 AND warm_state IS NULL")
+            .bind(now)
+            .bind(rotate_at)
+            .bind(env_hash)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn reset_warm(&self, id: &str) -> sqlx::Result<()> {
+        self.query("UPDATE sandboxes SET warm_state = NULL, warm_ready_at = NULL, warm_rotate_at = NULL WHERE id = $1 AND is_warm_pool = 1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_warm_state(&self, id: &str, state: &str) -> sqlx::Result<()> {
+        self.query("UPDATE sandboxes SET warm_state = $1 WHERE id = $2 AND is_warm_pool = 1")
+            .bind(state)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Claims the oldest available warm sandbox of a profile started with
+    /// `env_hash`. The conditional update makes a concurrent claim of the same
+    /// row impossible: exactly one claimer gets it back.
+    pub async fn claim_warm_sandbox(
+        &self,
+        profile_id: &str,
+        env_hash: &str,
+        owner: &str,
+        now: Micros,
+        expires_at: Option<Micros>,
+    ) -> sqlx::Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as(self.sql(
+            "UPDATE sandboxes SET is_warm_pool = 0, warm_state = 'claimed', warm_claimed_at = $1, owner = $2, last_active_at = $1, expires_at = $3 \
+             WHERE id = (SELECT id FROM sandboxes WHERE is_warm_pool = 1 AND warm_state = 'available' AND deleted_at IS NULL AND profile_id = $4 AND warm_env_hash = $5 ORDER BY warm_ready_at LIMIT 1) \
+             AND is_warm_pool = 1 AND warm_state = 'available' RETURNING id",
+        ))
+        .bind(now)
+        .bind(owner)
+        .bind(expires_at)
+        .bind(profile_id)
+        .bind(env_hash)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| r.0))
+    }
+}

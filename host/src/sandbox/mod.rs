@@ -5,6 +5,7 @@ mod locks;
 mod recovery;
 mod reconcile;
 pub mod session;
+pub mod warm_pool;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -111,6 +112,8 @@ pub struct SandboxManager {
     pub(crate) locks: SandboxLocks,
     pub(crate) active: DashMap<String, Arc<ActiveSession>>,
     history: HistoryWriter,
+    pub(crate) warmup: Arc<warm_pool::WarmupQueue>,
+    pub(crate) warm_refill: Arc<tokio::sync::Notify>,
 }
 
 impl SandboxManager {
@@ -119,6 +122,8 @@ impl SandboxManager {
         let profile_index = profiles.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
         SandboxManager {
             history: HistoryWriter::spawn(db.clone()),
+            warmup: Arc::new(warm_pool::WarmupQueue::new(&config.warm_pool)),
+            warm_refill: Arc::new(tokio::sync::Notify::new()),
             instance_id: config.gc.effective_instance_id(),
             config,
             db,
@@ -192,6 +197,12 @@ impl SandboxManager {
             .profile(&req.profile)
             .ok_or_else(|| BayError::validation(format!("Invalid profile: {}", req.profile)))?
             .clone();
+        if req.cargo_id.is_none()
+            && let Some(claimed) = self.claim_warm(owner, &profile, req.ttl).await?
+        {
+            // As for any create, the status is reported without the session.
+            return Ok(self.view(&claimed, None, now_micros()));
+        }
         let now = now_micros();
         let sandbox_id = ids::sandbox_id();
         let expires_at = req.ttl.filter(|t| *t > 0).map(|t| now + ids::secs(t));
@@ -237,16 +248,7 @@ impl SandboxManager {
         }
         tracing::info!(sandbox_id = %sandbox.id, owner, profile = %profile.id, cargo_id = %cargo.id, "sandbox created");
         if self.config.sessions.warmup_on_create {
-            let this = self.clone();
-            let warm = sandbox.clone();
-            tokio::spawn(async move {
-                let Some(profile) = this.profile(&warm.profile_id).cloned() else { return };
-                if let Err(e) = this.ensure_running(&warm, &profile).await
-                    && e.code != ErrorCode::NotFound
-                {
-                    tracing::warn!(sandbox_id = %warm.id, error = %e.message, "background warmup failed");
-                }
-            });
+            self.warmup.push(&sandbox.id);
         }
         // Like Shipyard Neo, create reports the stored state without looking at
         // the (just queued) session: `idle`, or `expired` for a past TTL.

@@ -21,6 +21,7 @@ use crate::ids::{self, now_micros};
 use super::SandboxManager;
 
 /// A running container of a session, with what Bay learned from its runtime.
+#[derive(Clone)]
 pub struct ActiveContainer {
     pub name: String,
     pub runtime_type: String,

@@ -1,0 +1,53 @@
+//! The warm pool (reference §3.6): creates claim a running sandbox.
+
+use std::time::{Duration, Instant};
+
+use bay_tests::{docker, strict};
+use serde_json::json;
+
+/// Running warm-pool containers of the `warm` profile, except those of
+/// `claimed` sandboxes (container labels keep the owner they were created with).
+fn warm_running(claimed: &[&str]) -> usize {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "--format", "{{.Label \"bay.sandbox_id\"}}", "--filter", "label=bay.profile_id=warm", "--filter", "label=bay.owner=warm-pool"])
+        .args(["--filter", &format!("label=bay.instance_id={}", strict().instance_id)])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().filter(|s| !claimed.contains(s)).count()
+}
+
+async fn wait_for_pool(n: usize, claimed: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while warm_running(claimed) < n {
+        assert!(Instant::now() < deadline, "the warm pool did not fill up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Give the worker a moment to mark it available after the runtime answered.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+#[tokio::test]
+async fn a_create_claims_a_running_warm_sandbox_and_the_pool_refills() {
+    let c = strict().client();
+    wait_for_pool(2, &[]).await;
+    let (status, s) = c.post("/v1/sandboxes", json!({"profile": "warm", "ttl": 300})).await;
+    assert_eq!(status, 201, "{s}");
+    let id = s["id"].as_str().unwrap().to_owned();
+    assert!(s["expires_at"].is_string(), "the caller's TTL is bound at claim time");
+    // Its container was already running: the first exec starts nothing.
+    let before = docker::containers_with("bay.sandbox_id", &id);
+    assert_eq!(before.len(), 1, "claimed a warm sandbox");
+    let started = Instant::now();
+    let r = c.python(&id, "import os; print(os.environ['WARM_MARK'])", 30).await;
+    assert_eq!(r["output"], "bound");
+    assert!(started.elapsed() < Duration::from_secs(2), "first exec took {:?}", started.elapsed());
+    assert_eq!(docker::containers_with("bay.sandbox_id", &id), before);
+    // It is the caller's now: listed, with its cargo.
+    let (_, l) = c.get("/v1/sandboxes?limit=200").await;
+    assert!(l["items"].as_array().unwrap().iter().any(|i| i["id"] == id.as_str()));
+    let (status, _) = c.get(&format!("/v1/cargos/{}", s["cargo_id"].as_str().unwrap())).await;
+    assert_eq!(status, 200);
+    // The pool refills in the background.
+    wait_for_pool(2, &[&id]).await;
+    c.delete_sandbox(&id).await;
+}
