@@ -88,6 +88,13 @@ async fn delete_removes_container_volume_and_sandbox() {
     assert_eq!(docker::inspect(c0, "{{.Config.User}}"), "1000:1000");
     assert_eq!(docker::inspect(c0, "{{.HostConfig.CapDrop}}"), "[ALL]");
     assert_eq!(docker::inspect(c0, "{{.HostConfig.PidsLimit}}"), "256");
+    assert_eq!(docker::inspect(c0, "{{.HostConfig.ReadonlyRootfs}}"), "true");
+    assert_eq!(docker::inspect(c0, "{{.HostConfig.SecurityOpt}}"), "[no-new-privileges:true]");
+    assert!(docker::inspect(c0, "{{json .HostConfig.Tmpfs}}").contains("/tmp"));
+    assert_eq!(docker::inspect(c0, "{{.HostConfig.Memory}}"), (1u64 << 30).to_string());
+    // Only the workspace and tmp are writable; the Docker socket is not there.
+    let r = c.shell(&id, "touch /workspace/ok /tmp/ok && echo fine; touch /var/cache/x 2>&1 | grep -c 'Read-only'; test -e /var/run/docker.sock || echo no-socket").await;
+    assert_eq!(r["output"], "fine\n1\nno-socket", "{r}");
     assert!(docker::inspect(c0, "{{json .NetworkSettings.Ports}}").contains("\"HostIp\":\"127.0.0.1\""));
 
     c.delete_sandbox(&id).await;

@@ -14,6 +14,7 @@ mod profiles;
 
 pub use database::DatabaseUrl;
 pub use profiles::{ContainerSpec, ProfileConfig, Resources, default_profiles, parse_memory};
+pub use profiles::SecurityConfig as ContainerSecurity;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -41,6 +41,41 @@ impl Default for StartupConfig {
     }
 }
 
+/// Bay extension: how a profile's containers are confined. The defaults are
+/// what the Ship and Gull runtimes need and nothing more (see docs/runtimes.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Root filesystem read-only; `/workspace` (the cargo) and the `tmpfs`
+    /// mounts stay writable.
+    pub read_only_rootfs: bool,
+    pub no_new_privileges: bool,
+    pub cap_drop: Vec<String>,
+    pub cap_add: Vec<String>,
+    pub pids_limit: i64,
+    /// Mount point → options (`size=256m,mode=1777`).
+    pub tmpfs: BTreeMap<String, String>,
+    /// Run as this user instead of the image's (`uid[:gid]`).
+    pub user: Option<String>,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            read_only_rootfs: true,
+            no_new_privileges: true,
+            cap_drop: vec!["ALL".into()],
+            cap_add: vec![],
+            pids_limit: 256,
+            tmpfs: BTreeMap::from([
+                ("/tmp".to_owned(), "rw,nosuid,nodev,size=512m,mode=1777".to_owned()),
+                ("/var/tmp".to_owned(), "rw,nosuid,nodev,size=64m,mode=1777".to_owned()),
+            ]),
+            user: None,
+        }
+    }
+}
+
 fn default_runtime_type() -> String {
     "ship".into()
 }
@@ -71,6 +106,9 @@ pub struct ContainerSpec {
     pub proxy: Option<ProxyConfig>,
     #[serde(default = "default_health_path")]
     pub health_check_path: String,
+    /// Bay extension: overrides the profile's `security` for this container.
+    #[serde(default)]
+    pub security: Option<SecurityConfig>,
 }
 
 fn default_idle_timeout() -> i64 {
@@ -121,6 +159,9 @@ pub struct ProfileConfig {
     pub warmup_circuit_breaker_threshold: Option<u32>,
     #[serde(default)]
     pub browser: Option<String>,
+    /// Bay extension: container confinement (defaults: hardened).
+    #[serde(default)]
+    pub security: SecurityConfig,
 }
 
 /// The capabilities a container has when a v1 profile does not say.
@@ -150,6 +191,7 @@ impl ProfileConfig {
             warmup_retry_backoff_max_ms: None,
             warmup_circuit_breaker_threshold: None,
             browser: None,
+            security: SecurityConfig::default(),
         }
     }
 
@@ -174,6 +216,7 @@ impl ProfileConfig {
             env: self.env.clone().unwrap_or_default(),
             proxy: self.proxy.clone(),
             health_check_path: default_health_path(),
+            security: None,
         }]
     }
 
@@ -209,6 +252,11 @@ impl ProfileConfig {
             .find(|c| c.primary_for.iter().any(|x| x == capability))
             .or_else(|| containers.iter().find(|c| c.capabilities.iter().any(|x| x == capability)))
             .cloned()
+    }
+
+    /// The confinement of a container: its own, else the profile's.
+    pub fn security_for(&self, container: &ContainerSpec) -> SecurityConfig {
+        container.security.clone().unwrap_or_else(|| self.security.clone())
     }
 
     /// The environment of a container: the profile's `env` (v1) and the

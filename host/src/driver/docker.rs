@@ -142,16 +142,20 @@ impl Driver for DockerDriver {
             // No swap beyond the memory limit.
             memory_swap: Some(spec.memory_bytes as i64),
             nano_cpus: Some((spec.cpus * 1e9) as i64),
-            pids_limit: Some(spec.pids_limit),
+            pids_limit: Some(spec.security.pids_limit),
             port_bindings: Some(port_bindings),
             network_mode,
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
-            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: spec.security.no_new_privileges.then(|| vec!["no-new-privileges:true".into()]),
+            cap_drop: Some(spec.security.cap_drop.clone()),
+            cap_add: Some(spec.security.cap_add.clone()),
+            readonly_rootfs: Some(spec.security.read_only_rootfs),
+            tmpfs: Some(spec.security.tmpfs.clone().into_iter().collect()),
             ..Default::default()
         };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             hostname: spec.hostname.clone(),
+            user: spec.security.user.clone(),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(spec.labels.clone().into_iter().collect()),
             exposed_ports: Some(vec![port_key]),

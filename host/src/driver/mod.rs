@@ -33,7 +33,7 @@ pub struct ContainerLaunch {
     pub labels: Labels,
     pub cpus: f64,
     pub memory_bytes: u64,
-    pub pids_limit: i64,
+    pub security: crate::config::ContainerSecurity,
     /// The cargo's `driver_ref` (volume name) mounted at `mount_path`.
     pub volume: String,
     pub mount_path: String,

@@ -399,7 +399,7 @@ impl SandboxManager {
             labels: l,
             cpus: spec.resources.cpus,
             memory_bytes,
-            pids_limit: 256,
+            security: profile.security_for(spec),
             volume: volume.to_owned(),
             mount_path: self.config.cargo.mount_path.clone(),
             runtime_port: spec.runtime_port,
