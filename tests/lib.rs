@@ -167,23 +167,28 @@ impl Client {
         r
     }
 
-    pub async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut r = self.req(method, path);
-        if let Some(b) = body {
-            r = r.json(&b);
+    /// A JSON request: `(status, body)`. The path is taken by value up front, so
+    /// callers may pass `&format!(…)` and keep the future.
+    pub fn json<'c>(&'c self, method: reqwest::Method, path: &str, body: Option<Value>) -> impl std::future::Future<Output = (u16, Value)> + use<'c> {
+        let path = path.to_owned();
+        async move {
+            let mut r = self.req(method, &path);
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            let resp = r.send().await.expect("request");
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
         }
-        let resp = r.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.json(reqwest::Method::POST, path, Some(body)).await
+    pub fn post<'c>(&'c self, path: &str, body: Value) -> impl std::future::Future<Output = (u16, Value)> + use<'c> {
+        self.json(reqwest::Method::POST, path, Some(body))
     }
 
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        self.json(reqwest::Method::GET, path, None).await
+    pub fn get<'c>(&'c self, path: &str) -> impl std::future::Future<Output = (u16, Value)> + use<'c> {
+        self.json(reqwest::Method::GET, path, None)
     }
 
     /// Creates a sandbox and returns its id.
@@ -253,6 +258,11 @@ pub struct BayProcess {
 impl BayProcess {
     /// Starts Bay with its database and config in `dir` (kept across restarts).
     pub fn start(dir: &std::path::Path, instance_id: &str, port: u16) -> BayProcess {
+        Self::start_with(dir, instance_id, port, "")
+    }
+
+    /// As [`start`](Self::start), with extra YAML appended to the config.
+    pub fn start_with(dir: &std::path::Path, instance_id: &str, port: u16, extra_yaml: &str) -> BayProcess {
         let key = "sk-e2e-process-key".to_owned();
         let config = dir.join("config.yaml");
         std::fs::write(
@@ -262,7 +272,7 @@ impl BayProcess {
                 db = dir.join("bay.db").display(),
                 plugins = plugins_dir().display(),
                 cache = workspace_root().join("target/e2e-component-cache").display(),
-            ),
+            ) + extra_yaml,
         )
         .unwrap();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("bay.log")).unwrap();

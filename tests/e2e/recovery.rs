@@ -119,3 +119,61 @@ async fn kill_dash_nine_during_work_leaves_no_orphans_and_nothing_stuck() {
     assert!(containers.is_empty(), "{containers:?}");
     assert!(volumes.is_empty(), "{volumes:?}");
 }
+
+/// Idle GC running while a call is in progress on the same sandbox keeps the
+/// session (and the data); once the call is over, the next cycle reclaims it.
+#[tokio::test]
+async fn idle_gc_never_reclaims_a_session_mid_call() {
+    let c = strict().client();
+    let (_, s) = c.post("/v1/sandboxes", json!({"profile": "quick-idle"})).await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    c.python(&id, "data = list(range(5))", 30).await;
+    let long = c.post(&format!("/v1/sandboxes/{id}/python/exec"), json!({"code": "import time; time.sleep(4); print(sum(data))"}));
+    let gc = async {
+        // The 2 s idle deadline passes while the call runs.
+        tokio::time::sleep(Duration::from_millis(2800)).await;
+        c.post("/v1/admin/gc/run", json!({"tasks": ["idle_session"]})).await
+    };
+    let ((status, r), (_, gc)) = tokio::join!(long, gc);
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["output"], "10", "the call completed on its session");
+    assert_eq!(gc["results"][0]["skipped_count"], 1, "{gc}");
+    let r = c.python(&id, "print(len(data))", 30).await;
+    assert_eq!(r["output"], "5", "the session survived");
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let (_, gc) = c.post("/v1/admin/gc/run", json!({"tasks": ["idle_session"]})).await;
+    assert!(gc["results"][0]["cleaned_count"].as_u64().unwrap() >= 1, "{gc}");
+    assert!(docker::containers_with("bay.sandbox_id", &id).is_empty());
+    c.delete_sandbox(&id).await;
+}
+
+/// 50 concurrent creates all succeed, each with its own cargo.
+#[tokio::test]
+async fn fifty_concurrent_creates_succeed() {
+    let dir = tempfile::Builder::new().prefix("bay-e2e-creates-").tempdir().unwrap();
+    let bay = BayProcess::start_with(dir.path(), "bay-e2e-creates", free_port(), "sessions: {warmup_on_create: false}\n");
+    bay.wait_ready().await;
+    let c = bay.client();
+    let creates = (0..50).map(|_| {
+        let c = &c;
+        async move { c.post("/v1/sandboxes", json!({})).await }
+    });
+    let results = futures::future::join_all(creates).await;
+    let ids: Vec<String> = results
+        .iter()
+        .map(|(status, s)| {
+            assert_eq!(*status, 201, "{s}");
+            s["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), 50);
+    let (_, list) = c.get("/v1/sandboxes?limit=200").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 50);
+    let deletes = ids.iter().map(|id| c.json(reqwest::Method::DELETE, &format!("/v1/sandboxes/{id}"), None));
+    for (status, r) in futures::future::join_all(deletes).await {
+        assert_eq!(status, 204, "{r}");
+    }
+    let (containers, volumes) = engine_objects("bay-e2e-creates");
+    assert!(containers.is_empty() && volumes.is_empty(), "{containers:?} {volumes:?}");
+}
