@@ -20,6 +20,7 @@ use bay::plugins::PluginHost;
 use serde_json::{Value, json};
 
 const KEY: &str = "sk-bench-key";
+const WARM_POOL: usize = 2;
 
 struct Stats {
     samples: Vec<Duration>,
@@ -101,7 +102,7 @@ async fn start_bay(dir: &std::path::Path) -> anyhow::Result<BayProcess> {
     std::fs::write(
         &config,
         format!(
-            "server: {{host: 127.0.0.1, port: {port}}}\ndatabase: {{url: \"sqlite://{db}\"}}\nsecurity: {{api_key: {KEY}, allow_anonymous: false}}\ndriver: {{docker: {{connect_mode: host_port}}}}\ngc: {{instance_id: bay-bench}}\nplugins: {{dir: \"{plugins}\", cache_dir: \"{cache}\"}}\n",
+            "server: {{host: 127.0.0.1, port: {port}}}\ndatabase: {{url: \"sqlite://{db}\"}}\nsecurity: {{api_key: {KEY}, allow_anonymous: false}}\ndriver: {{docker: {{connect_mode: host_port}}}}\ngc: {{instance_id: bay-bench}}\nplugins: {{dir: \"{plugins}\", cache_dir: \"{cache}\"}}\nprofiles:\n  - {{id: python-default, image: \"ship:latest\"}}\n  - {{id: python-warm, image: \"ship:latest\", warm_pool_size: {WARM_POOL}}}\n",
             db = dir.join("bay.db").display(),
             plugins = plugins_dir().display(),
             cache = dir.join("cache").display(),
@@ -158,6 +159,24 @@ impl Api {
     }
     async fn delete(&self, id: &str) -> anyhow::Result<()> {
         self.call(reqwest::Method::DELETE, &format!("/v1/sandboxes/{id}"), None).await.map(|_| ())
+    }
+}
+
+/// Waits until `n` warm sandboxes of `python-warm` are running and unclaimed.
+async fn wait_warm(n: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = Command::new("docker")
+            .args(["ps", "-q", "--filter", "label=bay.instance_id=bay-bench", "--filter", "label=bay.profile_id=python-warm", "--filter", "label=bay.owner=warm-pool"])
+            .output()?;
+        // Claimed ones were deleted by the loop, so what is left is the pool.
+        if String::from_utf8_lossy(&out.stdout).lines().count() >= n {
+            // A moment for the worker to mark the last one available.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the warm pool did not fill");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -248,6 +267,39 @@ async fn main() -> anyhow::Result<()> {
     let cold = Stats::new(cold);
     rows.push(row("cold: create → first python exec", &cold, "container start + kernel start".into()));
 
+    // Warm pool: create (claims a running sandbox) → first exec answered.
+    let mut warm = Vec::new();
+    for _ in 0..cold_n {
+        wait_warm(WARM_POOL).await?;
+        let t = Instant::now();
+        let v = api.call(reqwest::Method::POST, "/v1/sandboxes", Some(json!({"profile": "python-warm"}))).await?;
+        let id = v["id"].as_str().context("id")?.to_owned();
+        let r = api.python(&id, "1+1").await?;
+        warm.push(t.elapsed());
+        anyhow::ensure!(r["output"] == "2", "unexpected output {r}");
+        api.delete(&id).await?;
+    }
+    let warm = Stats::new(warm);
+    rows.push(row("warm pool: create → first python exec", &warm, "target p50 ≤ 50 ms".into()));
+
+    // Many at once: N creates, each followed by an exec, all in parallel.
+    let n = if quick { 20 } else { 100 };
+    let t = Instant::now();
+    let tasks = (0..n).map(|_| {
+        let api = &api;
+        async move {
+            let id = api.create().await?;
+            let r = api.python(&id, "1+1").await;
+            Ok::<_, anyhow::Error>((id, r.map(|r| r["output"] == "2").unwrap_or(false)))
+        }
+    });
+    let results = futures::future::join_all(tasks).await;
+    let wall = t.elapsed();
+    let ok = results.iter().filter(|r| matches!(r, Ok((_, true)))).count();
+    let cleanup = results.iter().filter_map(|r| r.as_ref().ok().map(|(id, _)| api.delete(id)));
+    futures::future::join_all(cleanup).await;
+    let concurrent_note = format!("{ok}/{n} succeeded ({:.0} %)", ok as f64 * 100.0 / n as f64);
+
     // Hot paths through Bay vs. straight to the runtime.
     let id = api.create().await?;
     api.python(&id, "1+1").await?;
@@ -326,6 +378,7 @@ async fn main() -> anyhow::Result<()> {
     for r in &rows {
         println!("{:<46} {:>5} {:>10} {:>10} {:>10}  {}", r.name, r.n, r.p50, r.p90, r.p99, r.note);
     }
+    println!("{:<46} {:>5} {:>10}  {}", format!("{n} concurrent create + exec (wall)"), n, fmt(wall), concurrent_note);
     println!("{:<46} {:>5} {:>10}", "plugin load: compile (cold)", 1, fmt(cold_load));
     println!("{:<46} {:>5} {:>10}", "plugin load: from the component cache", 1, fmt(cached_load));
     println!("{:<46} {:>5} {:>10}", "bay RSS idle, first boot (plugins compiled)", 1, format!("{:.1} MB", first_boot_rss as f64 / 1024.0));
