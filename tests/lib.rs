@@ -90,7 +90,6 @@ profiles:
   - {{ id: missing-image, image: "bay-e2e-no-such-image:latest" }}
   - {{ id: never-ready, image: "ship:latest", runtime_port: 9, startup: {{ ready_timeout_seconds: 2 }} }}
   - {{ id: quick-idle, image: "ship:latest", idle_timeout: 2 }}
-  - {{ id: warm, image: "ship:latest", warm_pool_size: 2, env: {{ WARM_MARK: "bound" }} }}
   # Multi-container sessions (schema v2) without a browser: two Ship runtimes,
   # and a pair whose second image does not exist (all-or-nothing start).
   - id: two-ships
@@ -322,4 +321,21 @@ impl Drop for BayProcess {
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Removes every container and volume of one Bay instance.
+pub fn remove_instance(instance_id: &str) {
+    let label = format!("label=bay.instance_id={instance_id}");
+    let list = |args: &[&str]| -> Vec<String> {
+        let out = Command::new("docker").args(args).args(["--filter", &label]).output().expect("docker");
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect()
+    };
+    let ids = list(&["ps", "-aq"]);
+    if !ids.is_empty() {
+        let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+    }
+    let vols = list(&["volume", "ls", "-q"]);
+    if !vols.is_empty() {
+        let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&vols).output();
+    }
 }

@@ -159,5 +159,7 @@ build_final_image() {
   trap "docker rm -f '$cid' >/dev/null 2>&1 || true" RETURN
   docker cp "$files/." "$cid:/" >/dev/null
   docker commit "${args[@]}" "$cid" "$tag" >/dev/null
+  # Earlier builds of this image are now untagged; drop those no container uses.
+  docker image prune -f --filter "label=bay.build-hash" >/dev/null 2>&1 || true
   info "done in $((SECONDS - start))s"
 }

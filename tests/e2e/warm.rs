@@ -1,16 +1,19 @@
-//! The warm pool (reference §3.6): creates claim a running sandbox.
+//! The warm pool (reference §3.6): creates claim a running sandbox. Runs its
+//! own Bay (warm sandboxes are not visible to tests and outlive a test process).
 
 use std::time::{Duration, Instant};
 
-use bay_tests::{docker, strict};
+use bay_tests::{BayProcess, docker, free_port};
 use serde_json::json;
 
-/// Running warm-pool containers of the `warm` profile, except those of
-/// `claimed` sandboxes (container labels keep the owner they were created with).
+const INSTANCE: &str = "bay-e2e-warm";
+
+/// Running warm-pool containers, except those of `claimed` sandboxes
+/// (container labels keep the owner they were created with).
 fn warm_running(claimed: &[&str]) -> usize {
     let out = std::process::Command::new("docker")
-        .args(["ps", "--format", "{{.Label \"bay.sandbox_id\"}}", "--filter", "label=bay.profile_id=warm", "--filter", "label=bay.owner=warm-pool"])
-        .args(["--filter", &format!("label=bay.instance_id={}", strict().instance_id)])
+        .args(["ps", "--format", "{{.Label \"bay.sandbox_id\"}}", "--filter", "label=bay.owner=warm-pool"])
+        .args(["--filter", &format!("label=bay.instance_id={INSTANCE}")])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).lines().filter(|s| !claimed.contains(s)).count()
@@ -28,7 +31,11 @@ async fn wait_for_pool(n: usize, claimed: &[&str]) {
 
 #[tokio::test]
 async fn a_create_claims_a_running_warm_sandbox_and_the_pool_refills() {
-    let c = strict().client();
+    let dir = tempfile::Builder::new().prefix("bay-e2e-warm-").tempdir().unwrap();
+    let profiles = "profiles:\n  - {id: warm, image: \"ship:latest\", warm_pool_size: 2, env: {WARM_MARK: bound}}\n";
+    let mut bay = BayProcess::start_with(dir.path(), INSTANCE, free_port(), profiles);
+    bay.wait_ready().await;
+    let c = bay.client();
     wait_for_pool(2, &[]).await;
     let (status, s) = c.post("/v1/sandboxes", json!({"profile": "warm", "ttl": 300})).await;
     assert_eq!(status, 201, "{s}");
@@ -44,10 +51,13 @@ async fn a_create_claims_a_running_warm_sandbox_and_the_pool_refills() {
     assert_eq!(docker::containers_with("bay.sandbox_id", &id), before);
     // It is the caller's now: listed, with its cargo.
     let (_, l) = c.get("/v1/sandboxes?limit=200").await;
-    assert!(l["items"].as_array().unwrap().iter().any(|i| i["id"] == id.as_str()));
+    assert_eq!(l["items"].as_array().unwrap().len(), 1, "warm sandboxes are not listed");
+    assert_eq!(l["items"][0]["id"], id.as_str());
     let (status, _) = c.get(&format!("/v1/cargos/{}", s["cargo_id"].as_str().unwrap())).await;
     assert_eq!(status, 200);
     // The pool refills in the background.
     wait_for_pool(2, &[&id]).await;
     c.delete_sandbox(&id).await;
+    bay.kill();
+    bay_tests::remove_instance(INSTANCE);
 }
