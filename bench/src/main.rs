@@ -336,11 +336,11 @@ async fn main() -> anyhow::Result<()> {
     let cache = tempfile::tempdir()?;
     let plugins = PluginHost::new(&PluginsConfig::default(), cache.path().to_path_buf())?;
     let t = Instant::now();
-    plugins.load_dir(&plugins_dir()).await;
+    plugins.scan(&plugins_dir()).await;
     let cold_load = t.elapsed();
     let plugins2 = PluginHost::new(&PluginsConfig::default(), cache.path().to_path_buf())?;
     let t = Instant::now();
-    plugins2.load_dir(&plugins_dir()).await;
+    plugins2.scan(&plugins_dir()).await;
     let cached_load = t.elapsed();
     let adapter = plugins.adapter("ship").context("ship adapter")?;
     let no_io = time_n(plugin_n, 100, || async {
@@ -392,7 +392,7 @@ async fn main() -> anyhow::Result<()> {
 async fn plugins_only() -> anyhow::Result<()> {
     let cache = tempfile::tempdir()?;
     let plugins = PluginHost::new(&PluginsConfig::default(), cache.path().to_path_buf())?;
-    plugins.load_dir(&plugins_dir()).await;
+    plugins.scan(&plugins_dir()).await;
     let adapter = plugins.adapter("ship").context("ship adapter")?;
     let no_io = time_n(20000, 1000, || async {
         let r = adapter

@@ -9,6 +9,7 @@
 pub mod adapter;
 pub mod api;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod driver;

@@ -28,12 +28,58 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Write, validate and inspect WebAssembly plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Scaffold a plugin crate from the SDK.
+    New {
+        name: String,
+        #[arg(long, default_value = "runtime-adapter")]
+        kind: String,
+        /// The profile `runtime_type` it serves (default: the name without `-adapter`).
+        #[arg(long)]
+        runtime_type: Option<String>,
+        /// Where to create it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Path to plugins/sdk (default: the SDK of this Bay's source tree).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Validate a component (`.wasm`) or a plugin directory against this host.
+    Check { path: PathBuf },
+    /// Show the plugins a running Bay has loaded (or, with --local, the configured directory).
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        local: bool,
+    },
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     bay::telemetry::init();
-    let cli = Cli::parse();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => {
             let (config, report) = Config::load(config.as_deref())?;
@@ -44,6 +90,16 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "Bay is listening");
             bay.serve(listener, shutdown_signal()).await
         }
+        Command::Plugin { command } => match command {
+            PluginCommand::New { name, kind, runtime_type, dir, sdk } => {
+                let root = bay::cli::plugin::new(&name, &kind, runtime_type.as_deref(), &dir, sdk)?;
+                println!("created {}", root.display());
+                println!("build it: cd {} && cargo build --target wasm32-wasip2 --release", root.display());
+                Ok(())
+            }
+            PluginCommand::Check { path } => bay::cli::plugin::check(&path).await,
+            PluginCommand::List { config, url, key, local } => bay::cli::plugin::list(config.as_deref(), url, key, local).await,
+        },
         Command::Config { config } => {
             let (config, report) = Config::load(config.as_deref())?;
             log_config_report(&report);

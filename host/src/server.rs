@@ -43,7 +43,10 @@ impl Bay {
             DriverType::K8s => anyhow::bail!("driver.type k8s is not supported by this Bay version yet"),
         };
         let plugins = Arc::new(PluginHost::new(&config.plugins, config.plugin_cache_dir())?);
-        let records = plugins.load_dir(&config.plugins.dir).await;
+        let records = plugins.scan(&config.plugins.dir).await;
+        if config.plugins.watch_interval_ms > 0 {
+            plugins.watch(config.plugins.dir.clone(), std::time::Duration::from_millis(config.plugins.watch_interval_ms));
+        }
         if records.iter().all(|r| r.error.is_some()) {
             tracing::error!(dir = %config.plugins.dir.display(), "no runtime adapter plugin loaded: sandboxes cannot start (build them with `./dev plugins`)");
         }

@@ -41,6 +41,11 @@ pub async fn run_gc(State(state): State<AppState>, Owner(_owner): Owner, body: B
     }
 }
 
+/// `GET /v1/admin/plugins` (Bay): the plugins found, their versions and state.
+pub async fn plugins(State(state): State<AppState>, Owner(_owner): Owner) -> Json<Value> {
+    Json(json!({ "items": state.sandboxes.plugins.records() }))
+}
+
 pub async fn gc_status(State(state): State<AppState>, Owner(_owner): Owner) -> Json<Value> {
     Json(state.gc.status())
 }

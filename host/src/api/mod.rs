@@ -69,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/cargos/{id}", get(cargos::get).delete(cargos::delete))
         .route("/admin/gc/run", post(admin::run_gc))
         .route("/admin/gc/status", get(admin::gc_status))
+        .route("/admin/plugins", get(admin::plugins))
         .merge(skills::routes());
 
     Router::new()

@@ -394,6 +394,9 @@ pub struct PluginsConfig {
     pub guest_time_limit_ms: u64,
     /// Largest response body a plugin may read into its memory.
     pub max_response_mb: u64,
+    /// How often the plugins directory is checked for new, changed or removed
+    /// plugins (hot reload); 0 turns watching off.
+    pub watch_interval_ms: u64,
 }
 impl Default for PluginsConfig {
     fn default() -> Self {
@@ -404,6 +407,7 @@ impl Default for PluginsConfig {
             memory_limit_mb: 128,
             guest_time_limit_ms: 2_000,
             max_response_mb: 64,
+            watch_interval_ms: 1000,
         }
     }
 }

@@ -153,9 +153,37 @@ pub struct PluginHost {
     shared: Shared,
     config: PluginsConfig,
     cache_dir: PathBuf,
-    adapters: RwLock<HashMap<String, Arc<dyn RuntimeAdapter>>>,
-    records: RwLock<Vec<PluginRecord>>,
+    registry: RwLock<Registry>,
     ticker_stop: Arc<AtomicBool>,
+}
+
+/// Loaded plugins: per directory what was loaded last, and per runtime type
+/// the adapter serving it (and the directory it came from).
+#[derive(Default)]
+struct Registry {
+    dirs: std::collections::BTreeMap<PathBuf, DirState>,
+    adapters: HashMap<String, (PathBuf, Arc<dyn RuntimeAdapter>)>,
+}
+
+struct DirState {
+    fingerprint: u64,
+    record: PluginRecord,
+}
+
+/// Changes when the manifest or the component file changes.
+fn fingerprint(dir: &Path) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    let manifest = std::fs::read(dir.join("plugin.toml")).unwrap_or_default();
+    manifest.hash(&mut h);
+    if let Ok(m) = toml::from_str::<toml::Value>(&String::from_utf8_lossy(&manifest))
+        && let Some(component) = m.get("component").and_then(|c| c.as_str())
+        && let Ok(meta) = std::fs::metadata(dir.join(component))
+    {
+        meta.len().hash(&mut h);
+        meta.modified().ok().hash(&mut h);
+    }
+    h.finish()
 }
 
 impl Drop for PluginHost {
@@ -227,8 +255,7 @@ impl PluginHost {
             },
             config: config.clone(),
             cache_dir,
-            adapters: RwLock::new(HashMap::new()),
-            records: RwLock::new(Vec::new()),
+            registry: RwLock::new(Registry::default()),
             ticker_stop,
         })
     }
@@ -237,9 +264,12 @@ impl PluginHost {
         &self.shared.engine
     }
 
-    /// Loads every plugin under `dir`. A plugin that fails to load is recorded
-    /// with its error and skipped; the others still load.
-    pub async fn load_dir(&self, dir: &Path) -> Vec<PluginRecord> {
+    /// Loads (or reloads) the plugins under `dir`: new and changed plugin
+    /// directories are loaded, removed ones unloaded, unchanged ones left as
+    /// they are. A plugin that fails to load is recorded with its error; if an
+    /// earlier version of it was serving, that version keeps serving. Returns
+    /// the records of every plugin directory.
+    pub async fn scan(&self, dir: &Path) -> Vec<PluginRecord> {
         let mut dirs: Vec<PathBuf> = match std::fs::read_dir(dir) {
             Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("plugin.toml").is_file()).collect(),
             Err(e) => {
@@ -248,22 +278,68 @@ impl PluginHost {
             }
         };
         dirs.sort();
-        let mut records = Vec::new();
-        for d in dirs {
-            let record = self.load_plugin(&d).await;
+        let mut compiled = false;
+        for d in &dirs {
+            let fingerprint = fingerprint(d);
+            let unchanged = self.registry.read().expect("registry").dirs.get(d).is_some_and(|s| s.fingerprint == fingerprint);
+            if unchanged {
+                continue;
+            }
+            compiled = true;
+            let (mut record, adapter) = self.load_plugin(d).await;
+            let mut reg = self.registry.write().expect("registry");
+            if let (Some(adapter), Some(rt)) = (adapter, record.runtime_type.clone()) {
+                match reg.adapters.get(&rt) {
+                    Some((other, _)) if other != d => {
+                        record.state = "failed".into();
+                        record.error = Some(format!("runtime type {rt:?} is already served by the plugin in {}", other.display()));
+                    }
+                    _ => {
+                        // Calls in flight keep the Arc of the version they started with.
+                        reg.adapters.insert(rt, (d.clone(), adapter));
+                    }
+                }
+            } else if reg.adapters.values().any(|(dir, _)| dir == d) {
+                record.state = "failed; previous version still serving".into();
+            }
             match &record.error {
                 None => tracing::info!(plugin = %record.name, version = %record.version, runtime_type = ?record.runtime_type, load_ms = record.load_ms, cached = record.cached, "plugin loaded"),
                 Some(e) => tracing::error!(dir = %d.display(), error = %e, "plugin failed to load"),
             }
-            records.push(record);
+            reg.dirs.insert(d.clone(), DirState { fingerprint, record });
         }
-        *self.records.write().expect("records lock") = records.clone();
-        release_compiler_memory();
-        records
+        {
+            let mut reg = self.registry.write().expect("registry");
+            let gone: Vec<PathBuf> = reg.dirs.keys().filter(|d| !dirs.contains(d)).cloned().collect();
+            for d in gone {
+                reg.dirs.remove(&d);
+                reg.adapters.retain(|_, (dir, _)| *dir != d);
+                tracing::info!(dir = %d.display(), "plugin removed");
+            }
+        }
+        if compiled {
+            release_compiler_memory();
+        }
+        self.records()
     }
 
-    /// Loads one plugin directory and, on success, makes it serve its runtime type.
-    pub async fn load_plugin(&self, dir: &Path) -> PluginRecord {
+    /// Watches `dir` and applies changes as they appear (polling: it works on
+    /// every filesystem, and a plugin copied in slowly is simply retried).
+    /// Install a plugin atomically (write elsewhere, then rename) to avoid
+    /// a failed first attempt.
+    pub fn watch(self: &Arc<Self>, dir: PathBuf, every: Duration) {
+        let this = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(host) = this.upgrade() else { return };
+                host.scan(&dir).await;
+            }
+        });
+    }
+
+    /// Loads one plugin directory.
+    pub async fn load_plugin(&self, dir: &Path) -> (PluginRecord, Option<Arc<dyn RuntimeAdapter>>) {
         let started = Instant::now();
         let mut record = PluginRecord {
             name: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
@@ -277,15 +353,21 @@ impl PluginHost {
             load_ms: 0,
             cached: false,
         };
-        match self.try_load(dir, &mut record).await {
-            Ok(()) => record.state = "active".into(),
-            Err(e) => record.error = Some(format!("{e:#}")),
-        }
+        let adapter = match self.try_load(dir, &mut record).await {
+            Ok(adapter) => {
+                record.state = "active".into();
+                Some(adapter)
+            }
+            Err(e) => {
+                record.error = Some(format!("{e:#}"));
+                None
+            }
+        };
         record.load_ms = started.elapsed().as_millis() as u64;
-        record
+        (record, adapter)
     }
 
-    async fn try_load(&self, dir: &Path, record: &mut PluginRecord) -> anyhow::Result<()> {
+    async fn try_load(&self, dir: &Path, record: &mut PluginRecord) -> anyhow::Result<Arc<dyn RuntimeAdapter>> {
         let manifest = Manifest::load(dir)?;
         record.name = manifest.name.clone();
         record.version = manifest.version.clone();
@@ -316,25 +398,55 @@ impl PluginHost {
         if runtime_type != declared {
             bail!("the manifest declares runtime type {declared:?} but the component describes itself as {runtime_type:?}");
         }
-        record.runtime_type = Some(runtime_type.clone());
-        self.adapters.write().expect("adapters lock").insert(runtime_type, Arc::new(plugin));
-        Ok(())
+        record.runtime_type = Some(runtime_type);
+        Ok(Arc::new(plugin))
+    }
+
+    /// Validates a component against the runtime-adapter world without a
+    /// manifest (for `bay plugin check`): compiles it, links it against this
+    /// host's imports, checks its exports and calls `describe`.
+    pub async fn check_component(&self, wasm: &Path) -> anyhow::Result<crate::adapter::AdapterInfo> {
+        let engine = self.shared.engine.clone();
+        let path = wasm.to_path_buf();
+        let component = tokio::task::spawn_blocking(move || {
+            wasmtime::component::Component::from_file(&engine, &path).map_err(|e| anyhow::anyhow!("{e:#}"))
+        })
+        .await??;
+        let manifest = Manifest {
+            name: wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            version: "0.0.0".into(),
+            kind: PluginKind::RuntimeAdapter,
+            wit: v0_1::VERSION.to_string(),
+            component: wasm.to_path_buf(),
+            description: None,
+            runtime: None,
+            limits: Default::default(),
+            outbound: Default::default(),
+        };
+        let limits = Limits {
+            memory_bytes: (self.config.memory_limit_mb as usize) << 20,
+            guest_time: Duration::from_millis(self.config.guest_time_limit_ms),
+            max_response: self.config.max_response_mb << 20,
+        };
+        let plugin = v0_1::AdapterPlugin::load(&manifest, &component, &self.shared, limits).await?;
+        Ok(plugin.info().clone())
     }
 
     /// The adapter serving a runtime type.
     pub fn adapter(&self, runtime_type: &str) -> Option<Arc<dyn RuntimeAdapter>> {
-        self.adapters.read().expect("adapters lock").get(runtime_type).cloned()
+        self.registry.read().expect("registry").adapters.get(runtime_type).map(|(_, a)| a.clone())
     }
 
     /// Runtime types with an active adapter.
     pub fn runtime_types(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.adapters.read().expect("adapters lock").keys().cloned().collect();
+        let mut v: Vec<String> = self.registry.read().expect("registry").adapters.keys().cloned().collect();
         v.sort();
         v
     }
 
+    /// What was found in the plugins directory, and its state.
     pub fn records(&self) -> Vec<PluginRecord> {
-        self.records.read().expect("records lock").clone()
+        self.registry.read().expect("registry").dirs.values().map(|s| s.record.clone()).collect()
     }
 }
 

@@ -508,7 +508,10 @@ impl SandboxManager {
         let _in_use = active.usage.read().await;
         self.record_activity(&active, profile).await?;
         let started = now_micros();
-        match container.adapter.invoke(&container.endpoint, call).await {
+        // The plugin serving the runtime type now (hot reload), else the one
+        // the session started with.
+        let adapter = self.plugins.adapter(&container.runtime_type).unwrap_or_else(|| container.adapter.clone());
+        match adapter.invoke(&container.endpoint, call).await {
             Ok(outcome) => Ok(Ok((outcome, active.session_id.clone()))),
             Err(e @ (crate::adapter::AdapterError::Unreachable(_) | crate::adapter::AdapterError::NotConnected(_))) => {
                 let never_connected = matches!(e, crate::adapter::AdapterError::NotConnected(_));

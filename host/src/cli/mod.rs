@@ -1,0 +1,3 @@
+//! `bay` subcommands other than `serve`.
+
+pub mod plugin;
