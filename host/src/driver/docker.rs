@@ -17,7 +17,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
     ListVolumesOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures::StreamExt;
 
@@ -40,6 +40,9 @@ fn engine(err: bollard::errors::Error) -> DriverError {
         _ => DriverError::Engine(err.to_string()),
     }
 }
+
+/// How long a runtime gets to shut down cleanly before it is killed.
+const STOP_GRACE_SECONDS: i32 = 5;
 
 fn label_filters(labels: &Labels) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_owned(), labels.iter().map(|(k, v)| format!("{k}={v}")).collect())])
@@ -219,6 +222,16 @@ impl Driver for DockerDriver {
     }
 
     async fn destroy_container(&self, id: &str) -> Result<(), DriverError> {
+        // Stop first (SIGTERM, then SIGKILL after the grace period): runtimes
+        // flush state on a clean shutdown — Chromium writes its cookies only
+        // then — which a forced remove (SIGKILL) would lose.
+        let stop = StopContainerOptionsBuilder::new().t(STOP_GRACE_SECONDS).build();
+        match self.docker.stop_container(id, Some(stop)).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => return Ok(()),
+            // 304: not running; anything else: the forced remove below decides.
+            Err(_) => {}
+        }
         let options = RemoveContainerOptionsBuilder::new().force(true).v(false).build();
         match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => Ok(()),
