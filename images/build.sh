@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build Bay's runtime images from a Debian root filesystem (debootstrap, no registry).
-#   images/build.sh --ship-bin target/release/ship
+#   images/build.sh --ship-bin target/release/ship        (ship:latest, lite:latest)
 #   images/build.sh --gull-bin target/release/gull --agent-browser-bin PATH   (gull:latest)
 # Both can be given at once; --ship-bin may be left out when building only gull.
 # Idempotent: every stage is keyed by a content hash and skipped when up to date.
@@ -44,6 +44,13 @@ strip -o "$files/ship/usr/local/bin/ship" "$SHIP_BIN" 2>/dev/null || cp "$SHIP_B
 cp -r "$here/ship/skills" "$files/ship/opt/ship/skills"
 hash=$(content_hash "$rootfs_tag" "$here/ship/image.changes" "$files/ship/usr/local/bin/ship" $(find "$files/ship/opt/ship/skills" -type f | sort))
 build_final_image ship:latest "$rootfs_tag" "$files/ship" "$here/ship/image.changes" "$hash"
+
+# The plugin tutorial's example runtime (runtimes/lite): one Python file on
+# the same root filesystem.
+mkdir -p "$files/lite/opt/lite"
+cp "$here/../runtimes/lite/lite.py" "$files/lite/opt/lite/lite.py"
+hash=$(content_hash "$rootfs_tag" "$here/lite/image.changes" "$files/lite/opt/lite/lite.py")
+build_final_image lite:latest "$rootfs_tag" "$files/lite" "$here/lite/image.changes" "$hash"
 fi
 
 # --- gull ---------------------------------------------------------------------

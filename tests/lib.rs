@@ -96,6 +96,13 @@ profiles:
     containers:
       - {{ name: ship, image: "ship:latest", capabilities: [python, shell, filesystem], primary_for: [python, shell, filesystem] }}
       - {{ name: worker, image: "ship:latest", capabilities: [python] }}
+  # The plugin tutorial's example runtime (profiles/lite.yaml).
+  - {{ id: lite, image: "lite:latest", runtime_type: lite, runtime_port: 8200, capabilities: [shell, filesystem] }}
+  # The browser profile of profiles/browser-python.yaml (Gull + Ship).
+  - id: browser-python
+    containers:
+      - {{ name: ship, image: "ship:latest", runtime_type: ship, capabilities: [python, shell, filesystem], primary_for: [filesystem, python, shell] }}
+      - {{ name: browser, image: "gull:latest", runtime_type: gull, runtime_port: 8115, resources: {{ cpus: 1.0, memory: 2g }}, capabilities: [browser], primary_for: [browser], security: {{ pids_limit: 1024 }} }}
   - id: half-broken
     containers:
       - {{ name: ship, image: "ship:latest", capabilities: [python, shell, filesystem] }}
@@ -136,6 +143,7 @@ pub fn anonymous() -> &'static TestBay {
 }
 
 /// An HTTP client for one test (clients must not outlive their runtime).
+#[derive(Clone)]
 pub struct Client {
     pub http: reqwest::Client,
     pub base: String,
@@ -262,18 +270,26 @@ impl BayProcess {
 
     /// As [`start`](Self::start), with extra YAML appended to the config.
     pub fn start_with(dir: &std::path::Path, instance_id: &str, port: u16, extra_yaml: &str) -> BayProcess {
-        let key = "sk-e2e-process-key".to_owned();
-        let config = dir.join("config.yaml");
-        std::fs::write(
-            &config,
-            format!(
+        Self::spawn(dir, port, &(Self::base_config(dir, instance_id, port) + extra_yaml))
+    }
+
+    /// The config [`start`](Self::start) uses, one top-level key per line
+    /// (tests may replace a line: `plugins:`, `driver:`).
+    pub fn base_config(dir: &std::path::Path, instance_id: &str, port: u16) -> String {
+        let key = "sk-e2e-process-key";
+        format!(
                 "server: {{host: 127.0.0.1, port: {port}}}\ndatabase: {{url: \"sqlite://{db}\"}}\nsecurity: {{api_key: {key}, allow_anonymous: false}}\ndriver: {{docker: {{connect_mode: host_port}}}}\ngc: {{instance_id: {instance_id}, run_on_startup: true}}\nplugins: {{dir: \"{plugins}\", cache_dir: \"{cache}\"}}\n",
                 db = dir.join("bay.db").display(),
                 plugins = plugins_dir().display(),
                 cache = workspace_root().join("target/e2e-component-cache").display(),
-            ) + extra_yaml,
-        )
-        .unwrap();
+            )
+    }
+
+    /// Starts `bay serve` with exactly this config (written to `dir/config.yaml`).
+    pub fn spawn(dir: &std::path::Path, port: u16, yaml: &str) -> BayProcess {
+        let key = "sk-e2e-process-key".to_owned();
+        let config = dir.join("config.yaml");
+        std::fs::write(&config, yaml).unwrap();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("bay.log")).unwrap();
         let child = Command::new(bay_binary())
             .args(["serve", "--config"])

@@ -11,6 +11,7 @@ use crate::config::{Config, DatabaseUrl, DriverType, LoadReport};
 use crate::db::Db;
 use crate::driver::Driver;
 use crate::driver::docker::DockerDriver;
+use crate::driver::plugin::PluginDriver;
 use crate::gc::Gc;
 use crate::idempotency::Idempotency;
 use crate::plugins::PluginHost;
@@ -38,16 +39,17 @@ impl Bay {
             ),
             other => tracing::info!(source = ?other, "API key provisioned"),
         }
-        let driver: Arc<dyn Driver> = match config.driver.kind {
-            DriverType::Docker => Arc::new(DockerDriver::connect(&config.driver.docker).await?),
-            DriverType::K8s => anyhow::bail!("driver.type k8s is not supported by this Bay version yet"),
-        };
         let plugins = Arc::new(PluginHost::new(&config.plugins, config.plugin_cache_dir())?);
         let records = plugins.scan(&config.plugins.dir).await;
         if config.plugins.watch_interval_ms > 0 {
             plugins.watch(config.plugins.dir.clone(), std::time::Duration::from_millis(config.plugins.watch_interval_ms));
         }
-        if records.iter().all(|r| r.error.is_some()) {
+        let driver: Arc<dyn Driver> = match config.driver.kind {
+            DriverType::Docker => Arc::new(DockerDriver::connect(&config.driver.docker).await?),
+            DriverType::Plugin => Arc::new(PluginDriver::new(plugins.clone(), &config.driver.plugin)?),
+            DriverType::K8s => anyhow::bail!("driver.type k8s is not supported by this Bay version yet"),
+        };
+        if records.iter().all(|r| r.error.is_some() || r.runtime_type.is_none()) {
             tracing::error!(dir = %config.plugins.dir.display(), "no runtime adapter plugin loaded: sandboxes cannot start (build them with `./dev plugins`)");
         }
         for profile in config.effective_profiles() {

@@ -4,10 +4,13 @@
 //! `target/plugins/` and the `ship:latest` image.
 
 mod api;
+mod browser;
 mod errors;
 mod files;
+mod lite;
 mod lifecycle;
 mod multi;
+mod plugins;
 mod python;
 mod recovery;
 mod shell;

@@ -14,13 +14,20 @@ pub async fn check(path: &Path) -> anyhow::Result<()> {
     let cache = tempfile::tempdir()?;
     let host = PluginHost::new(&PluginsConfig::default(), cache.path().to_path_buf())?;
     if path.is_dir() {
-        let (record, adapter) = host.load_plugin(path).await;
+        let (record, loaded) = host.load_plugin(path).await;
         if let Some(e) = record.error {
             bail!("{}: {e}", path.display());
         }
-        let info = adapter.expect("loaded").info().clone();
-        println!("ok: {} {} ({}), runtime type {:?}, loaded in {} ms", record.name, record.version, record.wit, info.runtime_type, record.load_ms);
-        print_capabilities(&info);
+        match loaded.expect("loaded") {
+            crate::plugins::Loaded::Adapter(adapter) => {
+                let info = adapter.info().clone();
+                println!("ok: {} {} ({}), runtime type {:?}, loaded in {} ms", record.name, record.version, record.wit, info.runtime_type, record.load_ms);
+                print_capabilities(&info);
+            }
+            crate::plugins::Loaded::Driver(name, _) => {
+                println!("ok: {} {} ({}), driver {name:?}, loaded in {} ms", record.name, record.version, record.wit, record.load_ms);
+            }
+        }
     } else {
         let info = host.check_component(path).await.with_context(|| format!("{} is not a valid runtime adapter", path.display()))?;
         println!("ok: {} implements bay:plugin@0.1 runtime-adapter; runtime type {:?}, version {}", path.display(), info.runtime_type, info.version);
@@ -68,7 +75,8 @@ pub async fn list(config: Option<&Path>, url: Option<String>, key: Option<String
     println!("{:<22} {:<9} {:<17} {:<12} {:<8} dir", "plugin", "version", "wit", "runtime", "state");
     for p in &items {
         let s = |k: &str| p[k].as_str().unwrap_or("-").to_owned();
-        println!("{:<22} {:<9} {:<17} {:<12} {:<8} {}", s("name"), s("version"), s("wit"), s("runtime_type"), s("state"), s("dir"));
+        let serves = p["runtime_type"].as_str().map(String::from).or_else(|| p["driver"].as_str().map(|d| format!("driver:{d}"))).unwrap_or("-".into());
+        println!("{:<22} {:<9} {:<17} {:<12} {:<8} {}", s("name"), s("version"), s("wit"), serves, s("state"), s("dir"));
         if let Some(e) = p["error"].as_str() {
             println!("    error: {e}");
         }
@@ -79,7 +87,7 @@ pub async fn list(config: Option<&Path>, url: Option<String>, key: Option<String
 /// `bay plugin new <name> --kind runtime-adapter`: a plugin crate from the SDK.
 pub fn new(name: &str, kind: &str, runtime_type: Option<&str>, dir: &Path, sdk: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if kind != "runtime-adapter" {
-        bail!("only --kind runtime-adapter can be scaffolded for now (driver extensions: see wit/bay-plugin-0.1/driver.wit)");
+        bail!("only --kind runtime-adapter can be scaffolded; for a driver extension start from plugins/docker-api-driver (world driver-extension in wit/bay-plugin-0.1/driver.wit)");
     }
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
         bail!("the name must be lowercase letters, digits and dashes");

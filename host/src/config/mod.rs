@@ -80,6 +80,8 @@ pub enum DriverType {
     #[default]
     Docker,
     K8s,
+    /// A driver extension (WASM plugin) named by `driver.plugin.name`.
+    Plugin,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -99,6 +101,24 @@ pub struct DriverConfig {
     pub image_pull_policy: PullPolicy,
     pub docker: DockerConfig,
     pub k8s: K8sConfig,
+    pub plugin: PluginDriverConfig,
+}
+
+/// `driver.plugin` (Bay extension): which driver extension to use, the engine
+/// endpoint it may reach, and settings passed through to it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PluginDriverConfig {
+    /// The `[driver] name` of a loaded driver plugin.
+    pub name: String,
+    /// `unix:///path/to.sock`, or `http://host:port` (`tcp://` is read as `http://`).
+    pub endpoint: String,
+    pub settings: std::collections::BTreeMap<String, String>,
+}
+impl Default for PluginDriverConfig {
+    fn default() -> Self {
+        PluginDriverConfig { name: "docker-api".into(), endpoint: "unix:///var/run/docker.sock".into(), settings: Default::default() }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

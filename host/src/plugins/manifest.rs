@@ -28,6 +28,8 @@ pub struct Manifest {
     #[serde(default)]
     pub runtime: Option<RuntimeSection>,
     #[serde(default)]
+    pub driver: Option<DriverSection>,
+    #[serde(default)]
     pub limits: LimitsSection,
     #[serde(default)]
     pub outbound: OutboundSection,
@@ -39,6 +41,13 @@ pub struct RuntimeSection {
     /// The profile `runtime_type` served.
     #[serde(rename = "type")]
     pub runtime_type: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriverSection {
+    /// The name `driver.plugin.name` selects it by.
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -110,6 +119,9 @@ impl Manifest {
         WitVersion::parse(&self.wit)?;
         if self.kind == PluginKind::RuntimeAdapter && self.runtime.is_none() {
             bail!("a runtime-adapter needs a [runtime] section with `type`");
+        }
+        if self.kind == PluginKind::Driver && self.driver.is_none() {
+            bail!("a driver needs a [driver] section with `name`");
         }
         for origin in &self.outbound.allow {
             let url = url::Url::parse(origin).with_context(|| format!("outbound.allow: {origin:?} is not a URL"))?;

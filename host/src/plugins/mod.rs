@@ -53,7 +53,7 @@ pub struct Limits {
 pub struct PluginState {
     pub(crate) table: ResourceTable,
     wasi: WasiCtx,
-    limits: StoreLimits,
+    limits: CallLimits,
     pub(crate) target: OutboundTarget,
     pub(crate) plugin: Arc<str>,
     /// When the guest last (re)gained control; the CPU budget counts from here.
@@ -63,6 +63,8 @@ pub struct PluginState {
     /// failed to connect: together they tell "the runtime never saw it".
     answered: bool,
     connect_failed: bool,
+    /// Operator settings (driver extensions' `settings` import).
+    pub(crate) settings: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 impl PluginState {
@@ -91,6 +93,48 @@ impl WasiView for PluginState {
     }
 }
 
+/// A call's resource limits, remembering whether the guest hit the memory
+/// limit (it then usually aborts, which only shows as a generic trap).
+pub(crate) struct CallLimits {
+    inner: StoreLimits,
+    memory_bytes: usize,
+    memory_denied: bool,
+}
+
+impl wasmtime::ResourceLimiter for CallLimits {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        self.memory_denied |= !allowed;
+        Ok(allowed)
+    }
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+/// Why a plugin call failed, in words an operator can act on (the full
+/// error, with the wasm backtrace, goes to the log).
+pub(crate) fn describe_failure(plugin: &str, e: &wasmtime::Error, state: &PluginState) -> String {
+    tracing::warn!(plugin, error = ?e, "plugin call failed");
+    if state.limits.memory_denied {
+        return format!("it exceeded its memory limit of {} MiB", state.limits.memory_bytes >> 20);
+    }
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::UnreachableCodeReached) => "it trapped (a panic or abort inside the plugin)".into(),
+        Some(trap) => format!("it trapped: {trap}"),
+        None => e.root_cause().to_string(),
+    }
+}
+
 /// A fresh store for one call.
 pub(crate) fn new_store(engine: &Engine, plugin: &str, target: OutboundTarget, limits: Limits) -> Store<PluginState> {
     let mut wasi = WasiCtx::builder();
@@ -98,13 +142,18 @@ pub(crate) fn new_store(engine: &Engine, plugin: &str, target: OutboundTarget, l
     let state = PluginState {
         table: ResourceTable::new(),
         wasi: wasi.build(),
-        limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(16).tables(32).memories(4).build(),
+        limits: CallLimits {
+            inner: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(16).tables(32).memories(4).build(),
+            memory_bytes: limits.memory_bytes,
+            memory_denied: false,
+        },
         target,
         plugin: Arc::from(plugin),
         guest_since: Instant::now(),
         guest_budget: limits.guest_time,
         answered: false,
         connect_failed: false,
+        settings: Default::default(),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
@@ -132,6 +181,8 @@ pub struct PluginRecord {
     pub kind: String,
     pub wit: String,
     pub runtime_type: Option<String>,
+    /// For driver extensions: the name `driver.plugin.name` selects.
+    pub driver: Option<String>,
     pub dir: PathBuf,
     pub state: String,
     pub error: Option<String>,
@@ -163,6 +214,13 @@ pub struct PluginHost {
 struct Registry {
     dirs: std::collections::BTreeMap<PathBuf, DirState>,
     adapters: HashMap<String, (PathBuf, Arc<dyn RuntimeAdapter>)>,
+    drivers: HashMap<String, (PathBuf, Arc<v0_1::driver::DriverPlugin>)>,
+}
+
+/// What loading a plugin directory produced.
+pub enum Loaded {
+    Adapter(Arc<dyn RuntimeAdapter>),
+    Driver(String, Arc<v0_1::driver::DriverPlugin>),
 }
 
 struct DirState {
@@ -231,6 +289,7 @@ impl PluginHost {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
         v0_1::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
+        v0_1::driver::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {
@@ -286,21 +345,39 @@ impl PluginHost {
                 continue;
             }
             compiled = true;
-            let (mut record, adapter) = self.load_plugin(d).await;
+            let (mut record, loaded) = self.load_plugin(d).await;
             let mut reg = self.registry.write().expect("registry");
-            if let (Some(adapter), Some(rt)) = (adapter, record.runtime_type.clone()) {
-                match reg.adapters.get(&rt) {
-                    Some((other, _)) if other != d => {
-                        record.state = "failed".into();
-                        record.error = Some(format!("runtime type {rt:?} is already served by the plugin in {}", other.display()));
-                    }
-                    _ => {
-                        // Calls in flight keep the Arc of the version they started with.
-                        reg.adapters.insert(rt, (d.clone(), adapter));
+            // Calls in flight keep the Arc of the version they started with.
+            let taken = match loaded {
+                Some(Loaded::Adapter(adapter)) => {
+                    let rt = adapter.info().runtime_type.clone();
+                    match reg.adapters.get(&rt) {
+                        Some((other, _)) if other != d => Some(format!("runtime type {rt:?} is already served by the plugin in {}", other.display())),
+                        _ => {
+                            reg.adapters.retain(|_, (dir, _)| dir != d);
+                            reg.adapters.insert(rt, (d.clone(), adapter));
+                            None
+                        }
                     }
                 }
-            } else if reg.adapters.values().any(|(dir, _)| dir == d) {
-                record.state = "failed; previous version still serving".into();
+                Some(Loaded::Driver(name, driver)) => match reg.drivers.get(&name) {
+                    Some((other, _)) if other != d => Some(format!("driver {name:?} is already served by the plugin in {}", other.display())),
+                    _ => {
+                        reg.drivers.retain(|_, (dir, _)| dir != d);
+                        reg.drivers.insert(name, (d.clone(), driver));
+                        None
+                    }
+                },
+                None => {
+                    if reg.adapters.values().any(|(dir, _)| dir == d) || reg.drivers.values().any(|(dir, _)| dir == d) {
+                        record.state = "failed; previous version still serving".into();
+                    }
+                    None
+                }
+            };
+            if let Some(conflict) = taken {
+                record.state = "failed".into();
+                record.error = Some(conflict);
             }
             match &record.error {
                 None => tracing::info!(plugin = %record.name, version = %record.version, runtime_type = ?record.runtime_type, load_ms = record.load_ms, cached = record.cached, "plugin loaded"),
@@ -314,6 +391,7 @@ impl PluginHost {
             for d in gone {
                 reg.dirs.remove(&d);
                 reg.adapters.retain(|_, (dir, _)| *dir != d);
+                reg.drivers.retain(|_, (dir, _)| *dir != d);
                 tracing::info!(dir = %d.display(), "plugin removed");
             }
         }
@@ -339,7 +417,7 @@ impl PluginHost {
     }
 
     /// Loads one plugin directory.
-    pub async fn load_plugin(&self, dir: &Path) -> (PluginRecord, Option<Arc<dyn RuntimeAdapter>>) {
+    pub async fn load_plugin(&self, dir: &Path) -> (PluginRecord, Option<Loaded>) {
         let started = Instant::now();
         let mut record = PluginRecord {
             name: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
@@ -347,16 +425,17 @@ impl PluginHost {
             kind: String::new(),
             wit: String::new(),
             runtime_type: None,
+            driver: None,
             dir: dir.to_path_buf(),
             state: "failed".into(),
             error: None,
             load_ms: 0,
             cached: false,
         };
-        let adapter = match self.try_load(dir, &mut record).await {
-            Ok(adapter) => {
+        let loaded = match self.try_load(dir, &mut record).await {
+            Ok(loaded) => {
                 record.state = "active".into();
-                Some(adapter)
+                Some(loaded)
             }
             Err(e) => {
                 record.error = Some(format!("{e:#}"));
@@ -364,18 +443,19 @@ impl PluginHost {
             }
         };
         record.load_ms = started.elapsed().as_millis() as u64;
-        (record, adapter)
+        (record, loaded)
     }
 
-    async fn try_load(&self, dir: &Path, record: &mut PluginRecord) -> anyhow::Result<Arc<dyn RuntimeAdapter>> {
+    async fn try_load(&self, dir: &Path, record: &mut PluginRecord) -> anyhow::Result<Loaded> {
         let manifest = Manifest::load(dir)?;
         record.name = manifest.name.clone();
         record.version = manifest.version.clone();
         record.wit = manifest.wit.clone();
-        record.kind = format!("{:?}", manifest.kind);
-        if manifest.kind == PluginKind::Driver {
-            bail!("driver extensions are not supported by this host yet");
+        record.kind = match manifest.kind {
+            PluginKind::RuntimeAdapter => "runtime-adapter",
+            PluginKind::Driver => "driver",
         }
+        .into();
         let wit = manifest.wit_version();
         if !wit.compatible_with(v0_1::VERSION) {
             bail!("{} is not supported (this host implements {})", manifest.wit, v0_1::VERSION);
@@ -392,6 +472,15 @@ impl PluginHost {
             guest_time: Duration::from_millis(manifest.limits.guest_time_ms.unwrap_or(self.config.guest_time_limit_ms)),
             max_response: self.config.max_response_mb << 20,
         };
+        if manifest.kind == PluginKind::Driver {
+            let (plugin, name) = v0_1::driver::DriverPlugin::load(&manifest, &component, &self.shared, limits).await?;
+            let declared = manifest.driver.as_ref().map(|d| d.name.as_str()).unwrap_or_default();
+            if name != declared {
+                bail!("the manifest declares driver {declared:?} but the component describes itself as {name:?}");
+            }
+            record.driver = Some(name.clone());
+            return Ok(Loaded::Driver(name, Arc::new(plugin)));
+        }
         let plugin = v0_1::AdapterPlugin::load(&manifest, &component, &self.shared, limits).await?;
         let runtime_type = plugin.info().runtime_type.clone();
         let declared = manifest.runtime.as_ref().map(|r| r.runtime_type.as_str()).unwrap_or_default();
@@ -399,7 +488,7 @@ impl PluginHost {
             bail!("the manifest declares runtime type {declared:?} but the component describes itself as {runtime_type:?}");
         }
         record.runtime_type = Some(runtime_type);
-        Ok(Arc::new(plugin))
+        Ok(Loaded::Adapter(Arc::new(plugin)))
     }
 
     /// Validates a component against the runtime-adapter world without a
@@ -420,6 +509,7 @@ impl PluginHost {
             component: wasm.to_path_buf(),
             description: None,
             runtime: None,
+            driver: None,
             limits: Default::default(),
             outbound: Default::default(),
         };
@@ -435,6 +525,11 @@ impl PluginHost {
     /// The adapter serving a runtime type.
     pub fn adapter(&self, runtime_type: &str) -> Option<Arc<dyn RuntimeAdapter>> {
         self.registry.read().expect("registry").adapters.get(runtime_type).map(|(_, a)| a.clone())
+    }
+
+    /// The driver extension registered under `name` (its current version).
+    pub fn driver(&self, name: &str) -> Option<Arc<v0_1::driver::DriverPlugin>> {
+        self.registry.read().expect("registry").drivers.get(name).map(|(_, d)| d.clone())
     }
 
     /// Runtime types with an active adapter.

@@ -89,6 +89,31 @@ impl OutboundTarget {
         Ok(OutboundTarget { base, allow, client, max_response, default_timeout: Duration::from_secs(30) })
     }
 
+    /// A target that may reach nothing (for `describe` at load time).
+    pub fn none(client: reqwest::Client) -> OutboundTarget {
+        OutboundTarget { base: None, allow: Arc::new(vec![]), client, max_response: 1 << 20, default_timeout: Duration::from_secs(30) }
+    }
+
+    /// A target bound to a container engine's API (driver extensions):
+    /// `unix:///path.sock` (paths go over the socket, as `http://localhost/...`)
+    /// or `http://host:port` / `tcp://host:port`. Nothing else is reachable.
+    pub fn engine(endpoint: &str, max_response: u64) -> Result<OutboundTarget, String> {
+        let builder = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(16).connect_timeout(Duration::from_secs(10));
+        let (client, base) = if let Some(path) = endpoint.strip_prefix("unix://") {
+            (builder.unix_socket(path), "http://localhost/".to_owned())
+        } else if let Some(rest) = endpoint.strip_prefix("tcp://") {
+            (builder.tcp_nodelay(true), format!("http://{rest}"))
+        } else if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
+            (builder.tcp_nodelay(true), endpoint.to_owned())
+        } else {
+            return Err(format!("engine endpoint {endpoint:?}: expected unix:///path, tcp://host:port or http(s)://host:port"));
+        };
+        let client = client.build().map_err(|e| format!("engine endpoint {endpoint:?}: {e}"))?;
+        let mut t = OutboundTarget::new(Some(&base), Arc::new(vec![]), client, max_response)?;
+        t.default_timeout = Duration::from_secs(60);
+        Ok(t)
+    }
+
     fn resolve(&self, url: &str) -> Result<Url, OutError> {
         if url.starts_with('/') {
             let base = self.base.as_ref().ok_or_else(|| OutError::Denied("no runtime endpoint is bound to this call".into()))?;

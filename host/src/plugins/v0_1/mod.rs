@@ -4,6 +4,8 @@
 //! host imports (`http`, `log`), and converts between the generated types and
 //! the version-independent ones of [`crate::adapter`].
 
+pub mod driver;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -217,14 +219,23 @@ impl AdapterPlugin {
         AdapterError::Plugin(format!("runtime adapter plugin {} {} failed: {e:#}", self.name, self.version))
     }
 
+    /// Runs one export under the call's deadline; a failure is described
+    /// with what the store saw (memory limit hit, trap kind, CPU budget).
     async fn run<T>(
         &self,
         deadline: Duration,
-        fut: impl std::future::Future<Output = wasmtime::Result<T>>,
+        store: &mut Store<PluginState>,
+        f: impl AsyncFnOnce(&mut Store<PluginState>) -> wasmtime::Result<T>,
     ) -> Result<T, AdapterError> {
-        match tokio::time::timeout(deadline, fut).await {
+        let outcome = tokio::time::timeout(deadline, f(&mut *store)).await;
+        match outcome {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.trap(e)),
+            Ok(Err(e)) => Err(AdapterError::Plugin(format!(
+                "runtime adapter plugin {} {} failed: {}",
+                self.name,
+                self.version,
+                super::describe_failure(&self.name, &e, store.data())
+            ))),
             Err(_) => Err(AdapterError::Timeout(format!(
                 "runtime adapter plugin {} did not finish within {}s",
                 self.name,
@@ -246,13 +257,13 @@ impl host::RuntimeAdapter for AdapterPlugin {
 
     async fn health(&self, endpoint: &str) -> Result<host::HealthStatus, AdapterError> {
         let (mut store, b, _permit) = self.instantiate(Some(endpoint)).await?;
-        let r = self.run(Duration::from_secs(30), b.bay_plugin_adapter().call_health(&mut store)).await?;
+        let r = self.run(Duration::from_secs(30), &mut store, async |s| b.bay_plugin_adapter().call_health(s).await).await?;
         r.map(|h| host::HealthStatus { healthy: h.healthy, detail: h.detail }).map_err(from_wit_error)
     }
 
     async fn meta(&self, endpoint: &str) -> Result<host::RuntimeMeta, AdapterError> {
         let (mut store, b, _permit) = self.instantiate(Some(endpoint)).await?;
-        let r = self.run(Duration::from_secs(30), b.bay_plugin_adapter().call_meta(&mut store)).await?;
+        let r = self.run(Duration::from_secs(30), &mut store, async |s| b.bay_plugin_adapter().call_meta(s).await).await?;
         r.map(|m| host::RuntimeMeta {
             name: m.name,
             version: m.version,
@@ -268,7 +279,7 @@ impl host::RuntimeAdapter for AdapterPlugin {
         let deadline = call.deadline();
         let (mut store, b, _permit) = self.instantiate(Some(endpoint)).await?;
         let request = to_wit_call(&mut store, call).map_err(|e| self.trap(e))?;
-        let r = self.run(deadline, b.bay_plugin_adapter().call_invoke(&mut store, &request)).await?;
+        let r = self.run(deadline, &mut store, async |s| b.bay_plugin_adapter().call_invoke(s, &request).await).await?;
         let outcome = match r {
             Ok(resp) => from_wit_response(&mut store, resp).map_err(|e| self.trap(e)),
             // Nothing reached the runtime: the caller may safely retry elsewhere.

@@ -1,0 +1,70 @@
+//! Bay runtime adapter for `lite` runtimes (`runtimes/lite/lite.py`): shell
+//! commands and text files. Scaffolded with `bay plugin new lite-adapter
+//! --kind runtime-adapter` and filled in as docs/plugin-tutorial.md shows.
+//!
+//! Every operation not implemented here answers `unsupported` (Bay turns
+//! that into 400 `capability_not_supported`); `health` and `meta` use the
+//! SDK defaults, `GET /health` and `GET /meta`.
+
+use bay_plugin_sdk::prelude::*;
+
+/// Requests go to the runtime container the current call serves; the label
+/// names it in error messages ("Lite request failed: 404").
+const RUNTIME: Runtime = Runtime::new("Lite");
+
+struct Lite;
+
+/// The runtime answers 400/404 with `{"detail": "..."}`: turn those into
+/// the errors Bay maps to the same statuses.
+fn runtime_error(e: AdapterError) -> AdapterError {
+    match e {
+        AdapterError::Runtime(f) if f.status == 404 => AdapterError::NotFound(detail(&f)),
+        AdapterError::Runtime(f) if f.status == 400 => AdapterError::InvalidRequest(detail(&f)),
+        other => other,
+    }
+}
+
+fn detail(f: &RuntimeFailure) -> String {
+    serde_json::from_str::<Value>(&f.body)
+        .ok()
+        .and_then(|v| v["detail"].as_str().map(String::from))
+        .unwrap_or_else(|| f.message.clone())
+}
+
+impl RuntimeAdapter for Lite {
+    fn describe() -> AdapterInfo {
+        AdapterInfo::new("lite", env!("CARGO_PKG_VERSION"))
+            .capability("shell", &["exec"])
+            .capability("filesystem", &["read", "write"])
+    }
+
+    fn shell_exec(req: ShellExecRequest) -> Result<ShellExecResult, AdapterError> {
+        let body = json!({ "command": req.command, "timeout": req.timeout_s, "cwd": req.cwd });
+        // The runtime enforces the command's timeout; give HTTP a little more.
+        let out: Value = RUNTIME.post_json("/exec", &body, req.timeout_s + 5).map_err(runtime_error)?;
+        let exit_code = out["exit_code"].as_i64().map(|c| c as i32);
+        Ok(ShellExecResult {
+            success: exit_code == Some(0),
+            exit_code,
+            stdout: out["stdout"].as_str().unwrap_or_default().to_owned(),
+            stderr: out["stderr"].as_str().unwrap_or_default().to_owned(),
+            error: None,
+        })
+    }
+
+    fn file_read(path: String) -> Result<String, AdapterError> {
+        let out: Value = RUNTIME.post_json("/files/read", &json!({ "path": path }), 30).map_err(runtime_error)?;
+        out["content"]
+            .as_str()
+            .map(String::from)
+            .ok_or_else(|| AdapterError::BadResponse("the runtime's answer has no `content`".into()))
+    }
+
+    fn file_write(req: FileWriteRequest) -> Result<(), AdapterError> {
+        let body = json!({ "path": req.path, "content": req.content });
+        RUNTIME.post_json::<_, Value>("/files/write", &body, 30).map_err(runtime_error)?;
+        Ok(())
+    }
+}
+
+bay_plugin_sdk::register_adapter!(Lite);

@@ -1,0 +1,232 @@
+//! The plugin platform on a running Bay: plugins hot-added and hot-replaced
+//! in its plugins directory, misbehaving plugins (the `fault-injection` test
+//! plugin, built from `plugins/fault-injection`), WIT version checks, and a
+//! sandbox whose containers come from a driver extension
+//! (`plugins/docker-api-driver`) talking to the local engine's API socket.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bay_tests::{BayProcess, Client, docker, free_port, workspace_root};
+use serde_json::{Value, json};
+
+fn copy_plugin(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// Installs a plugin directory atomically (copy beside, then rename), as the
+/// docs tell operators to.
+fn install(from: &Path, plugins: &Path, name: &str) {
+    let staging = plugins.parent().unwrap().join(format!(".staging-{name}"));
+    let _ = std::fs::remove_dir_all(&staging);
+    copy_plugin(from, &staging);
+    std::fs::rename(&staging, plugins.join(name)).unwrap();
+}
+
+fn test_plugin(name: &str) -> PathBuf {
+    workspace_root().join("target/test-plugins").join(name)
+}
+
+fn shipped_plugin(name: &str) -> PathBuf {
+    workspace_root().join("target/plugins").join(name)
+}
+
+async fn plugin_record(c: &Client, name: &str) -> Option<Value> {
+    let (_, r) = c.get("/v1/admin/plugins").await;
+    r["items"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned()
+}
+
+/// Waits until the plugin `name` shows `pred` in GET /v1/admin/plugins.
+async fn wait_for(c: &Client, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..200 {
+        if let Some(p) = plugin_record(c, name).await
+            && pred(&p)
+        {
+            return p;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("plugin {name} never reached the expected state: {:?}", plugin_record(c, name).await);
+}
+
+fn set_manifest_key(dir: &Path, key: &str, value: &str) {
+    let path = dir.join("plugin.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text: Vec<String> = text
+        .lines()
+        .map(|l| if l.starts_with(&format!("{key} =")) { format!("{key} = \"{value}\"") } else { l.to_owned() })
+        .collect();
+    std::fs::write(&path, text.join("\n") + "\n").unwrap();
+}
+
+const PLUGINS_INSTANCE: &str = "bay-e2e-plugins";
+
+#[tokio::test]
+async fn plugins_hot_load_replace_and_fail_alone() {
+    bay_tests::remove_instance(PLUGINS_INSTANCE);
+    let dir = tempfile::Builder::new().prefix("bay-e2e-plugins-").tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    copy_plugin(&shipped_plugin("ship-adapter"), &plugins.join("ship-adapter"));
+    let port = free_port();
+    let yaml = BayProcess::base_config(dir.path(), PLUGINS_INSTANCE, port)
+        .lines()
+        .map(|l| {
+            if l.starts_with("plugins:") {
+                format!(
+                    "plugins: {{dir: \"{}\", cache_dir: \"{}\", watch_interval_ms: 200}}",
+                    plugins.display(),
+                    dir.path().join("cache").display()
+                )
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + r#"
+profiles:
+  - { id: python-default, image: "ship:latest", capabilities: [python, shell, filesystem] }
+  - { id: faulty, image: "ship:latest", runtime_type: faulty, capabilities: [python] }
+"#;
+    let bay = BayProcess::spawn(dir.path(), port, &yaml);
+    bay.wait_ready().await;
+    let c = bay.client();
+    assert!(plugin_record(&c, "fault-injection").await.is_none());
+
+    // Hot-add: a new runtime type becomes usable without a restart.
+    install(&test_plugin("fault-injection"), &plugins, "fault-injection");
+    let record = wait_for(&c, "fault-injection", |p| p["state"] == "active").await;
+    assert_eq!((record["runtime_type"].as_str(), record["kind"].as_str()), (Some("faulty"), Some("runtime-adapter")), "{record}");
+    let (status, s) = c.post("/v1/sandboxes", json!({"profile": "faulty"})).await;
+    assert_eq!(status, 201, "{s}");
+    let faulty = s["id"].as_str().unwrap().to_owned();
+    let exec = |code: &'static str| {
+        let (c, id) = (c.clone(), faulty.clone());
+        async move { c.post(&format!("/v1/sandboxes/{id}/python/exec"), json!({"code": code})).await }
+    };
+    let (status, r) = exec("1+1").await;
+    assert_eq!((status, r["output"].as_str()), (200, Some("ok")), "{r}");
+    let (_, healthy) = c.post("/v1/sandboxes", json!({"profile": "python-default"})).await;
+    let healthy = healthy["id"].as_str().unwrap().to_owned();
+
+    // Each fault fails its own call with a clear error; the next call, and
+    // other plugins, are unaffected.
+    for (code, expect) in [
+        ("trap", "trapped"),
+        ("loop", "exceeded its CPU budget of 200 ms"),
+        ("memory", "exceeded its memory limit of 32 MiB"),
+        ("garbage", "answered a python call with FileList"),
+    ] {
+        let (status, r) = exec(code).await;
+        assert!(status >= 500, "{code}: {status} {r}");
+        let message = r["error"]["message"].as_str().unwrap_or_default().to_owned();
+        assert!(message.contains("fault-injection") || message.contains(expect), "{code}: {r}");
+        assert!(message.to_lowercase().contains(&expect.to_lowercase()), "{code}: {r}");
+        let (status, r) = exec("1+1").await;
+        assert_eq!(status, 200, "after {code}: {r}");
+        assert_eq!(c.python(&healthy, "print(6*7)", 30).await["output"].as_str().map(str::trim), Some("42"));
+    }
+
+    // Hot-replace with a broken build: rejected, the old version keeps serving.
+    let installed = plugins.join("fault-injection");
+    std::fs::write(installed.join("fault_injection.wasm.new"), b"\0asm this is not a component").unwrap();
+    std::fs::rename(installed.join("fault_injection.wasm.new"), installed.join("fault_injection.wasm")).unwrap();
+    let record = wait_for(&c, "fault-injection", |p| p["error"].is_string()).await;
+    assert_eq!(record["state"], "failed; previous version still serving", "{record}");
+    assert_eq!(exec("1+1").await.0, 200);
+
+    // An incompatible WIT version is refused with the reason; a newer patch
+    // of the same minor version loads.
+    std::fs::copy(test_plugin("fault-injection").join("fault_injection.wasm"), installed.join("fault_injection.wasm")).unwrap();
+    set_manifest_key(&installed, "wit", "bay:plugin@0.2.0");
+    let record = wait_for(&c, "fault-injection", |p| p["wit"] == "bay:plugin@0.2.0").await;
+    let error = record["error"].as_str().unwrap_or_default();
+    assert!(error.contains("bay:plugin@0.2.0 is not supported") && error.contains("bay:plugin@0.1.0"), "{record}");
+    set_manifest_key(&installed, "wit", "bay:plugin@0.1.9");
+    let record = wait_for(&c, "fault-injection", |p| p["wit"] == "bay:plugin@0.1.9").await;
+    assert_eq!(record["state"], "active", "{record}");
+    assert_eq!(exec("1+1").await.0, 200);
+
+    // A plugin that is not a component at all says so.
+    let junk = dir.path().join("junk");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::write(junk.join("plugin.toml"), "name = \"junk\"\nversion = \"0.1.0\"\nkind = \"runtime-adapter\"\nwit = \"bay:plugin@0.1.0\"\ncomponent = \"junk.wasm\"\n[runtime]\ntype = \"junk\"\n").unwrap();
+    std::fs::write(junk.join("junk.wasm"), b"not wasm").unwrap();
+    install(&junk, &plugins, "junk");
+    let record = wait_for(&c, "junk", |p| p["state"] == "failed").await;
+    assert!(record["error"].as_str().is_some_and(|e| !e.is_empty()), "{record}");
+
+    // Removing a plugin unloads it.
+    std::fs::remove_dir_all(&installed).unwrap();
+    for _ in 0..100 {
+        if plugin_record(&c, "fault-injection").await.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(plugin_record(&c, "fault-injection").await.is_none());
+    c.delete_sandbox(&faulty).await;
+    c.delete_sandbox(&healthy).await;
+    drop(bay);
+    bay_tests::remove_instance(PLUGINS_INSTANCE);
+}
+
+const DRIVER_INSTANCE: &str = "bay-e2e-driver-plugin";
+
+#[tokio::test]
+async fn a_driver_extension_runs_sandboxes_on_the_engine_api() {
+    bay_tests::remove_instance(DRIVER_INSTANCE);
+    let dir = tempfile::Builder::new().prefix("bay-e2e-driver-").tempdir().unwrap();
+    let port = free_port();
+    let yaml = BayProcess::base_config(dir.path(), DRIVER_INSTANCE, port)
+        .lines()
+        .map(|l| {
+            if l.starts_with("driver:") {
+                "driver: {type: plugin, plugin: {name: docker-api, endpoint: \"unix:///var/run/docker.sock\", settings: {host_address: 127.0.0.1}}}".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\nprofiles:\n  - { id: python-default, image: \"ship:latest\", capabilities: [python, shell, filesystem], env: { VIA: driver-extension } }\n  - id: two-ships\n    containers:\n      - { name: ship, image: \"ship:latest\", capabilities: [python, shell, filesystem], primary_for: [python, shell, filesystem] }\n      - { name: worker, image: \"ship:latest\", capabilities: [python] }\n";
+    let bay = BayProcess::spawn(dir.path(), port, &yaml);
+    bay.wait_ready().await;
+    let c = bay.client();
+    let record = plugin_record(&c, "docker-api-driver").await.expect("the driver plugin is listed");
+    assert_eq!((record["kind"].as_str(), record["driver"].as_str(), record["state"].as_str()), (Some("driver"), Some("docker-api"), Some("active")), "{record}");
+
+    let id = c.create_sandbox().await;
+    let r = c.python(&id, "import os\nprint(os.environ['VIA'], 40 + 2)", 30).await;
+    assert_eq!(r["output"].as_str().map(str::trim), Some("driver-extension 42"), "{r}");
+    c.shell(&id, "echo kept > note.txt").await;
+    let containers = docker::containers_with("bay.sandbox_id", &id);
+    assert_eq!(containers.len(), 1);
+    assert_eq!(docker::inspect(&containers[0], "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.PidsLimit}}"), "true 256");
+    let cargo = c.get(&format!("/v1/sandboxes/{id}")).await.1["cargo_id"].as_str().unwrap().to_owned();
+    assert!(docker::volume_exists(&format!("bay-cargo-{cargo}")));
+
+    // Stop and restart keep the files; a multi-container session gets its
+    // network and sibling DNS through the plugin too.
+    c.post(&format!("/v1/sandboxes/{id}/stop"), json!(null)).await;
+    assert!(docker::containers_with("bay.sandbox_id", &id).is_empty());
+    assert_eq!(c.shell(&id, "cat note.txt").await["output"].as_str().map(str::trim), Some("kept"));
+    let (_, s) = c.post("/v1/sandboxes", json!({"profile": "two-ships"})).await;
+    let pair = s["id"].as_str().unwrap().to_owned();
+    let r = c.shell(&pair, "curl -s http://worker:8123/health").await;
+    assert!(r["output"].as_str().unwrap().contains("healthy"), "{r}");
+
+    // Delete removes containers, networks and the managed volume.
+    c.delete_sandbox(&id).await;
+    c.delete_sandbox(&pair).await;
+    assert!(docker::containers_with("bay.sandbox_id", &id).is_empty());
+    assert!(docker::containers_with("bay.sandbox_id", &pair).is_empty());
+    assert!(!docker::volume_exists(&format!("bay-cargo-{cargo}")));
+    drop(bay);
+    bay_tests::remove_instance(DRIVER_INSTANCE);
+}
