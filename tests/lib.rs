@@ -40,6 +40,46 @@ pub fn plugins_dir() -> PathBuf {
     dir
 }
 
+/// The database a test Bay keeps its state in, derived from its data dir so
+/// a restarted Bay finds its state again: SQLite in `dir`, or — when
+/// `BAY_TEST_POSTGRES` is set (`postgres://user@host:port`, as `./dev test`
+/// does for its PostgreSQL pass) — a database of its own on that server.
+pub fn database_url(dir: &std::path::Path) -> String {
+    match std::env::var("BAY_TEST_POSTGRES") {
+        Ok(server) if !server.is_empty() => {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            dir.hash(&mut h);
+            let name = format!("bay_test_{:016x}", h.finish());
+            create_postgres_database(&server, &name);
+            format!("{}/{name}", server.trim_end_matches('/'))
+        }
+        _ => format!("sqlite://{}", dir.join("bay.db").display()),
+    }
+}
+
+/// True when the tests run against PostgreSQL (`BAY_TEST_POSTGRES`).
+pub fn on_postgres() -> bool {
+    std::env::var("BAY_TEST_POSTGRES").is_ok_and(|s| !s.is_empty())
+}
+
+/// Creates a database on the server unless it exists (psql from Debian's
+/// postgresql-client, which `./dev test` installs with the server).
+fn create_postgres_database(server: &str, name: &str) {
+    let admin = format!("{}/postgres", server.trim_end_matches('/'));
+    let out = Command::new("psql")
+        .args([admin.as_str(), "-v", "ON_ERROR_STOP=1", "-qtAc"])
+        .arg(format!("SELECT 1 FROM pg_database WHERE datname = '{name}'"))
+        .output()
+        .expect("psql (postgresql-client) is needed for BAY_TEST_POSTGRES");
+    assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+    if String::from_utf8_lossy(&out.stdout).trim() != "1" {
+        let out = Command::new("psql").args([admin.as_str(), "-qc"]).arg(format!("CREATE DATABASE {name}")).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() || err.contains("already exists"), "CREATE DATABASE {name}: {err}");
+    }
+}
+
 /// Removes containers and volumes a previous (crashed) test run left behind.
 pub fn remove_leftovers() {
     let ours = |args: &[&str], format: &str| -> Vec<String> {
@@ -75,7 +115,7 @@ fn start(name: &str, key: &str, anonymous: bool) -> TestBay {
     let yaml = format!(
         r#"
 server: {{ host: 127.0.0.1, port: 0 }}
-database: {{ url: "sqlite://{db}" }}
+database: {{ url: "{db}" }}
 driver: {{ docker: {{ connect_mode: host_port, host_address: 127.0.0.1 }} }}
 security: {{ api_key: "{key}", allow_anonymous: {anonymous} }}
 gc: {{ instance_id: {instance_id} }}
@@ -108,7 +148,7 @@ profiles:
       - {{ name: ship, image: "ship:latest", capabilities: [python, shell, filesystem] }}
       - {{ name: broken, image: "bay-e2e-no-such-image:latest", capabilities: [python] }}
 "#,
-        db = dir.join("bay.db").display(),
+        db = database_url(&dir),
         plugins = plugins_dir().display(),
         cache = workspace_root().join("target/e2e-component-cache").display(),
     );
@@ -260,6 +300,7 @@ pub struct BayProcess {
     pub child: std::process::Child,
     pub base: String,
     pub key: String,
+    pub log: PathBuf,
 }
 
 impl BayProcess {
@@ -278,8 +319,8 @@ impl BayProcess {
     pub fn base_config(dir: &std::path::Path, instance_id: &str, port: u16) -> String {
         let key = "sk-e2e-process-key";
         format!(
-                "server: {{host: 127.0.0.1, port: {port}}}\ndatabase: {{url: \"sqlite://{db}\"}}\nsecurity: {{api_key: {key}, allow_anonymous: false}}\ndriver: {{docker: {{connect_mode: host_port}}}}\ngc: {{instance_id: {instance_id}, run_on_startup: true}}\nplugins: {{dir: \"{plugins}\", cache_dir: \"{cache}\"}}\n",
-                db = dir.join("bay.db").display(),
+                "server: {{host: 127.0.0.1, port: {port}}}\ndatabase: {{url: \"{db}\"}}\nsecurity: {{api_key: {key}, allow_anonymous: false}}\ndriver: {{docker: {{connect_mode: host_port}}}}\ngc: {{instance_id: {instance_id}, run_on_startup: true}}\nplugins: {{dir: \"{plugins}\", cache_dir: \"{cache}\"}}\n",
+                db = database_url(dir),
                 plugins = plugins_dir().display(),
                 cache = workspace_root().join("target/e2e-component-cache").display(),
             )
@@ -300,7 +341,7 @@ impl BayProcess {
             .stderr(log)
             .spawn()
             .expect("spawn bay");
-        BayProcess { child, base: format!("http://127.0.0.1:{port}"), key }
+        BayProcess { child, base: format!("http://127.0.0.1:{port}"), key, log: dir.join("bay.log") }
     }
 
     pub async fn wait_ready(&self) {
@@ -311,7 +352,9 @@ impl BayProcess {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("bay did not come up on {}", self.base);
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
+        panic!("bay did not come up on {}; the end of its log:\n{}", self.base, tail.join("\n"));
     }
 
     pub fn client(&self) -> Client {

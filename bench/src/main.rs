@@ -93,6 +93,12 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Starts `bay serve` with its data (database, component cache) in `dir`.
 async fn start_bay(dir: &std::path::Path) -> anyhow::Result<BayProcess> {
+    start_bay_with(dir, "bay-bench", "{docker: {connect_mode: host_port}}").await
+}
+
+/// Starts Bay with this `driver:` section (the built-in Docker driver, or a
+/// driver extension).
+async fn start_bay_with(dir: &std::path::Path, instance: &str, driver: &str) -> anyhow::Result<BayProcess> {
     let exe = std::env::current_exe()?.with_file_name("bay");
     if !exe.is_file() {
         bail!("{} not found: build the workspace first", exe.display());
@@ -102,7 +108,7 @@ async fn start_bay(dir: &std::path::Path) -> anyhow::Result<BayProcess> {
     std::fs::write(
         &config,
         format!(
-            "server: {{host: 127.0.0.1, port: {port}}}\ndatabase: {{url: \"sqlite://{db}\"}}\nsecurity: {{api_key: {KEY}, allow_anonymous: false}}\ndriver: {{docker: {{connect_mode: host_port}}}}\ngc: {{instance_id: bay-bench}}\nplugins: {{dir: \"{plugins}\", cache_dir: \"{cache}\"}}\nprofiles:\n  - {{id: python-default, image: \"ship:latest\"}}\n  - {{id: python-warm, image: \"ship:latest\", warm_pool_size: {WARM_POOL}}}\n",
+            "server: {{host: 127.0.0.1, port: {port}}}\ndatabase: {{url: \"sqlite://{db}\"}}\nsecurity: {{api_key: {KEY}, allow_anonymous: false}}\ndriver: {driver}\ngc: {{instance_id: {instance}}}\nplugins: {{dir: \"{plugins}\", cache_dir: \"{cache}\"}}\nprofiles:\n  - {{id: python-default, image: \"ship:latest\"}}\n  - {{id: python-warm, image: \"ship:latest\", warm_pool_size: {WARM_POOL}}}\n{BROWSER_PROFILE}",
             db = dir.join("bay.db").display(),
             plugins = plugins_dir().display(),
             cache = dir.join("cache").display(),
@@ -126,6 +132,38 @@ async fn start_bay(dir: &std::path::Path) -> anyhow::Result<BayProcess> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bail!("bay did not come up on {base}")
+}
+
+/// profiles/browser-python.yaml, inline.
+const BROWSER_PROFILE: &str = r#"  - id: browser-python
+    containers:
+      - { name: ship, image: "ship:latest", runtime_type: ship, capabilities: [python, shell, filesystem], primary_for: [python, shell, filesystem] }
+      - { name: browser, image: "gull:latest", runtime_type: gull, runtime_port: 8115, resources: { cpus: 1.0, memory: 2g }, capabilities: [browser], primary_for: [browser], security: { pids_limit: 1024 } }
+"#;
+
+/// A page with a field and a button, as a data URL (no server needed).
+const PAGE: &str = "data:text/html,<title>bench</title><input aria-label=Name><button>Go</button><p>hello</p>";
+
+/// Removes what a Bay instance left (its warm pool) after it was stopped.
+fn remove_instance(instance: &str) {
+    let label = format!("label=bay.instance_id={instance}");
+    for (list, rm) in [(&["ps", "-aq"][..], &["rm", "-f"][..]), (&["volume", "ls", "-q"][..], &["volume", "rm", "-f"][..]), (&["network", "ls", "-q"][..], &["network", "rm"][..])] {
+        let ids = Command::new("docker").args(list).args(["--filter", &label]).output().map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(String::from).collect::<Vec<_>>()).unwrap_or_default();
+        if !ids.is_empty() {
+            let _ = Command::new("docker").args(rm).args(&ids).output();
+        }
+    }
+}
+
+/// Memory in use by a sandbox's container named `name` (`docker stats`).
+fn container_memory(sandbox_id: &str, name: &str) -> anyhow::Result<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-q", "--filter", &format!("label=bay.sandbox_id={sandbox_id}"), "--filter", &format!("label=bay.container_name={name}")])
+        .output()?;
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    anyhow::ensure!(!id.is_empty(), "no {name} container for {sandbox_id}");
+    let out = Command::new("docker").args(["stats", "--no-stream", "--format", "{{.MemUsage}}", &id]).output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).split('/').next().unwrap_or_default().trim().to_owned())
 }
 
 struct Api {
@@ -156,6 +194,11 @@ impl Api {
     }
     async fn shell(&self, id: &str, cmd: &str) -> anyhow::Result<Value> {
         self.call(reqwest::Method::POST, &format!("/v1/sandboxes/{id}/shell/exec"), Some(json!({"command": cmd}))).await
+    }
+    async fn browser(&self, id: &str, cmd: &str) -> anyhow::Result<Value> {
+        let r = self.call(reqwest::Method::POST, &format!("/v1/sandboxes/{id}/browser/exec"), Some(json!({"cmd": cmd, "timeout": 60}))).await?;
+        anyhow::ensure!(r["success"] == true, "browser {cmd}: {r}");
+        Ok(r)
     }
     async fn delete(&self, id: &str) -> anyhow::Result<()> {
         self.call(reqwest::Method::DELETE, &format!("/v1/sandboxes/{id}"), None).await.map(|_| ())
@@ -267,6 +310,67 @@ async fn main() -> anyhow::Result<()> {
     let cold = Stats::new(cold);
     rows.push(row("cold: create → first python exec", &cold, "container start + kernel start".into()));
 
+    // The same through the docker-api driver extension (a WASM plugin
+    // speaking the engine's REST API), side by side with the built-in driver.
+    {
+        let dir = tempfile::tempdir()?;
+        let via_plugin = start_bay_with(dir.path(), "bay-bench-driver-plugin", "{type: plugin, plugin: {name: docker-api, endpoint: \"unix:///var/run/docker.sock\"}}").await?;
+        let api = Api { http: reqwest::Client::new(), base: via_plugin.base.clone() };
+        let mut cold_plugin = Vec::new();
+        for _ in 0..cold_n {
+            let t = Instant::now();
+            let id = api.create().await?;
+            let r = api.python(&id, "1+1").await?;
+            cold_plugin.push(t.elapsed());
+            anyhow::ensure!(r["output"] == "2", "unexpected output {r}");
+            api.delete(&id).await?;
+        }
+        let cold_plugin = Stats::new(cold_plugin);
+        let ratio = cold_plugin.p50().as_secs_f64() / cold.p50().as_secs_f64();
+        rows.push(row("cold: … via the docker-api driver plugin", &cold_plugin, format!("{ratio:.2}× the built-in driver")));
+        drop(via_plugin);
+        remove_instance("bay-bench-driver-plugin");
+    }
+
+    // Browser (Gull + Ship): cold create → first `open`; then hot commands.
+    let mut cold_browser = Vec::new();
+    let mut browser_idle = String::new();
+    for i in 0..cold_n.min(3) {
+        let t = Instant::now();
+        let v = api.call(reqwest::Method::POST, "/v1/sandboxes", Some(json!({"profile": "browser-python"}))).await?;
+        let id = v["id"].as_str().context("id")?.to_owned();
+        if i == 0 {
+            // Containers up, Chromium not started yet (it starts on the first command).
+            api.python(&id, "1").await?;
+            browser_idle = container_memory(&id, "browser")?;
+            let t = Instant::now();
+            api.browser(&id, &format!("open \"{PAGE}\"")).await?;
+            cold_browser.push(t.elapsed());
+        } else {
+            api.browser(&id, &format!("open \"{PAGE}\"")).await?;
+            cold_browser.push(t.elapsed());
+        }
+        api.delete(&id).await?;
+    }
+    // The first sample timed only the browser launch (containers were up).
+    let first_open = cold_browser.remove(0);
+    let cold_browser = Stats::new(cold_browser);
+    rows.push(row("browser: create → first `open` (cold)", &cold_browser, "2 containers + Chromium launch".into()));
+    let browser_id = {
+        let v = api.call(reqwest::Method::POST, "/v1/sandboxes", Some(json!({"profile": "browser-python"}))).await?;
+        v["id"].as_str().context("id")?.to_owned()
+    };
+    api.browser(&browser_id, &format!("open \"{PAGE}\"")).await?;
+    let browser_n = if quick { 5 } else { 20 };
+    let snapshot = time_n(browser_n, 2, || async { api.browser(&browser_id, "snapshot -i").await.map(|_| ()) }).await?;
+    let screenshot = time_n(browser_n / 2, 1, || async { api.browser(&browser_id, "screenshot /workspace/shot.png").await.map(|_| ()) }).await?;
+    let get_title = time_n(browser_n, 2, || async { api.browser(&browser_id, "get title").await.map(|_| ()) }).await?;
+    let browser_active = container_memory(&browser_id, "browser")?;
+    rows.push(row("browser `snapshot -i` (hot)", &snapshot, String::new()));
+    rows.push(row("browser `screenshot` (hot)", &screenshot, String::new()));
+    rows.push(row("browser `get title` (hot)", &get_title, "agent-browser CLI floor".into()));
+    api.delete(&browser_id).await?;
+
     // Warm pool: create (claims a running sandbox) → first exec answered.
     let mut warm = Vec::new();
     for _ in 0..cold_n {
@@ -371,6 +475,9 @@ async fn main() -> anyhow::Result<()> {
     rows.push(row("health native reqwest", &native_health, String::new()));
     api.delete(&id).await?;
 
+    drop(bay);
+    remove_instance("bay-bench");
+
     println!();
     println!("Bay benchmark ({} mode, {} CPUs)", if quick { "quick" } else { "full" }, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
     println!("{:<46} {:>5} {:>10} {:>10} {:>10}  notes", "measurement", "n", "p50", "p90", "p99");
@@ -379,6 +486,9 @@ async fn main() -> anyhow::Result<()> {
         println!("{:<46} {:>5} {:>10} {:>10} {:>10}  {}", r.name, r.n, r.p50, r.p90, r.p99, r.note);
     }
     println!("{:<46} {:>5} {:>10}  {}", format!("{n} concurrent create + exec (wall)"), n, fmt(wall), concurrent_note);
+    println!("{:<46} {:>5} {:>10}  containers already up", "browser: first `open` (Chromium launch)", 1, fmt(first_open));
+    println!("{:<46} {:>5} {:>10}  before the first command", "gull container memory, idle", 1, browser_idle);
+    println!("{:<46} {:>5} {:>10}  one tab open", "gull container memory, active", 1, browser_active);
     println!("{:<46} {:>5} {:>10}", "plugin load: compile (cold)", 1, fmt(cold_load));
     println!("{:<46} {:>5} {:>10}", "plugin load: from the component cache", 1, fmt(cached_load));
     println!("{:<46} {:>5} {:>10}", "bay RSS idle, first boot (plugins compiled)", 1, format!("{:.1} MB", first_boot_rss as f64 / 1024.0));

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod cluster;
 pub mod driver;
 pub mod error;
 pub mod gc;

@@ -60,7 +60,14 @@ impl Bay {
             }
         }
         let idempotency = Idempotency::new(db.clone(), &config.idempotency);
-        let sandboxes = Arc::new(SandboxManager::new(config.clone(), db, driver, plugins.clone()));
+        // Several replicas may share a PostgreSQL database; SQLite is one process.
+        let cluster = crate::cluster::Cluster::new(db.clone(), db.dialect() == crate::db::Dialect::Postgres);
+        if cluster.enabled() {
+            let leader = cluster.elect().await;
+            tracing::info!(replica = %cluster.replica_id(), leader, "replica mode: leases on the shared database");
+            cluster.spawn_election();
+        }
+        let sandboxes = Arc::new(SandboxManager::new(config.clone(), db, driver, plugins.clone(), cluster));
         let report = sandboxes.reconcile().await.context("reconciling with the container engine")?;
         tracing::info!(
             kept = report.sessions_kept,

@@ -13,6 +13,7 @@ mod multi;
 mod plugins;
 mod python;
 mod recovery;
+mod replicas;
 mod shell;
 mod ship_api;
 mod skills;

@@ -44,11 +44,10 @@ async fn a_create_claims_a_running_warm_sandbox_and_the_pool_refills() {
     // Its container was already running: the first exec starts nothing.
     let before = docker::containers_with("bay.sandbox_id", &id);
     assert_eq!(before.len(), 1, "claimed a warm sandbox");
-    let started = Instant::now();
+    // (How fast that is, is measured by `./dev bench`, not asserted here.)
     let r = c.python(&id, "import os; print(os.environ['WARM_MARK'])", 30).await;
     assert_eq!(r["output"], "bound");
-    assert!(started.elapsed() < Duration::from_secs(2), "first exec took {:?}", started.elapsed());
-    assert_eq!(docker::containers_with("bay.sandbox_id", &id), before);
+    assert_eq!(docker::containers_with("bay.sandbox_id", &id), before, "the first exec ran in the warm container");
     // It is the caller's now: listed, with its cargo.
     let (_, l) = c.get("/v1/sandboxes?limit=200").await;
     assert_eq!(l["items"].as_array().unwrap().len(), 1, "warm sandboxes are not listed");

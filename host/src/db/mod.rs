@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod blobs;
 pub mod cargos;
 pub mod history;
+pub mod leases;
 pub mod sandboxes;
 pub mod sessions;
 

@@ -70,6 +70,9 @@ impl Gc {
             "enabled": self.config.enabled,
             "is_running": self.run_lock.try_lock().is_err(),
             "instance_id": self.instance_id,
+            // Bay: which replica answered, and whether it runs the periodic GC.
+            "replica_id": self.manager.cluster.replica_id(),
+            "leader": self.manager.cluster.is_leader(),
             "interval_seconds": self.config.interval_seconds,
             "tasks": tasks,
         })
@@ -108,14 +111,17 @@ impl Gc {
         }
         let gc = self.clone();
         tokio::spawn(async move {
-            if gc.config.run_on_startup {
+            if gc.config.run_on_startup && gc.manager.cluster.is_leader() {
                 let _ = gc.run_once().await;
             }
             let mut tick = tokio::time::interval(Duration::from_secs(gc.config.interval_seconds.max(1)));
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let _ = gc.run_once().await;
+                // With several replicas, only the leader collects periodically.
+                if gc.manager.cluster.is_leader() {
+                    let _ = gc.run_once().await;
+                }
             }
         });
     }

@@ -110,6 +110,7 @@ pub struct SandboxManager {
     profiles: Vec<ProfileConfig>,
     profile_index: HashMap<String, usize>,
     pub(crate) locks: SandboxLocks,
+    pub(crate) cluster: Arc<crate::cluster::Cluster>,
     pub(crate) active: DashMap<String, Arc<ActiveSession>>,
     history: HistoryWriter,
     pub(crate) warmup: Arc<warm_pool::WarmupQueue>,
@@ -117,7 +118,13 @@ pub struct SandboxManager {
 }
 
 impl SandboxManager {
-    pub fn new(config: Arc<Config>, db: Db, driver: Arc<dyn Driver>, plugins: Arc<PluginHost>) -> SandboxManager {
+    pub fn new(
+        config: Arc<Config>,
+        db: Db,
+        driver: Arc<dyn Driver>,
+        plugins: Arc<PluginHost>,
+        cluster: Arc<crate::cluster::Cluster>,
+    ) -> SandboxManager {
         let profiles = config.effective_profiles();
         let profile_index = profiles.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
         SandboxManager {
@@ -131,7 +138,8 @@ impl SandboxManager {
             plugins,
             profiles,
             profile_index,
-            locks: SandboxLocks::default(),
+            locks: SandboxLocks::new(Some(cluster.clone())),
+            cluster,
             active: DashMap::new(),
         }
     }
@@ -162,7 +170,10 @@ impl SandboxManager {
     /// with a running session is served from memory (the hot path does no
     /// database read); any other goes to the database.
     pub async fn find_for_call(&self, owner: &str, id: &str) -> BayResult<Sandbox> {
-        if let Some(active) = self.active.get(id)
+        // With other replicas, another one may have stopped or deleted it:
+        // the database is the only truth.
+        if !self.cluster.enabled()
+            && let Some(active) = self.active.get(id)
             && active.sandbox.owner == owner
         {
             return Ok(active.sandbox.clone());
@@ -441,6 +452,15 @@ impl SandboxManager {
     /// Deletes a sandbox; the caller holds its lock.
     pub(crate) async fn destroy_sandbox(&self, sandbox: &Sandbox) -> BayResult<()> {
         self.teardown_sessions(&sandbox.id).await?;
+        // Containers of sessions whose rows are gone (a crash mid-start) would
+        // keep the volume in use: remove whatever carries the sandbox's label.
+        let mut by_label = crate::driver::Labels::new();
+        by_label.insert(crate::driver::labels::SANDBOX_ID.into(), sandbox.id.clone());
+        for c in self.driver.list_containers(&by_label).await.unwrap_or_default() {
+            if let Err(e) = self.driver.destroy_container(&c.id).await {
+                tracing::warn!(container_id = %c.id, error = %e, "cannot remove container");
+            }
+        }
         self.db.soft_delete_sandbox(&sandbox.id, now_micros()).await?;
         if let Some(cargo) = self.db.cargo(&sandbox.cargo_id).await?
             && cargo.is_managed()

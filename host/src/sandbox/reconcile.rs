@@ -39,8 +39,11 @@ impl SandboxManager {
 
     pub async fn reconcile(&self) -> anyhow::Result<ReconcileReport> {
         let mut report = ReconcileReport::default();
-        for session in self.db.all_sessions().await? {
-            let _guard = self.locks.lock(&session.sandbox_id).await;
+        for listed in self.db.all_sessions().await? {
+            let _guard = self.locks.lock(&listed.sandbox_id).await;
+            // Read it again under the lock: another replica may have been
+            // starting or stopping it while we waited.
+            let Some(session) = self.db.session(&listed.id).await? else { continue };
             let sandbox = self.db.sandbox(&session.sandbox_id).await?;
             let mut by_label = Labels::new();
             by_label.insert(labels::SESSION_ID.into(), session.id.clone());
@@ -94,6 +97,12 @@ impl SandboxManager {
             }
         }
 
+        // With other replicas on the database, a volume without a cargo row
+        // may be another replica's create in flight: leave volumes alone
+        // (the orphan-cargo GC task removes cargos that lost their sandbox).
+        if self.cluster.enabled() {
+            return Ok(report);
+        }
         let mut cargo_labels = Labels::new();
         cargo_labels.insert(labels::INSTANCE_ID.into(), self.instance_id.clone());
         for v in self.driver.list_volumes(&cargo_labels).await? {

@@ -73,15 +73,23 @@ fn driver_error(err: DriverError) -> BayError {
 impl SandboxManager {
     /// The running session of a sandbox, starting one if needed.
     pub async fn ensure_running(&self, sandbox: &Sandbox, profile: &ProfileConfig) -> BayResult<Arc<ActiveSession>> {
-        if let Some(active) = self.active.get(&sandbox.id) {
-            return Ok(active.clone());
+        if let Some(active) = self.active.get(&sandbox.id).map(|a| a.clone()) {
+            // With several replicas, `sandbox` was just read from the
+            // database: a session another replica replaced is not ours to use.
+            if !self.cluster.enabled() || sandbox.current_session_id.as_deref() == Some(active.session_id.as_str()) {
+                return Ok(active);
+            }
+            self.active.remove_if(&sandbox.id, |_, a| a.session_id == active.session_id);
         }
         let _guard = self.locks.lock(&sandbox.id).await;
-        // Someone may have started it while we waited for the lock.
-        if let Some(active) = self.active.get(&sandbox.id) {
-            return Ok(active.clone());
-        }
         let sandbox = self.db.sandbox(&sandbox.id).await?.ok_or_else(|| BayError::sandbox_not_found(&sandbox.id))?;
+        // Someone may have started it while we waited for the lock.
+        if let Some(active) = self.active.get(&sandbox.id).map(|a| a.clone()) {
+            if sandbox.current_session_id.as_deref() == Some(active.session_id.as_str()) {
+                return Ok(active);
+            }
+            self.active.remove(&sandbox.id);
+        }
         if let Some(session_id) = &sandbox.current_session_id
             && let Some(session) = self.db.session(session_id).await?
             && let Some(active) = self.adopt(&sandbox, profile, &session).await?
@@ -416,12 +424,24 @@ impl SandboxManager {
         {
             ids.push(id.clone());
         }
+        // Also what carries the session's label but was never recorded (a
+        // replica or Bay killed between creating a container and recording it).
+        let mut by_label = Labels::new();
+        by_label.insert(labels::SESSION_ID.into(), session.id.clone());
+        if let Ok(found) = self.driver.list_containers(&by_label).await {
+            for c in found {
+                if !ids.contains(&c.id) {
+                    ids.push(c.id);
+                }
+            }
+        }
+        let several = ids.len() > 1;
         for id in ids {
             if let Err(e) = self.driver.destroy_container(&id).await {
                 tracing::warn!(container_id = %id, error = %e, "cannot remove container");
             }
         }
-        if session.container_list().len() > 1
+        if (several || session.container_list().len() > 1)
             && let Err(e) = self.driver.remove_network(&session_network(&session.id)).await
         {
             tracing::warn!(session_id = %session.id, error = %e, "cannot remove the session network");

@@ -281,7 +281,7 @@ impl SandboxManager {
             let mut first = true;
             loop {
                 let Some(manager) = this.upgrade() else { return };
-                if !first || config.run_on_startup {
+                if (!first || config.run_on_startup) && manager.cluster.is_leader() {
                     if let Err(e) = manager.maintain_warm_pool().await {
                         tracing::warn!(error = %e.message, "warm pool maintenance failed");
                     }
