@@ -1,8 +1,8 @@
 """sandbox.browser: exec, exec_batch, run_skill (reference §1.4 Browser).
 
-They need a profile with the `browser` capability (a Gull runtime). Bay has
-no browser runtime yet, so these tests skip unless list_profiles shows one;
-once a browser profile exists they run against it unchanged.
+They need a profile with the `browser` capability (a Gull runtime):
+profiles/browser-python.yaml, which run.sh loads through `profiles_dir`.
+They skip only if no such profile is configured.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ async def browser_sandbox(client: BayClient, module_sandboxes: SandboxFactory) -
     browser = [p for p in profiles if "browser" in p.capabilities]
     if not browser:
         pytest.skip(
-            "no profile with the `browser` capability (Bay has no browser runtime yet); "
+            "no profile with the `browser` capability; "
             f"profiles: {[p.id for p in profiles]}"
         )
     yield await module_sandboxes(profile=browser[0].id)
