@@ -144,6 +144,20 @@ const BROWSER_PROFILE: &str = r#"  - id: browser-python
 /// A page with a field and a button, as a data URL (no server needed).
 const PAGE: &str = "data:text/html,<title>bench</title><input aria-label=Name><button>Go</button><p>hello</p>";
 
+/// `n` times: create a sandbox, time until its first python exec answers, delete it.
+async fn cold_runs(api: &Api, n: usize) -> anyhow::Result<Stats> {
+    let mut samples = Vec::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        let id = api.create().await?;
+        let r = api.python(&id, "1+1").await?;
+        samples.push(t.elapsed());
+        anyhow::ensure!(r["output"] == "2", "unexpected output {r}");
+        api.delete(&id).await?;
+    }
+    Ok(Stats::new(samples))
+}
+
 /// Removes what a Bay instance left (its warm pool) after it was stopped.
 fn remove_instance(instance: &str) {
     let label = format!("label=bay.instance_id={instance}");
@@ -298,16 +312,7 @@ async fn main() -> anyhow::Result<()> {
     let api = Api { http: reqwest::Client::new(), base: bay.base.clone() };
 
     // Cold: create → first exec answered.
-    let mut cold = Vec::new();
-    for _ in 0..cold_n {
-        let t = Instant::now();
-        let id = api.create().await?;
-        let r = api.python(&id, "1+1").await?;
-        cold.push(t.elapsed());
-        anyhow::ensure!(r["output"] == "2", "unexpected output {r}");
-        api.delete(&id).await?;
-    }
-    let cold = Stats::new(cold);
+    let cold = cold_runs(&api, cold_n).await?;
     rows.push(row("cold: create → first python exec", &cold, "container start + kernel start".into()));
 
     // The same through the docker-api driver extension (a WASM plugin
@@ -316,16 +321,7 @@ async fn main() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let via_plugin = start_bay_with(dir.path(), "bay-bench-driver-plugin", "{type: plugin, plugin: {name: docker-api, endpoint: \"unix:///var/run/docker.sock\"}}").await?;
         let api = Api { http: reqwest::Client::new(), base: via_plugin.base.clone() };
-        let mut cold_plugin = Vec::new();
-        for _ in 0..cold_n {
-            let t = Instant::now();
-            let id = api.create().await?;
-            let r = api.python(&id, "1+1").await?;
-            cold_plugin.push(t.elapsed());
-            anyhow::ensure!(r["output"] == "2", "unexpected output {r}");
-            api.delete(&id).await?;
-        }
-        let cold_plugin = Stats::new(cold_plugin);
+        let cold_plugin = cold_runs(&api, cold_n).await?;
         let ratio = cold_plugin.p50().as_secs_f64() / cold.p50().as_secs_f64();
         rows.push(row("cold: … via the docker-api driver plugin", &cold_plugin, format!("{ratio:.2}× the built-in driver")));
         drop(via_plugin);

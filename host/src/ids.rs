@@ -29,6 +29,15 @@ pub fn now_micros() -> Micros {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as Micros
 }
 
+/// An RFC 3339 timestamp as engines report them (`0001-01-01T00:00:00Z`,
+/// their "never", is `None`).
+pub fn parse_rfc3339_micros(t: &str) -> Option<Micros> {
+    OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .filter(|t| t.year() > 1)
+        .map(|t| (t.unix_timestamp_nanos() / 1000) as Micros)
+}
+
 pub fn secs(s: i64) -> Micros {
     s.saturating_mul(1_000_000)
 }

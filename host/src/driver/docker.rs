@@ -253,12 +253,7 @@ impl Driver for DockerDriver {
                     Some(S::REMOVING) => ContainerState::Removing,
                     _ => ContainerState::Exited,
                 };
-                let finished_at = state
-                    .finished_at
-                    .as_deref()
-                    .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
-                    .filter(|t| t.year() > 1)
-                    .map(|t| (t.unix_timestamp_nanos() / 1000) as crate::ids::Micros);
+                let finished_at = state.finished_at.as_deref().and_then(crate::ids::parse_rfc3339_micros);
                 Ok(ContainerStatus {
                     state: s,
                     exit_code: state.exit_code,

@@ -197,12 +197,7 @@ impl DriverPlugin {
             wit::ContainerState::Removing => ContainerState::Removing,
             wit::ContainerState::NotFound => ContainerState::NotFound,
         };
-        let finished_at = s
-            .finished_at
-            .as_deref()
-            .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
-            .filter(|t| t.year() > 1)
-            .map(|t| (t.unix_timestamp_nanos() / 1000) as crate::ids::Micros);
+        let finished_at = s.finished_at.as_deref().and_then(crate::ids::parse_rfc3339_micros);
         Ok(ContainerStatus { state, exit_code: s.exit_code, oom_killed: s.oom_killed, finished_at })
     }
 
