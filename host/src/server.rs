@@ -47,7 +47,7 @@ impl Bay {
         let driver: Arc<dyn Driver> = match config.driver.kind {
             DriverType::Docker => Arc::new(DockerDriver::connect(&config.driver.docker).await?),
             DriverType::Plugin => Arc::new(PluginDriver::new(plugins.clone(), &config.driver.plugin)?),
-            DriverType::K8s => anyhow::bail!("driver.type k8s is not supported by this Bay version yet"),
+            DriverType::K8s => Arc::new(crate::driver::kubernetes::KubernetesDriver::connect(&config.driver.k8s, config.driver.image_pull_policy).await?),
         };
         if records.iter().all(|r| r.error.is_some() || r.runtime_type.is_none()) {
             tracing::error!(dir = %config.plugins.dir.display(), "no runtime adapter plugin loaded: sandboxes cannot start (build them with `./dev plugins`)");

@@ -3,6 +3,7 @@
 //! driver extensions (WASM plugins) implement the same trait.
 
 pub mod docker;
+pub mod kubernetes;
 pub mod plugin;
 
 use std::collections::BTreeMap;
