@@ -9,7 +9,9 @@
 //!   session is exclusive across replicas, so concurrent first calls through
 //!   two replicas still start one container. Held for [`SANDBOX_LEASE`],
 //!   renewed while the work runs; a replica killed mid-start loses it when it
-//!   expires and another replica can take over.
+//!   expires and another replica can take over. A lease whose holder was a
+//!   process on this host that no longer exists (Bay restarted after a crash)
+//!   is taken over at once.
 //! - `leader`: one replica at a time runs the periodic background work (GC
 //!   and warm-pool maintenance). Renewed every [`LEADER_RENEW`]; when the
 //!   leader dies another replica takes over within [`LEADER_LEASE`].
@@ -28,7 +30,7 @@ use tokio::task::JoinHandle;
 use crate::db::Db;
 use crate::ids::{now_micros, secs};
 
-pub const SANDBOX_LEASE: Duration = Duration::from_secs(30);
+pub const SANDBOX_LEASE: Duration = Duration::from_secs(10);
 pub const LEADER_LEASE: Duration = Duration::from_secs(15);
 pub const LEADER_RENEW: Duration = Duration::from_secs(5);
 
@@ -43,7 +45,13 @@ pub struct Cluster {
 impl Cluster {
     /// `enabled`: whether other replicas may share the database.
     pub fn new(db: Db, enabled: bool) -> Arc<Cluster> {
-        let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "bay".into());
+        // The kernel's host name (a Pod's name on Kubernetes): with the pid it
+        // tells a dead process of this host from a live replica elsewhere.
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().replace('#', "_"))
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "bay".into());
         let replica = format!("{host}-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
         Arc::new(Cluster { db, enabled, replica, leader: AtomicBool::new(!enabled), acquisitions: AtomicU64::new(0) })
     }
@@ -61,13 +69,43 @@ impl Cluster {
         self.leader.load(Ordering::Relaxed)
     }
 
+    /// Takes `key` for `holder` if it is free, expired, ours, or held by a
+    /// dead process of this host.
+    async fn take(&self, key: &str, holder: &str, ttl: Duration) -> sqlx::Result<bool> {
+        let now = now_micros();
+        let expires = now + secs(ttl.as_secs() as i64);
+        if self.db.try_lease(key, holder, now, expires).await? {
+            return Ok(true);
+        }
+        match self.db.lease_holder(key).await? {
+            Some((old, _)) if self.is_dead_local_holder(&old) => {
+                tracing::info!(key, dead = %old, "taking over the lease of a process that is gone");
+                self.db.steal_lease(key, &old, holder, expires).await
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// `host-pid-random[#n]` of a process on this host that has exited.
+    fn is_dead_local_holder(&self, holder: &str) -> bool {
+        let replica = holder.split('#').next().unwrap_or_default();
+        let mut parts = replica.rsplitn(3, '-');
+        let (_random, pid, host) = (parts.next(), parts.next(), parts.next());
+        let ours = self.replica.rsplitn(3, '-').nth(2);
+        match (host, pid.and_then(|p| p.parse::<u32>().ok())) {
+            (Some(host), Some(pid)) => {
+                Some(host) == ours && pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            }
+            _ => false,
+        }
+    }
+
     /// Tries to take or keep the leader lease once.
     pub async fn elect(&self) -> bool {
         if !self.enabled {
             return true;
         }
-        let now = now_micros();
-        let ours = match self.db.try_lease("leader", &self.replica, now, now + secs(LEADER_LEASE.as_secs() as i64)).await {
+        let ours = match self.take("leader", &self.replica, LEADER_LEASE).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "leader lease");
@@ -102,8 +140,7 @@ impl Cluster {
         let ttl = secs(SANDBOX_LEASE.as_secs() as i64);
         let mut backoff = Duration::from_millis(5);
         loop {
-            let now = now_micros();
-            match self.db.try_lease(&key, &holder, now, now + ttl).await {
+            match self.take(&key, &holder, SANDBOX_LEASE).await {
                 Ok(true) => break,
                 Ok(false) => {}
                 Err(e) => tracing::warn!(key, error = %e, "lease"),
@@ -156,5 +193,43 @@ impl Lease {
             // Shutting down: the lease expires on its own.
             Err(_) => drop(local),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host_of(c: &Cluster) -> String {
+        c.replica.rsplitn(3, '-').nth(2).unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_lease_is_exclusive_until_released_or_expired() {
+        let db = crate::db::test_db().await;
+        let now = now_micros();
+        assert!(db.try_lease("k", "a", now, now + secs(10)).await.unwrap());
+        assert!(!db.try_lease("k", "b", now, now + secs(10)).await.unwrap());
+        assert!(db.try_lease("k", "a", now, now + secs(20)).await.unwrap(), "the holder renews");
+        assert!(db.try_lease("k", "b", now + secs(21), now + secs(30)).await.unwrap(), "expired: taken over");
+        db.release_lease("k", "a").await.unwrap();
+        assert_eq!(db.lease_holder("k").await.unwrap().unwrap().0, "b", "a stale holder cannot release it");
+    }
+
+    #[tokio::test]
+    async fn a_dead_process_of_this_host_loses_its_lease_at_once() {
+        let db = crate::db::test_db().await;
+        let cluster = Cluster::new(db.clone(), true);
+        let host = host_of(&cluster);
+        let now = now_micros();
+        // No process has this pid (above any pid_max).
+        db.try_lease("dead", &format!("{host}-4294967-0bad#3"), now, now + secs(60)).await.unwrap();
+        assert!(cluster.take("dead", "me#0", SANDBOX_LEASE).await.unwrap());
+        // pid 1 exists: that holder is alive, so it keeps the lease.
+        db.try_lease("alive", &format!("{host}-1-0bad#0"), now, now + secs(60)).await.unwrap();
+        assert!(!cluster.take("alive", "me#1", SANDBOX_LEASE).await.unwrap());
+        // Another host's process is never presumed dead.
+        db.try_lease("remote", "elsewhere-4294967-0bad#0", now, now + secs(60)).await.unwrap();
+        assert!(!cluster.take("remote", "me#2", SANDBOX_LEASE).await.unwrap());
     }
 }

@@ -21,6 +21,19 @@ impl Db {
         Ok(r.rows_affected() == 1)
     }
 
+    /// Moves `key` from `old` (known dead) to `holder`; true when it did.
+    pub async fn steal_lease(&self, key: &str, old: &str, holder: &str, expires_at: i64) -> sqlx::Result<bool> {
+        let r = self
+            .query("UPDATE leases SET holder = $1, expires_at = $2 WHERE lease_key = $3 AND holder = $4")
+            .bind(holder)
+            .bind(expires_at)
+            .bind(key)
+            .bind(old)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     /// Gives `key` up if `holder` still has it.
     pub async fn release_lease(&self, key: &str, holder: &str) -> sqlx::Result<()> {
         self.query("DELETE FROM leases WHERE lease_key = $1 AND holder = $2").bind(key).bind(holder).execute(self.pool()).await?;
