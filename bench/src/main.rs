@@ -144,6 +144,33 @@ const BROWSER_PROFILE: &str = r#"  - id: browser-python
 /// A page with a field and a button, as a data URL (no server needed).
 const PAGE: &str = "data:text/html,<title>bench</title><input aria-label=Name><button>Go</button><p>hello</p>";
 
+/// `n` creates, each followed by a python exec, all at once: the wall time
+/// and "ok/n succeeded", with the first failure's reason.
+async fn concurrent(api: &Api, n: usize) -> (Duration, String) {
+    let t = Instant::now();
+    let tasks = (0..n).map(|_| async move {
+        let id = match api.create().await {
+            Ok(id) => id,
+            Err(e) => return (None, Err(format!("create: {e}"))),
+        };
+        let r = match api.python(&id, "1+1").await {
+            Ok(r) if r["output"] == "2" => Ok(()),
+            Ok(r) => Err(format!("exec answered {r}")),
+            Err(e) => Err(format!("exec: {e}")),
+        };
+        (Some(id), r)
+    });
+    let results = futures::future::join_all(tasks).await;
+    let wall = t.elapsed();
+    let ok = results.iter().filter(|(_, r)| r.is_ok()).count();
+    futures::future::join_all(results.iter().filter_map(|(id, _)| id.as_ref().map(|id| api.delete(id)))).await;
+    let mut note = format!("{ok}/{n} succeeded ({:.0} %)", ok as f64 * 100.0 / n as f64);
+    if let Some((_, Err(e))) = results.iter().find(|(_, r)| r.is_err()) {
+        note.push_str(&format!("; first failure: {}", e.chars().take(300).collect::<String>()));
+    }
+    (wall, note)
+}
+
 /// `n` times: create a sandbox, time until its first python exec answers, delete it.
 async fn cold_runs(api: &Api, n: usize) -> anyhow::Result<Stats> {
     let mut samples = Vec::new();
@@ -296,6 +323,16 @@ async fn main() -> anyhow::Result<()> {
     if args.iter().any(|a| a == "--plugins-only") {
         return plugins_only().await;
     }
+    if let Some(n) = args.iter().position(|a| a == "--concurrent-only").and_then(|i| args.get(i + 1)?.parse().ok()) {
+        let data = tempfile::tempdir()?;
+        let bay = start_bay(data.path()).await?;
+        let api = Api { http: reqwest::Client::new(), base: bay.base.clone() };
+        let (wall, note) = concurrent(&api, n).await;
+        println!("{n} concurrent create + exec: wall {}, {note}", fmt(wall));
+        drop(bay);
+        remove_instance("bay-bench");
+        return Ok(());
+    }
     let (cold_n, hot_n, plugin_n) = if quick { (2, 50, 500) } else { (5, 300, 3000) };
     let mut rows = Vec::new();
 
@@ -384,21 +421,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Many at once: N creates, each followed by an exec, all in parallel.
     let n = if quick { 20 } else { 100 };
-    let t = Instant::now();
-    let tasks = (0..n).map(|_| {
-        let api = &api;
-        async move {
-            let id = api.create().await?;
-            let r = api.python(&id, "1+1").await;
-            Ok::<_, anyhow::Error>((id, r.map(|r| r["output"] == "2").unwrap_or(false)))
-        }
-    });
-    let results = futures::future::join_all(tasks).await;
-    let wall = t.elapsed();
-    let ok = results.iter().filter(|r| matches!(r, Ok((_, true)))).count();
-    let cleanup = results.iter().filter_map(|r| r.as_ref().ok().map(|(id, _)| api.delete(id)));
-    futures::future::join_all(cleanup).await;
-    let concurrent_note = format!("{ok}/{n} succeeded ({:.0} %)", ok as f64 * 100.0 / n as f64);
+    let (wall, concurrent_note) = concurrent(&api, n).await;
 
     // Hot paths through Bay vs. straight to the runtime.
     let id = api.create().await?;

@@ -440,10 +440,24 @@ pub struct SessionsConfig {
     /// Start a sandbox's session in the background right after create
     /// (Shipyard Neo's warmup), so the first exec rarely waits.
     pub warmup_on_create: bool,
+    /// Session starts (containers up and runtimes ready) in progress at once;
+    /// more wait their turn. 0: twice the CPUs. Starting runtimes is CPU
+    /// bound: a hundred at once on two cores all finish late, in turns each
+    /// finishes early.
+    pub max_concurrent_starts: usize,
 }
 impl Default for SessionsConfig {
     fn default() -> Self {
-        SessionsConfig { ready_timeout_seconds: 120, warmup_on_create: true }
+        SessionsConfig { ready_timeout_seconds: 120, warmup_on_create: true, max_concurrent_starts: 0 }
+    }
+}
+
+impl SessionsConfig {
+    pub fn concurrent_starts(&self) -> usize {
+        match self.max_concurrent_starts {
+            0 => 2 * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            n => n,
+        }
     }
 }
 

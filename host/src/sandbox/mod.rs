@@ -115,6 +115,8 @@ pub struct SandboxManager {
     history: HistoryWriter,
     pub(crate) warmup: Arc<warm_pool::WarmupQueue>,
     pub(crate) warm_refill: Arc<tokio::sync::Notify>,
+    /// Admission for session starts (`sessions.max_concurrent_starts`).
+    pub(crate) start_slots: tokio::sync::Semaphore,
 }
 
 impl SandboxManager {
@@ -131,6 +133,7 @@ impl SandboxManager {
             history: HistoryWriter::spawn(db.clone()),
             warmup: Arc::new(warm_pool::WarmupQueue::new(&config.warm_pool)),
             warm_refill: Arc::new(tokio::sync::Notify::new()),
+            start_slots: tokio::sync::Semaphore::new(config.sessions.concurrent_starts()),
             instance_id: config.gc.effective_instance_id(),
             config,
             db,

@@ -193,6 +193,7 @@ impl SandboxManager {
         self.db.insert_session(&session).await?;
         self.db.set_current_session(&sandbox.id, Some(&session.id)).await?;
 
+        let _slot = self.start_slots.acquire().await.map_err(|_| BayError::internal("shutting down"))?;
         let started = Instant::now();
         let created = std::sync::Mutex::new(Vec::new());
         let network = (specs.len() > 1).then(|| session_network(&session.id));

@@ -65,6 +65,22 @@ impl RuntimeAdapter for Ship {
             .capability("filesystem", &["read", "write", "list", "delete", "upload", "download"])
     }
 
+    /// Ready when the server answers and its Python kernel has started
+    /// (Ship starts it at boot): a session counts as started only when its
+    /// first exec will not pay for the kernel, which keeps many concurrent
+    /// starts from sharing the CPU until every one of them times out. A Ship
+    /// without the kernel status endpoint is ready when `/health` answers.
+    fn health() -> Result<HealthStatus, AdapterError> {
+        let resp = SHIP.send_raw(Request::new(Method::Get, "/health").timeout_secs(5))?;
+        if resp.status != 200 {
+            return Ok(HealthStatus { healthy: false, detail: Some(resp.text()) });
+        }
+        let kernel = SHIP.send_raw(Request::new(Method::Get, "/ipython/kernel/status").timeout_secs(5))?;
+        let starting = kernel.status == 200
+            && matches!(kernel.json::<Value>().ok().as_ref().and_then(|k| k["status"].as_str()), Some("starting" | "not_started"));
+        Ok(HealthStatus { healthy: !starting, detail: Some(if starting { "kernel starting".into() } else { resp.text() }) })
+    }
+
     fn python_exec(req: PythonExecRequest) -> Result<PythonExecResult, AdapterError> {
         let r: IpythonResult = SHIP.post_json(
             "/ipython/exec",
