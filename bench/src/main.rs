@@ -253,8 +253,19 @@ async fn wait_warm(n: usize) -> anyhow::Result<()> {
         let out = Command::new("docker")
             .args(["ps", "-q", "--filter", "label=bay.instance_id=bay-bench", "--filter", "label=bay.profile_id=python-warm", "--filter", "label=bay.owner=warm-pool"])
             .output()?;
-        // Claimed ones were deleted by the loop, so what is left is the pool.
-        if String::from_utf8_lossy(&out.stdout).lines().count() >= n {
+        // Claimed ones were deleted by the loop, so what is left is the pool;
+        // a warm sandbox is available once its kernel has started.
+        let ready = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|c| {
+                Command::new("docker")
+                    .args(["exec", c, "curl", "-s", "http://127.0.0.1:8123/ipython/kernel/status"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).contains("alive"))
+                    .unwrap_or(false)
+            })
+            .count();
+        if ready >= n {
             // A moment for the worker to mark the last one available.
             tokio::time::sleep(Duration::from_millis(300)).await;
             return Ok(());

@@ -8,15 +8,28 @@ use serde_json::json;
 
 const INSTANCE: &str = "bay-e2e-warm";
 
-/// Running warm-pool containers, except those of `claimed` sandboxes
-/// (container labels keep the owner they were created with).
+/// Warm-pool containers whose runtime is ready (Ship's kernel has started,
+/// which is when Bay marks a warm sandbox available), except those of
+/// `claimed` sandboxes (container labels keep the owner they were created with).
 fn warm_running(claimed: &[&str]) -> usize {
     let out = std::process::Command::new("docker")
-        .args(["ps", "--format", "{{.Label \"bay.sandbox_id\"}}", "--filter", "label=bay.owner=warm-pool"])
+        .args(["ps", "--format", "{{.ID}} {{.Label \"bay.sandbox_id\"}}", "--filter", "label=bay.owner=warm-pool"])
         .args(["--filter", &format!("label=bay.instance_id={INSTANCE}")])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().filter(|s| !claimed.contains(s)).count()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, sandbox)| !claimed.contains(sandbox))
+        .filter(|(container, _)| {
+            let status = std::process::Command::new("docker")
+                .args(["exec", container, "curl", "-s", "http://127.0.0.1:8123/ipython/kernel/status"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("alive"))
+                .unwrap_or(false);
+            status
+        })
+        .count()
 }
 
 async fn wait_for_pool(n: usize, claimed: &[&str]) {
