@@ -228,6 +228,17 @@ struct DirState {
     record: PluginRecord,
 }
 
+/// Makes the plugin in `dir` serve `key` (replacing its own earlier version),
+/// unless another plugin directory serves it: then the conflict, as an error.
+fn register<T>(map: &mut HashMap<String, (PathBuf, T)>, what: &str, key: String, dir: &Path, value: T) -> Option<String> {
+    if let Some((other, _)) = map.get(&key).filter(|(other, _)| other != dir) {
+        return Some(format!("{what} {key:?} is already served by the plugin in {}", other.display()));
+    }
+    map.retain(|_, (d, _)| d != dir);
+    map.insert(key, (dir.to_path_buf(), value));
+    None
+}
+
 /// Changes when the manifest or the component file changes.
 fn fingerprint(dir: &Path) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -351,23 +362,9 @@ impl PluginHost {
             let taken = match loaded {
                 Some(Loaded::Adapter(adapter)) => {
                     let rt = adapter.info().runtime_type.clone();
-                    match reg.adapters.get(&rt) {
-                        Some((other, _)) if other != d => Some(format!("runtime type {rt:?} is already served by the plugin in {}", other.display())),
-                        _ => {
-                            reg.adapters.retain(|_, (dir, _)| dir != d);
-                            reg.adapters.insert(rt, (d.clone(), adapter));
-                            None
-                        }
-                    }
+                    register(&mut reg.adapters, "runtime type", rt, d, adapter)
                 }
-                Some(Loaded::Driver(name, driver)) => match reg.drivers.get(&name) {
-                    Some((other, _)) if other != d => Some(format!("driver {name:?} is already served by the plugin in {}", other.display())),
-                    _ => {
-                        reg.drivers.retain(|_, (dir, _)| dir != d);
-                        reg.drivers.insert(name, (d.clone(), driver));
-                        None
-                    }
-                },
+                Some(Loaded::Driver(name, driver)) => register(&mut reg.drivers, "driver", name, d, driver),
                 None => {
                     if reg.adapters.values().any(|(dir, _)| dir == d) || reg.drivers.values().any(|(dir, _)| dir == d) {
                         record.state = "failed; previous version still serving".into();
