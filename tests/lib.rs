@@ -29,9 +29,7 @@ pub fn workspace_root() -> PathBuf {
 }
 
 pub fn plugins_dir() -> PathBuf {
-    let dir = std::env::var_os("BAY_TEST_PLUGINS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/plugins"));
+    let dir = std::env::var_os("BAY_TEST_PLUGINS_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target/plugins"));
     assert!(
         dir.join("ship-adapter/plugin.toml").is_file(),
         "no plugins in {} — build them with `./dev plugins` (or run `./dev test`)",
@@ -251,8 +249,7 @@ impl Client {
     }
 
     pub async fn python(&self, id: &str, code: &str, timeout: u64) -> Value {
-        let (status, body) =
-            self.post(&format!("/v1/sandboxes/{id}/python/exec"), serde_json::json!({"code": code, "timeout": timeout})).await;
+        let (status, body) = self.post(&format!("/v1/sandboxes/{id}/python/exec"), serde_json::json!({"code": code, "timeout": timeout})).await;
         assert_eq!(status, 200, "{body}");
         body
     }
@@ -319,11 +316,11 @@ impl BayProcess {
     pub fn base_config(dir: &std::path::Path, instance_id: &str, port: u16) -> String {
         let key = "sk-e2e-process-key";
         format!(
-                "server: {{host: 127.0.0.1, port: {port}}}\ndatabase: {{url: \"{db}\"}}\nsecurity: {{api_key: {key}, allow_anonymous: false}}\ndriver: {{docker: {{connect_mode: host_port}}}}\ngc: {{instance_id: {instance_id}, run_on_startup: true}}\nplugins: {{dir: \"{plugins}\", cache_dir: \"{cache}\"}}\n",
-                db = database_url(dir),
-                plugins = plugins_dir().display(),
-                cache = workspace_root().join("target/e2e-component-cache").display(),
-            )
+            "server: {{host: 127.0.0.1, port: {port}}}\ndatabase: {{url: \"{db}\"}}\nsecurity: {{api_key: {key}, allow_anonymous: false}}\ndriver: {{docker: {{connect_mode: host_port}}}}\ngc: {{instance_id: {instance_id}, run_on_startup: true}}\nplugins: {{dir: \"{plugins}\", cache_dir: \"{cache}\"}}\n",
+            db = database_url(dir),
+            plugins = plugins_dir().display(),
+            cache = workspace_root().join("target/e2e-component-cache").display(),
+        )
     }
 
     /// Starts `bay serve` with exactly this config (written to `dir/config.yaml`).

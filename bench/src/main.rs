@@ -188,8 +188,17 @@ async fn cold_runs(api: &Api, n: usize) -> anyhow::Result<Stats> {
 /// Removes what a Bay instance left (its warm pool) after it was stopped.
 fn remove_instance(instance: &str) {
     let label = format!("label=bay.instance_id={instance}");
-    for (list, rm) in [(&["ps", "-aq"][..], &["rm", "-f"][..]), (&["volume", "ls", "-q"][..], &["volume", "rm", "-f"][..]), (&["network", "ls", "-q"][..], &["network", "rm"][..])] {
-        let ids = Command::new("docker").args(list).args(["--filter", &label]).output().map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(String::from).collect::<Vec<_>>()).unwrap_or_default();
+    for (list, rm) in [
+        (&["ps", "-aq"][..], &["rm", "-f"][..]),
+        (&["volume", "ls", "-q"][..], &["volume", "rm", "-f"][..]),
+        (&["network", "ls", "-q"][..], &["network", "rm"][..]),
+    ] {
+        let ids = Command::new("docker")
+            .args(list)
+            .args(["--filter", &label])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(String::from).collect::<Vec<_>>())
+            .unwrap_or_default();
         if !ids.is_empty() {
             let _ = Command::new("docker").args(rm).args(&ids).output();
         }
@@ -251,7 +260,16 @@ async fn wait_warm(n: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let out = Command::new("docker")
-            .args(["ps", "-q", "--filter", "label=bay.instance_id=bay-bench", "--filter", "label=bay.profile_id=python-warm", "--filter", "label=bay.owner=warm-pool"])
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                "label=bay.instance_id=bay-bench",
+                "--filter",
+                "label=bay.profile_id=python-warm",
+                "--filter",
+                "label=bay.owner=warm-pool",
+            ])
             .output()?;
         // Claimed ones were deleted by the loop, so what is left is the pool;
         // a warm sandbox is available once its kernel has started.
@@ -277,9 +295,7 @@ async fn wait_warm(n: usize) -> anyhow::Result<()> {
 
 /// The runtime's published endpoint, read from the engine.
 fn runtime_endpoint(sandbox_id: &str) -> anyhow::Result<String> {
-    let out = Command::new("docker")
-        .args(["ps", "-q", "--filter", &format!("label=bay.sandbox_id={sandbox_id}")])
-        .output()?;
+    let out = Command::new("docker").args(["ps", "-q", "--filter", &format!("label=bay.sandbox_id={sandbox_id}")]).output()?;
     let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let out = Command::new("docker").args(["port", &id, "8123/tcp"]).output()?;
     let addr = String::from_utf8_lossy(&out.stdout).lines().next().context("no published port")?.trim().to_owned();
@@ -367,7 +383,12 @@ async fn main() -> anyhow::Result<()> {
     // speaking the engine's REST API), side by side with the built-in driver.
     {
         let dir = tempfile::tempdir()?;
-        let via_plugin = start_bay_with(dir.path(), "bay-bench-driver-plugin", "{type: plugin, plugin: {name: docker-api, endpoint: \"unix:///var/run/docker.sock\"}}").await?;
+        let via_plugin = start_bay_with(
+            dir.path(),
+            "bay-bench-driver-plugin",
+            "{type: plugin, plugin: {name: docker-api, endpoint: \"unix:///var/run/docker.sock\"}}",
+        )
+        .await?;
         let api = Api { http: reqwest::Client::new(), base: via_plugin.base.clone() };
         let cold_plugin = cold_runs(&api, cold_n).await?;
         let ratio = cold_plugin.p50().as_secs_f64() / cold.p50().as_secs_f64();
@@ -478,9 +499,8 @@ async fn main() -> anyhow::Result<()> {
     let cached_load = t.elapsed();
     let adapter = plugins.adapter("ship").context("ship adapter")?;
     let no_io = time_n(plugin_n, 100, || async {
-        let r = adapter
-            .invoke(&endpoint, CapabilityCall::Custom { capability: "bench".into(), operation: "noop".into(), payload: "{}".into() })
-            .await;
+        let r =
+            adapter.invoke(&endpoint, CapabilityCall::Custom { capability: "bench".into(), operation: "noop".into(), payload: "{}".into() }).await;
         anyhow::ensure!(r.is_err(), "the noop call is expected to be unsupported");
         Ok(())
     })
@@ -497,11 +517,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     rows.push(row("plugin call, no I/O (store+instantiate+call)", &no_io, "target ≤ 25 µs".into()));
-    rows.push(row(
-        "health via plugin",
-        &via_plugin,
-        format!("overhead p50 {}", overhead(&via_plugin, &native_health)),
-    ));
+    rows.push(row("health via plugin", &via_plugin, format!("overhead p50 {}", overhead(&via_plugin, &native_health))));
     rows.push(row("health native reqwest", &native_health, String::new()));
     api.delete(&id).await?;
 
@@ -509,7 +525,11 @@ async fn main() -> anyhow::Result<()> {
     remove_instance("bay-bench");
 
     println!();
-    println!("Bay benchmark ({} mode, {} CPUs)", if quick { "quick" } else { "full" }, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "Bay benchmark ({} mode, {} CPUs)",
+        if quick { "quick" } else { "full" },
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
     println!("{:<46} {:>5} {:>10} {:>10} {:>10}  notes", "measurement", "n", "p50", "p90", "p99");
     println!("{}", "-".repeat(110));
     for r in &rows {

@@ -82,18 +82,11 @@ impl Auth {
 
     /// The owner a request acts as.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<String, BayError> {
-        let bearer = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+        let bearer = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         match bearer {
             Some(token) => {
                 if self.keys.is_empty() {
-                    return if self.allow_anonymous {
-                        Ok(DEFAULT_OWNER.to_owned())
-                    } else {
-                        Err(BayError::unauthorized("Invalid API key"))
-                    };
+                    return if self.allow_anonymous { Ok(DEFAULT_OWNER.to_owned()) } else { Err(BayError::unauthorized("Invalid API key")) };
                 }
                 let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
                 // Compare against every key so timing does not reveal which matched.
@@ -105,13 +98,9 @@ impl Auth {
                 }
                 owner.ok_or_else(|| BayError::unauthorized("Invalid API key"))
             }
-            None if self.allow_anonymous => Ok(headers
-                .get("x-owner")
-                .and_then(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .unwrap_or(DEFAULT_OWNER)
-                .to_owned()),
+            None if self.allow_anonymous => {
+                Ok(headers.get("x-owner").and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).unwrap_or(DEFAULT_OWNER).to_owned())
+            }
             None => Err(BayError::unauthorized("Authentication required")),
         }
     }

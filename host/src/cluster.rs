@@ -93,9 +93,7 @@ impl Cluster {
         let (_random, pid, host) = (parts.next(), parts.next(), parts.next());
         let ours = self.replica.rsplitn(3, '-').nth(2);
         match (host, pid.and_then(|p| p.parse::<u32>().ok())) {
-            (Some(host), Some(pid)) => {
-                Some(host) == ours && pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-            }
+            (Some(host), Some(pid)) => Some(host) == ours && pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists(),
             _ => false,
         }
     }

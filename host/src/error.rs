@@ -66,13 +66,9 @@ impl ErrorCode {
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::ValidationError
-            | ErrorCode::InvalidPath
-            | ErrorCode::CapabilityNotSupported => StatusCode::BAD_REQUEST,
+            ErrorCode::ValidationError | ErrorCode::InvalidPath | ErrorCode::CapabilityNotSupported => StatusCode::BAD_REQUEST,
             ErrorCode::RequestValidation => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::Conflict | ErrorCode::SandboxExpired | ErrorCode::SandboxTtlInfinite => {
-                StatusCode::CONFLICT
-            }
+            ErrorCode::Conflict | ErrorCode::SandboxExpired | ErrorCode::SandboxTtlInfinite => StatusCode::CONFLICT,
             ErrorCode::SessionNotReady => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::ShipError => StatusCode::BAD_GATEWAY,
             ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -129,10 +125,8 @@ impl BayError {
     /// `loc` follows FastAPI's convention, e.g. `["body", "timeout"]`.
     pub fn request_validation(loc: &[&str], msg: impl Into<String>, kind: &str) -> Self {
         let msg = msg.into();
-        Self::new(ErrorCode::RequestValidation, format!("Request validation failed: {msg}")).with(
-            "errors",
-            json!([{ "loc": loc, "msg": msg, "type": kind }]),
-        )
+        Self::new(ErrorCode::RequestValidation, format!("Request validation failed: {msg}"))
+            .with("errors", json!([{ "loc": loc, "msg": msg, "type": kind }]))
     }
 
     pub fn sandbox_not_found(id: &str) -> Self {
@@ -140,15 +134,11 @@ impl BayError {
     }
 
     pub fn session_not_ready(message: impl Into<String>, sandbox_id: &str, retry_after_ms: u64) -> Self {
-        Self::new(ErrorCode::SessionNotReady, message)
-            .with("sandbox_id", sandbox_id)
-            .with("retry_after_ms", retry_after_ms)
+        Self::new(ErrorCode::SessionNotReady, message).with("sandbox_id", sandbox_id).with("retry_after_ms", retry_after_ms)
     }
 
     pub fn capability_not_supported(message: String, capability: &str, available: &[String]) -> Self {
-        Self::new(ErrorCode::CapabilityNotSupported, message)
-            .with("capability", capability)
-            .with("available", available.to_vec())
+        Self::new(ErrorCode::CapabilityNotSupported, message).with("capability", capability).with("available", available.to_vec())
     }
 
     pub fn status(&self) -> StatusCode {
@@ -181,8 +171,7 @@ impl IntoResponse for BayError {
             tracing::error!(message = %self.message, "internal error");
         }
         // Rendered without a request id here; the middleware re-renders it with one.
-        let mut response =
-            (self.status(), axum::Json(self.envelope(None))).into_response();
+        let mut response = (self.status(), axum::Json(self.envelope(None))).into_response();
         response.extensions_mut().insert(PendingError(self));
         response
     }
@@ -200,9 +189,7 @@ mod tests {
 
     #[test]
     fn envelope_has_code_message_request_id_and_details() {
-        let err = BayError::new(ErrorCode::InvalidPath, "path must be a relative path")
-            .with("field", "path")
-            .with("reason", "absolute_path");
+        let err = BayError::new(ErrorCode::InvalidPath, "path must be a relative path").with("field", "path").with("reason", "absolute_path");
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
         let v = err.envelope(Some("req-1"));
         assert_eq!(v["error"]["code"], "invalid_path");

@@ -42,17 +42,14 @@ pub fn secs(s: i64) -> Micros {
     s.saturating_mul(1_000_000)
 }
 
-const WITH_FRACTION: &[BorrowedFormatItem<'static>] =
-    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]");
-const WITHOUT_FRACTION: &[BorrowedFormatItem<'static>] =
-    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+const WITH_FRACTION: &[BorrowedFormatItem<'static>] = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]");
+const WITHOUT_FRACTION: &[BorrowedFormatItem<'static>] = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
 
 /// Formats like Python's naive `datetime.isoformat()`, which Shipyard Neo's
 /// clients parse: UTC without an offset, microseconds only when non-zero
 /// (`2026-02-06T00:00:00.123456`, `2026-02-06T00:00:00`).
 pub fn format_ts(us: Micros) -> String {
-    let dt = OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let dt = OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let naive = PrimitiveDateTime::new(dt.date(), dt.time());
     let format = if dt.microsecond() == 0 { WITHOUT_FRACTION } else { WITH_FRACTION };
     naive.format(format).unwrap_or_default()

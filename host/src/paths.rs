@@ -34,11 +34,7 @@ pub fn validate_relative_path(path: &str, field: &str) -> Result<String, BayErro
             "" | "." => {}
             ".." => {
                 if parts.pop().is_none() {
-                    return Err(invalid(
-                        field,
-                        "path_traversal",
-                        format!("{field} escapes workspace boundary"),
-                    ));
+                    return Err(invalid(field, "path_traversal", format!("{field} escapes workspace boundary")));
                 }
             }
             other => parts.push(other),
@@ -89,13 +85,7 @@ mod tests {
         let err = validate_relative_path("/x", "cwd").unwrap_err();
         assert_eq!(err.message, "cwd must be a relative path");
         assert_eq!(err.details["field"], "cwd");
-        assert_eq!(
-            validate_relative_path("", "path").unwrap_err().message,
-            "path cannot be empty"
-        );
-        assert_eq!(
-            validate_relative_path("../a", "path").unwrap_err().message,
-            "path escapes workspace boundary"
-        );
+        assert_eq!(validate_relative_path("", "path").unwrap_err().message, "path cannot be empty");
+        assert_eq!(validate_relative_path("../a", "path").unwrap_err().message, "path escapes workspace boundary");
     }
 }

@@ -27,9 +27,7 @@ pub struct Bay {
 impl Bay {
     pub async fn build(config: Config) -> anyhow::Result<Bay> {
         let config = Arc::new(config);
-        let db = Db::connect(&DatabaseUrl::parse(&config.database.url)?, config.database.max_connections)
-            .await
-            .context("opening the database")?;
+        let db = Db::connect(&DatabaseUrl::parse(&config.database.url)?, config.database.max_connections).await.context("opening the database")?;
         let data_dir = Config::data_dir();
         let (auth, provisioned) = Auth::provision(&db, &config, &data_dir).await.context("provisioning API keys")?;
         match provisioned {
@@ -47,7 +45,9 @@ impl Bay {
         let driver: Arc<dyn Driver> = match config.driver.kind {
             DriverType::Docker => Arc::new(DockerDriver::connect(&config.driver.docker).await?),
             DriverType::Plugin => Arc::new(PluginDriver::new(plugins.clone(), &config.driver.plugin)?),
-            DriverType::K8s => Arc::new(crate::driver::kubernetes::KubernetesDriver::connect(&config.driver.k8s, config.driver.image_pull_policy).await?),
+            DriverType::K8s => {
+                Arc::new(crate::driver::kubernetes::KubernetesDriver::connect(&config.driver.k8s, config.driver.image_pull_policy).await?)
+            }
         };
         if records.iter().all(|r| r.error.is_some() || r.runtime_type.is_none()) {
             tracing::error!(dir = %config.plugins.dir.display(), "no runtime adapter plugin loaded: sandboxes cannot start (build them with `./dev plugins`)");
@@ -94,11 +94,13 @@ impl Bay {
     }
 
     /// Serves until `shutdown` resolves.
-    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let app = self.router();
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await?;
         // In-flight requests are done; commit the history they queued.
         self.state.sandboxes.history().flush().await;
         Ok(())

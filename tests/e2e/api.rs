@@ -17,8 +17,7 @@ async fn health_and_profiles_need_no_auth() {
     assert_eq!(p["image"], "ship:latest");
     assert_eq!(p["capabilities"], serde_json::json!(["filesystem", "shell", "python"]));
     assert!(p["containers"].is_null() && p["description"].is_null());
-    let r: serde_json::Value =
-        http.get(format!("{}/v1/profiles?detail=true", strict().base)).send().await.unwrap().json().await.unwrap();
+    let r: serde_json::Value = http.get(format!("{}/v1/profiles?detail=true", strict().base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(r["items"][0]["containers"][0]["runtime_type"], "ship");
 }
 

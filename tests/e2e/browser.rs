@@ -47,7 +47,13 @@ async fn drives_a_page_served_by_ship_and_keeps_state_on_the_cargo() {
     assert_eq!(status, 201, "{s}");
     let id = s["id"].as_str().unwrap().to_owned();
     assert_eq!(s["capabilities"], json!(["browser", "filesystem", "python", "shell"]));
-    let (status, _) = c.req(reqwest::Method::PUT, &format!("/v1/sandboxes/{id}/filesystem/files")).json(&json!({"path": "page.html", "content": PAGE})).send().await.map(|r| (r.status().as_u16(), ())).unwrap();
+    let (status, _) = c
+        .req(reqwest::Method::PUT, &format!("/v1/sandboxes/{id}/filesystem/files"))
+        .json(&json!({"path": "page.html", "content": PAGE}))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .unwrap();
     assert_eq!(status, 200);
     serve_page(&c, &id).await;
 

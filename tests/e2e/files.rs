@@ -48,9 +48,8 @@ async fn round_trip(size: usize) {
     let id = c.create_sandbox().await;
     let mut data = vec![0u8; size];
     rand::rng().fill_bytes(&mut data);
-    let form = reqwest::multipart::Form::new()
-        .text("path", "data/blob.bin")
-        .part("file", reqwest::multipart::Part::bytes(data.clone()).file_name("upload"));
+    let form =
+        reqwest::multipart::Form::new().text("path", "data/blob.bin").part("file", reqwest::multipart::Part::bytes(data.clone()).file_name("upload"));
     let resp = c.req(Method::POST, &format!("/v1/sandboxes/{id}/filesystem/upload")).multipart(form).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let r: serde_json::Value = resp.json().await.unwrap();
@@ -83,9 +82,8 @@ async fn upload_fields_in_either_order() {
     let c = strict().client();
     let id = c.create_sandbox().await;
     // The file part before the path part (spooled, then streamed).
-    let form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::bytes(b"first".to_vec()).file_name("x"))
-        .text("path", "./order.txt");
+    let form =
+        reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(b"first".to_vec()).file_name("x")).text("path", "./order.txt");
     let resp = c.req(Method::POST, &format!("/v1/sandboxes/{id}/filesystem/upload")).multipart(form).send().await.unwrap();
     let r: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(r, serde_json::json!({"status": "ok", "path": "order.txt", "size": 5}));
@@ -116,14 +114,12 @@ async fn paths_outside_the_workspace_are_refused() {
             assert_eq!(r["error"]["details"]["reason"], reason, "{url}: {r}");
             assert_eq!(r["error"]["details"]["field"], "path");
         }
-        let (status, r) = c
-            .json(Method::PUT, &format!("/v1/sandboxes/{id}/filesystem/files"), Some(serde_json::json!({"path": path, "content": "x"})))
-            .await;
+        let (status, r) =
+            c.json(Method::PUT, &format!("/v1/sandboxes/{id}/filesystem/files"), Some(serde_json::json!({"path": path, "content": "x"}))).await;
         assert_eq!(status, 400, "{r}");
         assert_eq!(r["error"]["code"], "invalid_path");
-        let form = reqwest::multipart::Form::new()
-            .text("path", path.to_owned())
-            .part("file", reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x"));
+        let form =
+            reqwest::multipart::Form::new().text("path", path.to_owned()).part("file", reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x"));
         let resp = c.req(Method::POST, &format!("/v1/sandboxes/{id}/filesystem/upload")).multipart(form).send().await.unwrap();
         assert_eq!(resp.status(), 400, "upload {path}");
     }

@@ -93,7 +93,12 @@ async fn delete_removes_container_volume_and_sandbox() {
     assert!(docker::inspect(c0, "{{json .HostConfig.Tmpfs}}").contains("/tmp"));
     assert_eq!(docker::inspect(c0, "{{.HostConfig.Memory}}"), (1u64 << 30).to_string());
     // Only the workspace and tmp are writable; the Docker socket is not there.
-    let r = c.shell(&id, "touch /workspace/ok /tmp/ok && echo fine; touch /var/cache/x 2>&1 | grep -c 'Read-only'; test -e /var/run/docker.sock || echo no-socket").await;
+    let r = c
+        .shell(
+            &id,
+            "touch /workspace/ok /tmp/ok && echo fine; touch /var/cache/x 2>&1 | grep -c 'Read-only'; test -e /var/run/docker.sock || echo no-socket",
+        )
+        .await;
     assert_eq!(r["output"], "fine\n1\nno-socket", "{r}");
     assert!(docker::inspect(c0, "{{json .NetworkSettings.Ports}}").contains("\"HostIp\":\"127.0.0.1\""));
 

@@ -56,10 +56,8 @@ async fn wait_for(c: &Client, name: &str, pred: impl Fn(&Value) -> bool) -> Valu
 fn set_manifest_key(dir: &Path, key: &str, value: &str) {
     let path = dir.join("plugin.toml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let text: Vec<String> = text
-        .lines()
-        .map(|l| if l.starts_with(&format!("{key} =")) { format!("{key} = \"{value}\"") } else { l.to_owned() })
-        .collect();
+    let text: Vec<String> =
+        text.lines().map(|l| if l.starts_with(&format!("{key} =")) { format!("{key} = \"{value}\"") } else { l.to_owned() }).collect();
     std::fs::write(&path, text.join("\n") + "\n").unwrap();
 }
 
@@ -77,11 +75,7 @@ async fn plugins_hot_load_replace_and_fail_alone() {
         .lines()
         .map(|l| {
             if l.starts_with("plugins:") {
-                format!(
-                    "plugins: {{dir: \"{}\", cache_dir: \"{}\", watch_interval_ms: 200}}",
-                    plugins.display(),
-                    dir.path().join("cache").display()
-                )
+                format!("plugins: {{dir: \"{}\", cache_dir: \"{}\", watch_interval_ms: 200}}", plugins.display(), dir.path().join("cache").display())
             } else {
                 l.to_owned()
             }
@@ -187,7 +181,8 @@ async fn a_driver_extension_runs_sandboxes_on_the_engine_api() {
         .lines()
         .map(|l| {
             if l.starts_with("driver:") {
-                "driver: {type: plugin, plugin: {name: docker-api, endpoint: \"unix:///var/run/docker.sock\", settings: {host_address: 127.0.0.1}}}".to_owned()
+                "driver: {type: plugin, plugin: {name: docker-api, endpoint: \"unix:///var/run/docker.sock\", settings: {host_address: 127.0.0.1}}}"
+                    .to_owned()
             } else {
                 l.to_owned()
             }
@@ -199,7 +194,11 @@ async fn a_driver_extension_runs_sandboxes_on_the_engine_api() {
     bay.wait_ready().await;
     let c = bay.client();
     let record = plugin_record(&c, "docker-api-driver").await.expect("the driver plugin is listed");
-    assert_eq!((record["kind"].as_str(), record["driver"].as_str(), record["state"].as_str()), (Some("driver"), Some("docker-api"), Some("active")), "{record}");
+    assert_eq!(
+        (record["kind"].as_str(), record["driver"].as_str(), record["state"].as_str()),
+        (Some("driver"), Some("docker-api"), Some("active")),
+        "{record}"
+    );
 
     let id = c.create_sandbox().await;
     let r = c.python(&id, "import os\nprint(os.environ['VIA'], 40 + 2)", 30).await;

@@ -23,9 +23,7 @@ async fn python_state_persists_between_calls() {
     let r = c.python(&id, "x * 2", 30).await;
     assert_eq!(r["output"], "82");
 
-    let (status, r) = c
-        .post(&format!("/v1/sandboxes/{id}/python/exec"), serde_json::json!({"code": "x", "include_code": true}))
-        .await;
+    let (status, r) = c.post(&format!("/v1/sandboxes/{id}/python/exec"), serde_json::json!({"code": "x", "include_code": true})).await;
     assert_eq!(status, 200);
     assert_eq!(r["code"], "x");
     c.delete_sandbox(&id).await;
@@ -35,13 +33,7 @@ async fn python_state_persists_between_calls() {
 async fn matplotlib_plot_comes_back_as_png() {
     let c = strict().client();
     let id = c.create_sandbox().await;
-    let r = c
-        .python(
-            &id,
-            "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.title('squares')\nplt.show()",
-            60,
-        )
-        .await;
+    let r = c.python(&id, "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.title('squares')\nplt.show()", 60).await;
     assert_eq!(r["success"], true, "{r}");
     let images = r["data"]["output"]["images"].as_array().unwrap();
     assert_eq!(images.len(), 1, "{r}");

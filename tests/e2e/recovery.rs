@@ -40,11 +40,7 @@ async fn a_killed_runtime_is_replaced_on_the_next_call() {
 
 fn engine_objects(instance: &str) -> (Vec<String>, Vec<String>) {
     let list = |args: &[&str]| -> Vec<String> {
-        let out = std::process::Command::new("docker")
-            .args(args)
-            .args(["--filter", &format!("label=bay.instance_id={instance}")])
-            .output()
-            .unwrap();
+        let out = std::process::Command::new("docker").args(args).args(["--filter", &format!("label=bay.instance_id={instance}")]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
     };
     (list(&["ps", "-aq"]), list(&["volume", "ls", "-q"]))

@@ -165,10 +165,7 @@ async fn replicas_share_one_postgres_and_survive_losing_one() {
     for (i, id) in all.iter().enumerate() {
         survivors[i % 2].delete_sandbox(id).await;
     }
-    let left = std::process::Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label=bay.instance_id={INSTANCE}")])
-        .output()
-        .unwrap();
+    let left = std::process::Command::new("docker").args(["ps", "-aq", "--filter", &format!("label=bay.instance_id={INSTANCE}")]).output().unwrap();
     let left = String::from_utf8_lossy(&left.stdout).lines().count();
     // Creates that the killed replica never answered may have left a sandbox
     // (committed, never reported): listed, so the survivors' GC owns it.

@@ -19,14 +19,11 @@ async fn shell_runs_as_shipyard_in_the_workspace() {
 
     // cwd is validated (relative, inside the workspace) and used.
     c.shell(&id, "mkdir -p sub/dir").await;
-    let (status, r) = c
-        .post(&format!("/v1/sandboxes/{id}/shell/exec"), serde_json::json!({"command": "pwd", "cwd": "sub/./dir"}))
-        .await;
+    let (status, r) = c.post(&format!("/v1/sandboxes/{id}/shell/exec"), serde_json::json!({"command": "pwd", "cwd": "sub/./dir"})).await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["output"], "/workspace/sub/dir");
     for (cwd, reason) in [("/etc", "absolute_path"), ("../..", "path_traversal"), ("", "empty_path")] {
-        let (status, r) =
-            c.post(&format!("/v1/sandboxes/{id}/shell/exec"), serde_json::json!({"command": "pwd", "cwd": cwd})).await;
+        let (status, r) = c.post(&format!("/v1/sandboxes/{id}/shell/exec"), serde_json::json!({"command": "pwd", "cwd": cwd})).await;
         assert_eq!(status, 400, "{cwd}: {r}");
         assert_eq!(r["error"]["code"], "invalid_path");
         assert_eq!(r["error"]["details"]["field"], "cwd");
@@ -40,9 +37,7 @@ async fn shell_timeout_kills_the_command() {
     let c = strict().client();
     let id = c.create_sandbox().await;
     let started = std::time::Instant::now();
-    let (status, r) = c
-        .post(&format!("/v1/sandboxes/{id}/shell/exec"), serde_json::json!({"command": "sleep 30; echo done", "timeout": 1}))
-        .await;
+    let (status, r) = c.post(&format!("/v1/sandboxes/{id}/shell/exec"), serde_json::json!({"command": "sleep 30; echo done", "timeout": 1})).await;
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["success"], false);
     assert_eq!(r["exit_code"], -1);

@@ -72,14 +72,8 @@ async fn payloads_round_trip_and_stay_with_their_owner() {
     let r2: Value = resp.json().await.unwrap();
     assert_eq!(r2["kind"], "generic", "default kind");
     assert!(raw.contains(r#""payload":{"commands":"#), "{raw}");
-    let raw = alice
-        .req(Method::GET, &format!("/v1/skills/payloads/{}", r2["payload_ref"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let raw =
+        alice.req(Method::GET, &format!("/v1/skills/payloads/{}", r2["payload_ref"].as_str().unwrap())).send().await.unwrap().text().await.unwrap();
     assert!(raw.contains(r#"{"zeta":1,"alpha":2}"#), "{raw}");
 
     // Arrays are payloads too.
@@ -113,9 +107,12 @@ async fn request_and_business_validation() {
     let c = bay.owner("skills-validation");
 
     // Candidate create: schema (422), then business rules (400).
-    for body in [json!({"source_execution_ids": ["x"]}), json!({"skill_key": "k"}), json!({"skill_key": 1, "source_execution_ids": []}),
-        json!({"skill_key": "k", "source_execution_ids": ["x"], "preconditions": [1]})]
-    {
+    for body in [
+        json!({"source_execution_ids": ["x"]}),
+        json!({"skill_key": "k"}),
+        json!({"skill_key": 1, "source_execution_ids": []}),
+        json!({"skill_key": "k", "source_execution_ids": ["x"], "preconditions": [1]}),
+    ] {
         let (status, r) = c.post("/v1/skills/candidates", body.clone()).await;
         assert_eq!(status, 422, "{body} → {r}");
     }
@@ -202,7 +199,16 @@ async fn skill_lifecycle_on_real_executions() {
     assert_eq!((c1["scenario_key"].as_str(), c1["payload_ref"].as_str()), (Some("monthly"), Some(pref.as_str())));
     assert_eq!((&c1["preconditions"], &c1["postconditions"]), (&json!({"file": "in.csv"}), &json!({"rows": 3})));
     assert_eq!((&c1["created_by"], &c1["is_deleted"], &c1["auto_release_eligible"]), (&json!("skills-life-alice"), &json!(false), &json!(false)));
-    for key in ["latest_score", "latest_pass", "last_evaluated_at", "promotion_release_id", "auto_release_reason", "deleted_at", "deleted_by", "delete_reason"] {
+    for key in [
+        "latest_score",
+        "latest_pass",
+        "last_evaluated_at",
+        "promotion_release_id",
+        "auto_release_reason",
+        "deleted_at",
+        "deleted_by",
+        "delete_reason",
+    ] {
         assert!(c1.get(key).is_some_and(Value::is_null), "{key}: {c1}");
     }
     assert_eq!(c1.as_object().unwrap().len(), 24);
@@ -227,7 +233,10 @@ async fn skill_lifecycle_on_real_executions() {
     assert_eq!(status, 200, "{e}");
     assert!(e["id"].as_str().unwrap().starts_with("se-"));
     assert_eq!((e["candidate_id"].as_str(), e["score"].as_f64(), &e["passed"]), (Some(c1_id.as_str()), Some(0.95), &json!(true)));
-    assert_eq!((e["benchmark_id"].as_str(), e["report"].as_str(), e["evaluated_by"].as_str()), (Some("bench-1"), Some(report.as_str()), Some("skills-life-alice")));
+    assert_eq!(
+        (e["benchmark_id"].as_str(), e["report"].as_str(), e["evaluated_by"].as_str()),
+        (Some("bench-1"), Some(report.as_str()), Some("skills-life-alice"))
+    );
     assert_eq!(e.as_object().unwrap().len(), 8);
     assert_ts(&e["created_at"]);
     let (_, c) = alice.get(&format!("/v1/skills/candidates/{c1_id}")).await;
@@ -244,7 +253,10 @@ async fn skill_lifecycle_on_real_executions() {
     let r1_id = r1["id"].as_str().unwrap().to_owned();
     assert!(r1_id.starts_with("sr-") && r1_id.len() == 15);
     assert_eq!((r1["version"].as_i64(), r1["stage"].as_str(), &r1["is_active"]), (Some(1), Some("canary"), &json!(true)));
-    assert_eq!((r1["release_mode"].as_str(), r1["promoted_by"].as_str(), r1["candidate_id"].as_str()), (Some("manual"), Some("skills-life-alice"), Some(c1_id.as_str())));
+    assert_eq!(
+        (r1["release_mode"].as_str(), r1["promoted_by"].as_str(), r1["candidate_id"].as_str()),
+        (Some("manual"), Some("skills-life-alice"), Some(c1_id.as_str()))
+    );
     assert_eq!(r1["skill_key"], "csv-export");
     assert_eq!(r1.as_object().unwrap().len(), 19);
     assert_ts(&r1["promoted_at"]);
@@ -264,7 +276,10 @@ async fn skill_lifecycle_on_real_executions() {
     assert_eq!(status, 200, "{r2}");
     let r2_id = r2["id"].as_str().unwrap().to_owned();
     assert_eq!((r2["version"].as_i64(), r2["stage"].as_str()), (Some(2), Some("stable")));
-    assert_eq!((r2["upgrade_of_release_id"].as_str(), r2["upgrade_reason"].as_str(), r2["change_summary"].as_str()), (Some(r1_id.as_str()), Some("faster"), Some("v2")));
+    assert_eq!(
+        (r2["upgrade_of_release_id"].as_str(), r2["upgrade_reason"].as_str(), r2["change_summary"].as_str()),
+        (Some(r1_id.as_str()), Some("faster"), Some("v2"))
+    );
 
     let (_, list) = alice.get("/v1/skills/releases?skill_key=csv-export").await;
     assert_eq!(list["total"], 2);
@@ -301,7 +316,10 @@ async fn skill_lifecycle_on_real_executions() {
     assert_eq!(h["window_complete"], false);
     assert_eq!((h["samples"].as_i64(), h["success_rate"].as_f64(), h["error_rate"].as_f64()), (Some(2), Some(0.5), Some(0.5)));
     assert!(h["p95_duration"].as_i64().unwrap() >= 0);
-    assert_eq!((h["baseline_samples"].as_i64(), h["baseline_success_rate"].as_f64(), h["baseline_error_rate"].as_f64()), (Some(10), Some(1.0), Some(0.0)));
+    assert_eq!(
+        (h["baseline_samples"].as_i64(), h["baseline_success_rate"].as_f64(), h["baseline_error_rate"].as_f64()),
+        (Some(10), Some(1.0), Some(0.0))
+    );
     assert_eq!((h["success_drop"].as_f64(), h["error_rate_multiplier"].as_f64()), (Some(0.5), Some(1_000_000.0)));
     assert_eq!(h["rollback_reasons"], json!(["success_rate_drop", "error_rate_regression"]));
     assert_eq!((&h["healthy"], &h["should_rollback"]), (&json!(false), &json!(true)));
@@ -334,7 +352,10 @@ async fn skill_lifecycle_on_real_executions() {
     assert_eq!(status, 404);
     let (status, d) = delete(&alice, &format!("/v1/skills/releases/{r3_id}"), Some(json!({"reason": "superseded"}))).await;
     assert_eq!(status, 200, "{d}");
-    assert_eq!((d["id"].as_str(), d["deleted_by"].as_str(), d["delete_reason"].as_str()), (Some(r3_id.as_str()), Some("skills-life-alice"), Some("superseded")));
+    assert_eq!(
+        (d["id"].as_str(), d["deleted_by"].as_str(), d["delete_reason"].as_str()),
+        (Some(r3_id.as_str()), Some("skills-life-alice"), Some("superseded"))
+    );
     assert_eq!(d.as_object().unwrap().len(), 4);
     assert_ts(&d["deleted_at"]);
     let (status, _) = delete(&alice, &format!("/v1/skills/releases/{r3_id}"), Some(json!({}))).await;

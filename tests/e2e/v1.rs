@@ -73,9 +73,7 @@ async fn external_cargos_are_shared_and_protected() {
 #[tokio::test]
 async fn idempotent_create_replays_byte_for_byte() {
     let c = strict().client();
-    let send = |key: &str, body: serde_json::Value| {
-        c.req(Method::POST, "/v1/sandboxes").header("idempotency-key", key).json(&body).send()
-    };
+    let send = |key: &str, body: serde_json::Value| c.req(Method::POST, "/v1/sandboxes").header("idempotency-key", key).json(&body).send();
     let key = format!("e2e-{}", rand::random::<u32>());
     let first = send(&key, json!({})).await.unwrap();
     assert_eq!(first.status(), 201);
@@ -183,9 +181,8 @@ async fn execution_history_filters_and_annotations() {
     let eid = ok["execution_id"].as_str().unwrap();
     let (status, one) = c.get(&format!("/v1/sandboxes/{id}/history/{eid}")).await;
     assert_eq!((status, &one["description"]), (200, &json!("sum")));
-    let (status, patched) = c
-        .json(Method::PATCH, &format!("/v1/sandboxes/{id}/history/{eid}"), Some(json!({"notes": "worked", "tags": "z, y"})))
-        .await;
+    let (status, patched) =
+        c.json(Method::PATCH, &format!("/v1/sandboxes/{id}/history/{eid}"), Some(json!({"notes": "worked", "tags": "z, y"}))).await;
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["notes"], "worked");
     assert_eq!(patched["tags"], "y,z");

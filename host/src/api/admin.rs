@@ -32,11 +32,7 @@ pub async fn run_gc(State(state): State<AppState>, Owner(_owner): Owner, body: B
         Err(_) => {
             // Shipyard Neo answers `{"detail"}`; the envelope is added alongside.
             let msg = "GC is already running, try again later";
-            Ok((
-                StatusCode::LOCKED,
-                Json(json!({ "detail": msg, "error": { "code": "gc_running", "message": msg } })),
-            )
-                .into_response())
+            Ok((StatusCode::LOCKED, Json(json!({ "detail": msg, "error": { "code": "gc_running", "message": msg } }))).into_response())
         }
     }
 }

@@ -90,7 +90,14 @@ pub async fn exec(State(state): State<AppState>, Owner(owner): Owner, Path(id): 
     let (outcome, session_id) = state.sandboxes.call(&sandbox, &profile, call).await?;
     let CapabilityOutcome::BrowserExec(r) = outcome else { return Err(unexpected("browser", &outcome)) };
     let payload_ref = if body.include_trace || body.learn {
-        let step = BrowserStep { cmd: body.cmd.clone(), stdout: r.stdout.clone(), stderr: r.stderr.clone(), exit_code: r.exit_code, step_index: 0, duration_ms: 0 };
+        let step = BrowserStep {
+            cmd: body.cmd.clone(),
+            stdout: r.stdout.clone(),
+            stderr: r.stderr.clone(),
+            exit_code: r.exit_code,
+            step_index: 0,
+            duration_ms: 0,
+        };
         let trace = json!({ "kind": "browser_exec_trace", "steps": [step_json(&step, false)] });
         Some(store_trace(&state, &owner, "browser_trace", &trace).await?)
     } else {
@@ -276,10 +283,8 @@ pub async fn run_skill(
         .await?
         .ok_or_else(|| BayError::not_found(format!("No active release found for skill_key: {skill_key}")))?;
     let candidate = skills.get_candidate(&owner, &release.candidate_id).await?;
-    let payload_ref = candidate
-        .payload_ref
-        .clone()
-        .ok_or_else(|| BayError::validation(format!("Skill candidate {} has no payload_ref", candidate.id)))?;
+    let payload_ref =
+        candidate.payload_ref.clone().ok_or_else(|| BayError::validation(format!("Skill candidate {} has no payload_ref", candidate.id)))?;
     let blob_id = parse_blob_ref(&payload_ref)?;
     let blob = state
         .sandboxes
@@ -321,12 +326,8 @@ pub async fn run_skill(
 pub async fn trace(State(state): State<AppState>, Owner(owner): Owner, Path((id, trace_ref)): Path<(String, String)>) -> BayResult<Json<Value>> {
     let (_, _) = target(&state, &owner, &id).await?;
     let blob_id = parse_blob_ref(&trace_ref)?;
-    let blob = state
-        .sandboxes
-        .db()
-        .blob_for_owner(blob_id, &owner)
-        .await?
-        .ok_or_else(|| BayError::not_found(format!("Trace not found: {trace_ref}")))?;
+    let blob =
+        state.sandboxes.db().blob_for_owner(blob_id, &owner).await?.ok_or_else(|| BayError::not_found(format!("Trace not found: {trace_ref}")))?;
     let trace: Value = serde_json::from_str(&blob.payload_json).unwrap_or(Value::Null);
     Ok(Json(json!({ "trace_ref": trace_ref, "trace": trace })))
 }

@@ -48,7 +48,11 @@ pub async fn list(State(state): State<AppState>, Owner(owner): Owner, RawQuery(q
         Some("true" | "1" | "yes" | "on") => true,
         Some("false" | "0" | "no" | "off") => false,
         Some(other) => {
-            return Err(BayError::request_validation(&["query", "managed"], format!("Input should be a valid boolean, got {other:?}"), "bool_parsing"));
+            return Err(BayError::request_validation(
+                &["query", "managed"],
+                format!("Input should be a valid boolean, got {other:?}"),
+                "bool_parsing",
+            ));
         }
     };
     let cursor = query.cursor.as_deref().filter(|c| !c.is_empty());

@@ -51,7 +51,8 @@ pub fn parse_query<T: DeserializeOwned>(query: Option<&str>) -> Result<T, BayErr
 
 fn serde_urlencoded_from_str<T: DeserializeOwned>(q: &str) -> Result<T, BayError> {
     // axum's Query uses serde_urlencoded; reuse it through axum for consistency.
-    let uri: axum::http::Uri = format!("/?{q}").parse().map_err(|_| BayError::request_validation(&["query"], "invalid query string", "value_error"))?;
+    let uri: axum::http::Uri =
+        format!("/?{q}").parse().map_err(|_| BayError::request_validation(&["query"], "invalid query string", "value_error"))?;
     axum::extract::Query::<T>::try_from_uri(&uri)
         .map(|axum::extract::Query(v)| v)
         .map_err(|e| BayError::request_validation(&["query"], e.body_text(), "value_error"))
@@ -65,11 +66,8 @@ pub fn require<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str, Bay
 /// Checks `lo <= value <= hi` (422 otherwise).
 pub fn check_range(value: i64, lo: i64, hi: i64, loc: &[&str]) -> Result<(), BayError> {
     if value < lo || value > hi {
-        let msg = if value < lo {
-            format!("Input should be greater than or equal to {lo}")
-        } else {
-            format!("Input should be less than or equal to {hi}")
-        };
+        let msg =
+            if value < lo { format!("Input should be greater than or equal to {lo}") } else { format!("Input should be less than or equal to {hi}") };
         return Err(BayError::request_validation(loc, msg, if value < lo { "greater_than_equal" } else { "less_than_equal" }));
     }
     Ok(())

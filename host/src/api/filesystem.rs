@@ -158,8 +158,7 @@ pub async fn upload(State(state): State<AppState>, Owner(owner): Owner, Path(id)
                     result = Some(uploaded(outcome?, p)?);
                 }
                 None => {
-                    let file = tempfile::NamedTempFile::new()
-                        .map_err(|e| BayError::internal(format!("cannot spool upload: {e}")))?;
+                    let file = tempfile::NamedTempFile::new().map_err(|e| BayError::internal(format!("cannot spool upload: {e}")))?;
                     let mut out = tokio::fs::File::from_std(file.reopen().map_err(|e| BayError::internal(e.to_string()))?);
                     let mut size = 0u64;
                     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {

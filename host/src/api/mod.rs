@@ -20,9 +20,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 use crate::auth::Auth;
+use crate::error::{BayError, ErrorCode};
 use crate::gc::Gc;
 use crate::idempotency::Idempotency;
-use crate::error::{BayError, ErrorCode};
 use crate::sandbox::SandboxManager;
 
 /// Everything handlers need, in one place.
@@ -53,10 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/browser/skills/{skill_key}/run", post(browser::run_skill))
         .route("/sandboxes/{id}/browser/traces/{trace_ref}", get(browser::trace))
         .route("/sandboxes/{id}/shell/exec", post(exec::shell))
-        .route(
-            "/sandboxes/{id}/filesystem/files",
-            get(filesystem::read).put(filesystem::write).delete(filesystem::delete),
-        )
+        .route("/sandboxes/{id}/filesystem/files", get(filesystem::read).put(filesystem::write).delete(filesystem::delete))
         .route("/sandboxes/{id}/filesystem/directories", get(filesystem::list))
         .route(
             "/sandboxes/{id}/filesystem/upload",
@@ -76,9 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .nest("/v1", v1)
         .fallback(|uri: axum::http::Uri| async move { BayError::not_found(format!("Not Found: {}", uri.path())) })
-        .method_not_allowed_fallback(|| async {
-            BayError::new(ErrorCode::MethodNotAllowed, "Method Not Allowed")
-        })
+        .method_not_allowed_fallback(|| async { BayError::new(ErrorCode::MethodNotAllowed, "Method Not Allowed") })
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(state)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(middleware::panic_response))

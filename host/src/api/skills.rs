@@ -18,8 +18,8 @@ use crate::error::{BayError, BayResult};
 use crate::skills::json::Json as JsonValue;
 use crate::skills::releases::check_stage;
 use crate::skills::{
-    CANDIDATE_STATUSES, CandidateView, DeleteView, EvaluationView, HealthThresholds, NewCandidate, NewEvaluation, NewRelease,
-    Page, PayloadCreated, PayloadView, RELEASE_MODE_MANUAL, ReleaseFilter, ReleaseHealth, ReleaseView, Skills,
+    CANDIDATE_STATUSES, CandidateView, DeleteView, EvaluationView, HealthThresholds, NewCandidate, NewEvaluation, NewRelease, Page, PayloadCreated,
+    PayloadView, RELEASE_MODE_MANUAL, ReleaseFilter, ReleaseHealth, ReleaseView, Skills,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -348,7 +348,9 @@ mod tests {
         assert_eq!(b.score, Some(1.0));
         let b: EvaluateBody = parse_body(br#"{"passed": false, "score": null}"#).unwrap();
         assert_eq!(b.score, None);
-        for bad in [&br#"{}"#[..], br#"{"passed": "maybe"}"#, br#"{"passed": 2}"#, br#"{"passed": true, "score": "x"}"#, br#"{"passed": true, "score": []}"#] {
+        for bad in
+            [&br#"{}"#[..], br#"{"passed": "maybe"}"#, br#"{"passed": 2}"#, br#"{"passed": true, "score": "x"}"#, br#"{"passed": true, "score": []}"#]
+        {
             let e = parse_body::<EvaluateBody>(bad).err().unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(bad)));
             assert_eq!(e.status().as_u16(), 422);
         }

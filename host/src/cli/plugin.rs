@@ -21,7 +21,10 @@ pub async fn check(path: &Path) -> anyhow::Result<()> {
         match loaded.expect("loaded") {
             crate::plugins::Loaded::Adapter(adapter) => {
                 let info = adapter.info().clone();
-                println!("ok: {} {} ({}), runtime type {:?}, loaded in {} ms", record.name, record.version, record.wit, info.runtime_type, record.load_ms);
+                println!(
+                    "ok: {} {} ({}), runtime type {:?}, loaded in {} ms",
+                    record.name, record.version, record.wit, info.runtime_type, record.load_ms
+                );
                 print_capabilities(&info);
             }
             crate::plugins::Loaded::Driver(name, _) => {
@@ -75,7 +78,8 @@ pub async fn list(config: Option<&Path>, url: Option<String>, key: Option<String
     println!("{:<22} {:<9} {:<17} {:<12} {:<8} dir", "plugin", "version", "wit", "runtime", "state");
     for p in &items {
         let s = |k: &str| p[k].as_str().unwrap_or("-").to_owned();
-        let serves = p["runtime_type"].as_str().map(String::from).or_else(|| p["driver"].as_str().map(|d| format!("driver:{d}"))).unwrap_or("-".into());
+        let serves =
+            p["runtime_type"].as_str().map(String::from).or_else(|| p["driver"].as_str().map(|d| format!("driver:{d}"))).unwrap_or("-".into());
         println!("{:<22} {:<9} {:<17} {:<12} {:<8} {}", s("name"), s("version"), s("wit"), serves, s("state"), s("dir"));
         if let Some(e) = p["error"].as_str() {
             println!("    error: {e}");
@@ -87,7 +91,9 @@ pub async fn list(config: Option<&Path>, url: Option<String>, key: Option<String
 /// `bay plugin new <name> --kind runtime-adapter`: a plugin crate from the SDK.
 pub fn new(name: &str, kind: &str, runtime_type: Option<&str>, dir: &Path, sdk: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if kind != "runtime-adapter" {
-        bail!("only --kind runtime-adapter can be scaffolded; for a driver extension start from plugins/docker-api-driver (world driver-extension in wit/bay-plugin-0.1/driver.wit)");
+        bail!(
+            "only --kind runtime-adapter can be scaffolded; for a driver extension start from plugins/docker-api-driver (world driver-extension in wit/bay-plugin-0.1/driver.wit)"
+        );
     }
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
         bail!("the name must be lowercase letters, digits and dashes");
@@ -114,12 +120,7 @@ pub fn new(name: &str, kind: &str, runtime_type: Option<&str>, dir: &Path, sdk: 
         })
         .collect();
     std::fs::create_dir_all(root.join("src"))?;
-    let files = [
-        ("Cargo.toml", CARGO_TOML),
-        ("plugin.toml", PLUGIN_TOML),
-        ("src/lib.rs", LIB_RS),
-        ("README.md", README),
-    ];
+    let files = [("Cargo.toml", CARGO_TOML), ("plugin.toml", PLUGIN_TOML), ("src/lib.rs", LIB_RS), ("README.md", README)];
     for (file, template) in files {
         let text = template
             .replace("{{name}}", name)

@@ -53,18 +53,9 @@ mod tests {
 
     #[test]
     fn sqlalchemy_urls() {
-        assert_eq!(
-            DatabaseUrl::parse("sqlite+aiosqlite:///./bay.db").unwrap(),
-            DatabaseUrl::Sqlite("./bay.db".into())
-        );
-        assert_eq!(
-            DatabaseUrl::parse("sqlite+aiosqlite:////var/lib/bay/bay.db").unwrap(),
-            DatabaseUrl::Sqlite("/var/lib/bay/bay.db".into())
-        );
-        assert_eq!(
-            DatabaseUrl::parse("postgresql+asyncpg://u:p@db:5432/bay").unwrap(),
-            DatabaseUrl::Postgres("postgres://u:p@db:5432/bay".into())
-        );
+        assert_eq!(DatabaseUrl::parse("sqlite+aiosqlite:///./bay.db").unwrap(), DatabaseUrl::Sqlite("./bay.db".into()));
+        assert_eq!(DatabaseUrl::parse("sqlite+aiosqlite:////var/lib/bay/bay.db").unwrap(), DatabaseUrl::Sqlite("/var/lib/bay/bay.db".into()));
+        assert_eq!(DatabaseUrl::parse("postgresql+asyncpg://u:p@db:5432/bay").unwrap(), DatabaseUrl::Postgres("postgres://u:p@db:5432/bay".into()));
     }
 
     #[test]

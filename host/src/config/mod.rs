@@ -13,8 +13,8 @@ mod database;
 mod profiles;
 
 pub use database::DatabaseUrl;
-pub use profiles::{ContainerSpec, ProfileConfig, Resources, default_profiles, parse_memory};
 pub use profiles::SecurityConfig as ContainerSecurity;
+pub use profiles::{ContainerSpec, ProfileConfig, Resources, default_profiles, parse_memory};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -188,12 +188,7 @@ pub struct CargoConfig {
 }
 impl Default for CargoConfig {
     fn default() -> Self {
-        CargoConfig {
-            root_path: "/var/lib/bay/cargos".into(),
-            host_root_path: None,
-            default_size_limit_mb: 1024,
-            mount_path: "/workspace".into(),
-        }
+        CargoConfig { root_path: "/var/lib/bay/cargos".into(), host_root_path: None, default_size_limit_mb: 1024, mount_path: "/workspace".into() }
     }
 }
 
@@ -209,9 +204,7 @@ impl Default for SecurityConfig {
         SecurityConfig {
             api_key: None,
             allow_anonymous: true,
-            blocked_hosts: ["169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
-                .map(String::from)
-                .to_vec(),
+            blocked_hosts: ["169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"].map(String::from).to_vec(),
         }
     }
 }
@@ -269,10 +262,7 @@ impl Default for GcConfig {
 impl GcConfig {
     /// `gc.instance_id`, else `$HOSTNAME`, else `bay`.
     pub fn effective_instance_id(&self) -> String {
-        self.instance_id
-            .clone()
-            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
-            .unwrap_or_else(|| "bay".into())
+        self.instance_id.clone().or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty())).unwrap_or_else(|| "bay".into())
     }
 }
 
@@ -368,7 +358,8 @@ impl Default for ProxyConfig {
             http_proxy: None,
             https_proxy: None,
             no_proxy: None,
-            default_no_proxy: "localhost,127.0.0.1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,169.254.0.0/16,*.local,.svc,.svc.cluster.local,.pod.cluster.local".into(),
+            default_no_proxy:
+                "localhost,127.0.0.1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,169.254.0.0/16,*.local,.svc,.svc.cluster.local,.pod.cluster.local".into(),
         }
     }
 }
@@ -477,24 +468,17 @@ impl Config {
             Some(p) => Some(p.to_path_buf()),
             None => std::env::var_os("BAY_CONFIG_FILE")
                 .map(PathBuf::from)
-                .or_else(|| {
-                    ["config.yaml", "/etc/bay/config.yaml"]
-                        .into_iter()
-                        .map(PathBuf::from)
-                        .find(|p| p.is_file())
-                }),
+                .or_else(|| ["config.yaml", "/etc/bay/config.yaml"].into_iter().map(PathBuf::from).find(|p| p.is_file())),
         };
         let text = match &file {
-            Some(p) => std::fs::read_to_string(p)
-                .with_context(|| format!("reading config file {}", p.display()))?,
+            Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?,
             None => String::new(),
         };
         let env: Vec<(String, String)> = std::env::vars().collect();
-        let (mut config, mut report) = Self::from_yaml_and_env(&text, &env)
-            .with_context(|| match &file {
-                Some(p) => format!("invalid config file {}", p.display()),
-                None => "invalid configuration".into(),
-            })?;
+        let (mut config, mut report) = Self::from_yaml_and_env(&text, &env).with_context(|| match &file {
+            Some(p) => format!("invalid config file {}", p.display()),
+            None => "invalid configuration".into(),
+        })?;
         report.file = file.clone();
         // Relative paths in the file are relative to the working directory, as
         // in Shipyard Neo (its sqlite URLs are cwd-relative too).
@@ -508,11 +492,7 @@ impl Config {
     /// Parses YAML text and applies `BAY_<SECTION>__<KEY>=value` overrides from
     /// `env`. Values are parsed as YAML scalars (`true`, `8114`, `[a, b]`).
     pub fn from_yaml_and_env(text: &str, env: &[(String, String)]) -> anyhow::Result<(Config, LoadReport)> {
-        let mut root: Value = if text.trim().is_empty() {
-            Value::Mapping(Default::default())
-        } else {
-            serde_yaml::from_str(text)?
-        };
+        let mut root: Value = if text.trim().is_empty() { Value::Mapping(Default::default()) } else { serde_yaml::from_str(text)? };
         if root.is_null() {
             root = Value::Mapping(Default::default());
         }

@@ -201,10 +201,7 @@ impl ProfileConfig {
         if let Some(c) = self.containers.as_ref().filter(|c| !c.is_empty()) {
             return c.clone();
         }
-        let caps = self
-            .capabilities
-            .clone()
-            .unwrap_or_else(|| DEFAULT_CAPABILITIES.map(String::from).to_vec());
+        let caps = self.capabilities.clone().unwrap_or_else(|| DEFAULT_CAPABILITIES.map(String::from).to_vec());
         vec![ContainerSpec {
             name: "primary".into(),
             image: self.image.clone().unwrap_or_else(|| "ship:latest".into()),
@@ -223,11 +220,7 @@ impl ProfileConfig {
     /// The primary container: the first named `primary` or `ship`, else the first.
     pub fn primary(&self) -> ContainerSpec {
         let containers = self.containers();
-        containers
-            .iter()
-            .find(|c| c.name == "primary" || c.name == "ship")
-            .cloned()
-            .unwrap_or_else(|| containers[0].clone())
+        containers.iter().find(|c| c.name == "primary" || c.name == "ship").cloned().unwrap_or_else(|| containers[0].clone())
     }
 
     /// The capability set of the profile: `capabilities` when set (in config
@@ -236,8 +229,7 @@ impl ProfileConfig {
         if let Some(c) = &self.capabilities {
             return c.clone();
         }
-        let mut all: Vec<String> =
-            self.containers().into_iter().flat_map(|c| c.capabilities).collect();
+        let mut all: Vec<String> = self.containers().into_iter().flat_map(|c| c.capabilities).collect();
         all.sort();
         all.dedup();
         all
@@ -290,16 +282,10 @@ impl ProfileConfig {
             if c.resources.cpus <= 0.0 {
                 bail!("{}: container {:?}: resources.cpus must be positive", ctx(), c.name);
             }
-            parse_memory(&c.resources.memory)
-                .with_context(|| format!("{}: container {:?}", ctx(), c.name))?;
+            parse_memory(&c.resources.memory).with_context(|| format!("{}: container {:?}", ctx(), c.name))?;
             for cap in &c.primary_for {
                 if !c.capabilities.contains(cap) {
-                    bail!(
-                        "{}: container {:?} is primary_for {:?} but does not list it in capabilities",
-                        ctx(),
-                        c.name,
-                        cap
-                    );
+                    bail!("{}: container {:?} is primary_for {:?} but does not list it in capabilities", ctx(), c.name, cap);
                 }
             }
             for key in c.env.keys().chain(self.env.iter().flat_map(|e| e.keys())) {
@@ -381,10 +367,7 @@ mod tests {
 
     #[test]
     fn v1_normalises_to_one_primary_container() {
-        let p: ProfileConfig = serde_yaml::from_str(
-            "id: p\nimage: ship:latest\nresources: {cpus: 2, memory: 2g}\nenv: {A: b}\n",
-        )
-        .unwrap();
+        let p: ProfileConfig = serde_yaml::from_str("id: p\nimage: ship:latest\nresources: {cpus: 2, memory: 2g}\nenv: {A: b}\n").unwrap();
         p.validate().unwrap();
         let c = p.containers();
         assert_eq!(c.len(), 1);
@@ -398,8 +381,7 @@ mod tests {
 
     #[test]
     fn capabilities_keep_config_order_when_set() {
-        let p: ProfileConfig =
-            serde_yaml::from_str("id: p\nimage: x\ncapabilities: [python, filesystem]\n").unwrap();
+        let p: ProfileConfig = serde_yaml::from_str("id: p\nimage: x\ncapabilities: [python, filesystem]\n").unwrap();
         assert_eq!(p.capability_set(), ["python", "filesystem"]);
         assert!(p.container_for("shell").is_none());
     }

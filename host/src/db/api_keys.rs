@@ -17,17 +17,13 @@ impl Db {
     }
 
     pub async fn api_key_exists(&self, key_hash: &str) -> sqlx::Result<bool> {
-        let row: Option<(i64,)> = sqlx::query_as(self.sql("SELECT 1 FROM api_keys WHERE key_hash = $1"))
-            .bind(key_hash)
-            .fetch_optional(self.pool())
-            .await?;
+        let row: Option<(i64,)> =
+            sqlx::query_as(self.sql("SELECT 1 FROM api_keys WHERE key_hash = $1")).bind(key_hash).fetch_optional(self.pool()).await?;
         Ok(row.is_some())
     }
 
     /// `(key_hash, owner)` of every active key.
     pub async fn active_api_keys(&self) -> sqlx::Result<Vec<(String, String)>> {
-        sqlx::query_as(self.sql("SELECT key_hash, owner FROM api_keys WHERE is_active = 1"))
-            .fetch_all(self.pool())
-            .await
+        sqlx::query_as(self.sql("SELECT key_hash, owner FROM api_keys WHERE is_active = 1")).fetch_all(self.pool()).await
     }
 }

@@ -67,11 +67,7 @@ impl Db {
     }
 
     pub async fn touch_cargo(&self, id: &str, now: Micros) -> sqlx::Result<()> {
-        self.query("UPDATE cargos SET last_accessed_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        self.query("UPDATE cargos SET last_accessed_at = $1 WHERE id = $2").bind(now).bind(id).execute(self.pool()).await?;
         Ok(())
     }
 }
@@ -99,11 +95,10 @@ impl Db {
 
     /// Ids of live sandboxes mounting a cargo.
     pub async fn sandboxes_using_cargo(&self, cargo_id: &str) -> sqlx::Result<Vec<String>> {
-        let rows: Vec<(String,)> =
-            sqlx::query_as(self.sql("SELECT id FROM sandboxes WHERE cargo_id = $1 AND deleted_at IS NULL ORDER BY id"))
-                .bind(cargo_id)
-                .fetch_all(self.pool())
-                .await?;
+        let rows: Vec<(String,)> = sqlx::query_as(self.sql("SELECT id FROM sandboxes WHERE cargo_id = $1 AND deleted_at IS NULL ORDER BY id"))
+            .bind(cargo_id)
+            .fetch_all(self.pool())
+            .await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 }

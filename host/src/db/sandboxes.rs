@@ -64,39 +64,26 @@ impl Db {
 
     /// A sandbox of `owner` including soft-deleted ones (delete is idempotent).
     pub async fn sandbox_for_owner_any_state(&self, id: &str, owner: &str) -> sqlx::Result<Option<Sandbox>> {
-        sqlx::query_as(self.sql(select!("WHERE id = $1 AND owner = $2")))
-            .bind(id)
-            .bind(owner)
-            .fetch_optional(self.pool())
-            .await
+        sqlx::query_as(self.sql(select!("WHERE id = $1 AND owner = $2"))).bind(id).bind(owner).fetch_optional(self.pool()).await
     }
 
     /// A live sandbox by id, whoever owns it (internal use: locks, GC).
     pub async fn sandbox(&self, id: &str) -> sqlx::Result<Option<Sandbox>> {
-        sqlx::query_as(self.sql(select!("WHERE id = $1 AND deleted_at IS NULL")))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await
+        sqlx::query_as(self.sql(select!("WHERE id = $1 AND deleted_at IS NULL"))).bind(id).fetch_optional(self.pool()).await
     }
 
     /// A page of `owner`'s live sandboxes after `cursor`, ordered by id.
     pub async fn list_sandboxes(&self, owner: &str, after: Option<&str>, limit: i64) -> sqlx::Result<Vec<Sandbox>> {
-        sqlx::query_as(self.sql(select!(
-            "WHERE owner = $1 AND deleted_at IS NULL AND is_warm_pool = 0 AND id > $2 ORDER BY id ASC LIMIT $3"
-        )))
-        .bind(owner)
-        .bind(after.unwrap_or(""))
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await
+        sqlx::query_as(self.sql(select!("WHERE owner = $1 AND deleted_at IS NULL AND is_warm_pool = 0 AND id > $2 ORDER BY id ASC LIMIT $3")))
+            .bind(owner)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await
     }
 
     pub async fn set_current_session(&self, id: &str, session_id: Option<&str>) -> sqlx::Result<()> {
-        self.query("UPDATE sandboxes SET current_session_id = $1 WHERE id = $2")
-            .bind(session_id)
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        self.query("UPDATE sandboxes SET current_session_id = $1 WHERE id = $2").bind(session_id).bind(id).execute(self.pool()).await?;
         Ok(())
     }
 
@@ -113,19 +100,12 @@ impl Db {
 
     /// Stop: no current session and no idle deadline.
     pub async fn clear_sandbox_session(&self, id: &str) -> sqlx::Result<()> {
-        self.query("UPDATE sandboxes SET current_session_id = NULL, idle_expires_at = NULL WHERE id = $1")
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        self.query("UPDATE sandboxes SET current_session_id = NULL, idle_expires_at = NULL WHERE id = $1").bind(id).execute(self.pool()).await?;
         Ok(())
     }
 
     pub async fn set_sandbox_expiry(&self, id: &str, expires_at: Option<Micros>) -> sqlx::Result<()> {
-        self.query("UPDATE sandboxes SET expires_at = $1 WHERE id = $2")
-            .bind(expires_at)
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        self.query("UPDATE sandboxes SET expires_at = $1 WHERE id = $2").bind(expires_at).bind(id).execute(self.pool()).await?;
         Ok(())
     }
 
@@ -202,11 +182,7 @@ impl Db {
     }
 
     pub async fn set_warm_state(&self, id: &str, state: &str) -> sqlx::Result<()> {
-        self.query("UPDATE sandboxes SET warm_state = $1 WHERE id = $2 AND is_warm_pool = 1")
-            .bind(state)
-            .bind(id)
-            .execute(self.pool())
-            .await?;
+        self.query("UPDATE sandboxes SET warm_state = $1 WHERE id = $2 AND is_warm_pool = 1").bind(state).bind(id).execute(self.pool()).await?;
         Ok(())
     }
 

@@ -146,13 +146,7 @@ impl Db {
         q.fetch_all(self.pool()).await
     }
 
-    pub async fn update_session_state(
-        &self,
-        id: &str,
-        desired: SessionState,
-        observed: SessionState,
-        now: Micros,
-    ) -> sqlx::Result<()> {
+    pub async fn update_session_state(&self, id: &str, desired: SessionState, observed: SessionState, now: Micros) -> sqlx::Result<()> {
         self.query("UPDATE sessions SET desired_state = $1, observed_state = $2, last_observed_at = $3 WHERE id = $4")
             .bind(desired.as_str())
             .bind(observed.as_str())

@@ -11,20 +11,16 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkConnectRequest, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, VolumeCreateRequest,
+    ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    ListVolumesOptionsBuilder,
+    CreateContainerOptionsBuilder, EventsOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures::StreamExt;
 
-use super::{
-    ContainerExit, ContainerLaunch, ContainerState, ContainerStatus, Driver, DriverError, ExitStream, Labels, RuntimeInstance,
-    Named,
-};
+use super::{ContainerExit, ContainerLaunch, ContainerState, ContainerStatus, Driver, DriverError, ExitStream, Labels, Named, RuntimeInstance};
 use crate::config::{ConnectMode, DockerConfig};
 
 pub struct DockerDriver {
@@ -34,9 +30,7 @@ pub struct DockerDriver {
 
 fn engine(err: bollard::errors::Error) -> DriverError {
     match &err {
-        bollard::errors::Error::DockerResponseServerError { status_code: 404, message } => {
-            DriverError::NotFound(message.clone())
-        }
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, message } => DriverError::NotFound(message.clone()),
         _ => DriverError::Engine(err.to_string()),
     }
 }
@@ -63,10 +57,7 @@ impl DockerDriver {
             let path = socket.strip_prefix("unix://").unwrap_or(&socket);
             Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)?
         };
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot reach the Docker engine at {socket}: {e}"))?;
+        let docker = docker.negotiate_version().await.map_err(|e| anyhow::anyhow!("cannot reach the Docker engine at {socket}: {e}"))?;
         Ok(DockerDriver { docker, config: config.clone() })
     }
 
@@ -114,10 +105,7 @@ impl Driver for DockerDriver {
         if self.publish() {
             port_bindings.insert(
                 port_key.clone(),
-                Some(vec![PortBinding {
-                    host_ip: Some(self.config.host_address.clone()),
-                    host_port: Some(String::new()),
-                }]),
+                Some(vec![PortBinding { host_ip: Some(self.config.host_address.clone()), host_port: Some(String::new()) }]),
             );
         }
         let bay_network = match self.config.connect_mode {
@@ -207,11 +195,8 @@ impl Driver for DockerDriver {
         // Container network: the container's address on Bay's network (or the first one).
         let networks = net.networks.unwrap_or_default();
         let wanted = self.config.network.as_deref();
-        let ip = wanted
-            .and_then(|n| networks.get(n))
-            .or_else(|| networks.values().next())
-            .and_then(|n| n.ip_address.clone())
-            .filter(|ip| !ip.is_empty());
+        let ip =
+            wanted.and_then(|n| networks.get(n)).or_else(|| networks.values().next()).and_then(|n| n.ip_address.clone()).filter(|ip| !ip.is_empty());
         match ip {
             Some(ip) => Ok(format!("http://{ip}:{runtime_port}")),
             None => {
@@ -254,12 +239,7 @@ impl Driver for DockerDriver {
                     _ => ContainerState::Exited,
                 };
                 let finished_at = state.finished_at.as_deref().and_then(crate::ids::parse_rfc3339_micros);
-                Ok(ContainerStatus {
-                    state: s,
-                    exit_code: state.exit_code,
-                    oom_killed: state.oom_killed.unwrap_or(false),
-                    finished_at,
-                })
+                Ok(ContainerStatus { state: s, exit_code: state.exit_code, oom_killed: state.oom_killed.unwrap_or(false), finished_at })
             }
             Err(e) if is_not_found(&e) => Ok(ContainerStatus::not_found()),
             Err(e) => Err(engine(e)),
@@ -297,12 +277,7 @@ impl Driver for DockerDriver {
     async fn list_volumes(&self, labels: &Labels) -> Result<Vec<Named>, DriverError> {
         let options = ListVolumesOptionsBuilder::new().filters(&label_filters(labels)).build();
         let list = self.docker.list_volumes(Some(options)).await.map_err(engine)?;
-        Ok(list
-            .volumes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| Named { name: v.name, labels: v.labels.into_iter().collect() })
-            .collect())
+        Ok(list.volumes.unwrap_or_default().into_iter().map(|v| Named { name: v.name, labels: v.labels.into_iter().collect() }).collect())
     }
 
     async fn create_network(&self, name: &str, labels: &Labels) -> Result<(), DriverError> {
@@ -330,10 +305,7 @@ impl Driver for DockerDriver {
     async fn list_networks(&self, labels: &Labels) -> Result<Vec<Named>, DriverError> {
         let options = ListNetworksOptionsBuilder::new().filters(&label_filters(labels)).build();
         let list = self.docker.list_networks(Some(options)).await.map_err(engine)?;
-        Ok(list
-            .into_iter()
-            .map(|n| Named { name: n.name.unwrap_or_default(), labels: n.labels.unwrap_or_default().into_iter().collect() })
-            .collect())
+        Ok(list.into_iter().map(|n| Named { name: n.name.unwrap_or_default(), labels: n.labels.unwrap_or_default().into_iter().collect() }).collect())
     }
 
     fn container_exits(&self, labels: &Labels) -> Option<ExitStream> {

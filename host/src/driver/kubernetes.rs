@@ -38,9 +38,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HostAlias, LocalObjectReference,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec, PodStatus,
-    ResourceRequirements, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HostAlias, LocalObjectReference, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec, PodStatus, ResourceRequirements, SecurityContext, Volume,
+    VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -48,9 +48,7 @@ use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use super::{
-    ContainerLaunch, ContainerState, ContainerStatus, Driver, DriverError, Labels, Named, RuntimeInstance, labels,
-};
+use super::{ContainerLaunch, ContainerState, ContainerStatus, Driver, DriverError, Labels, Named, RuntimeInstance, labels};
 use crate::config::{K8sConfig, PullPolicy};
 
 /// The Pod volume that carries the cargo (the session's PVC).
@@ -108,18 +106,14 @@ impl KubernetesDriver {
         storage_size(&config.default_storage_size).map_err(|e| anyhow::anyhow!("driver.k8s.default_storage_size: {e}"))?;
         let kube_config = match &config.kubeconfig {
             Some(path) => {
-                let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                    .map_err(|e| anyhow::anyhow!("cannot read the kubeconfig {path}: {e}"))?;
+                let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| anyhow::anyhow!("cannot read the kubeconfig {path}: {e}"))?;
                 kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?
             }
             None => kube::Config::infer().await?,
         };
         let server = kube_config.cluster_url.to_string();
         let client = kube::Client::try_from(kube_config)?;
-        let version = client
-            .apiserver_version()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot reach the Kubernetes API server at {server}: {e}"))?;
+        let version = client.apiserver_version().await.map_err(|e| anyhow::anyhow!("cannot reach the Kubernetes API server at {server}: {e}"))?;
         tracing::info!(server = %server, version = %version.git_version, namespace = %config.namespace, "Kubernetes driver connected");
         Ok(Self::with_client(client, config, pull_policy))
     }
@@ -180,11 +174,7 @@ impl KubernetesDriver {
                 _ => {}
             }
             if Instant::now() >= deadline {
-                return Err(DriverError::Engine(format!(
-                    "pod {pod_name} did not start within {} s ({})",
-                    timeout.as_secs(),
-                    describe(&status)
-                )));
+                return Err(DriverError::Engine(format!("pod {pod_name} did not start within {} s ({})", timeout.as_secs(), describe(&status))));
             }
             tokio::time::sleep(self.poll_interval).await;
         }
@@ -198,10 +188,7 @@ impl KubernetesDriver {
                 Err(e) if api_code(&e) == Some(404) => return Ok(()),
                 Err(e) => return Err(engine(e)),
                 Ok(_) if Instant::now() >= deadline => {
-                    return Err(DriverError::Engine(format!(
-                        "pod {pod_name} is still terminating after {} s",
-                        DELETE_WAIT.as_secs()
-                    )));
+                    return Err(DriverError::Engine(format!("pod {pod_name} is still terminating after {} s", DELETE_WAIT.as_secs())));
                 }
                 Ok(_) => tokio::time::sleep(self.poll_interval).await,
             }
@@ -209,18 +196,11 @@ impl KubernetesDriver {
     }
 
     fn selector(&self, labels: &Labels) -> String {
-        labels
-            .iter()
-            .map(|(k, v)| format!("{}={v}", to_k8s_key(&self.config.label_prefix, k)))
-            .collect::<Vec<_>>()
-            .join(",")
+        labels.iter().map(|(k, v)| format!("{}={v}", to_k8s_key(&self.config.label_prefix, k))).collect::<Vec<_>>().join(",")
     }
 
     fn bay_labels(&self, k8s: Option<&BTreeMap<String, String>>) -> Labels {
-        k8s.into_iter()
-            .flatten()
-            .map(|(k, v)| (from_k8s_key(&self.config.label_prefix, k), v.clone()))
-            .collect()
+        k8s.into_iter().flatten().map(|(k, v)| (from_k8s_key(&self.config.label_prefix, k), v.clone())).collect()
     }
 }
 
@@ -282,9 +262,7 @@ fn api_code(err: &kube::Error) -> Option<u16> {
 fn engine(err: kube::Error) -> DriverError {
     match err {
         kube::Error::Api(status) if status.code == 404 => DriverError::NotFound(status.message),
-        kube::Error::Api(status) => {
-            DriverError::Engine(format!("Kubernetes API {} {}: {}", status.code, status.reason, status.message))
-        }
+        kube::Error::Api(status) => DriverError::Engine(format!("Kubernetes API {} {}: {}", status.code, status.reason, status.message)),
         other => DriverError::Engine(other.to_string()),
     }
 }
@@ -339,11 +317,7 @@ fn storage_size(size: &str) -> Result<String, String> {
 
 /// The `size=` of Docker-style tmpfs options (`rw,size=512m,mode=1777`).
 fn tmpfs_size(options: &str) -> Option<Quantity> {
-    options
-        .split(',')
-        .find_map(|o| o.trim().strip_prefix("size="))
-        .and_then(|s| storage_size(s).ok())
-        .map(Quantity)
+    options.split(',').find_map(|o| o.trim().strip_prefix("size=")).and_then(|s| storage_size(s).ok()).map(Quantity)
 }
 
 // ---------------------------------------------------------------------------
@@ -351,18 +325,10 @@ fn tmpfs_size(options: &str) -> Option<Quantity> {
 
 /// The Pod of a session: one container per launch, sharing the cargo PVC
 /// (`workspace`) and localhost.
-fn pod_manifest(
-    name: &str,
-    launches: &[ContainerLaunch],
-    config: &K8sConfig,
-    pull_policy: PullPolicy,
-) -> Result<Pod, DriverError> {
+fn pod_manifest(name: &str, launches: &[ContainerLaunch], config: &K8sConfig, pull_policy: PullPolicy) -> Result<Pod, DriverError> {
     let first = launches.first().ok_or_else(|| DriverError::Engine(format!("pod {name} has no containers")))?;
     if let Some(other) = launches.iter().find(|l| l.volume != first.volume) {
-        return Err(DriverError::Engine(format!(
-            "the containers of pod {name} use different volumes ({} and {})",
-            first.volume, other.volume
-        )));
+        return Err(DriverError::Engine(format!("the containers of pod {name} use different volumes ({} and {})", first.volume, other.volume)));
     }
     let mut volumes = vec![Volume {
         name: WORKSPACE_VOLUME.into(),
@@ -388,9 +354,8 @@ fn pod_manifest(
             restart_policy: Some("Never".into()),
             // Siblings by name, as on a Docker session network.
             host_aliases: Some(vec![HostAlias { ip: "127.0.0.1".into(), hostnames: Some(names) }]),
-            image_pull_secrets: (!config.image_pull_secrets.is_empty()).then(|| {
-                config.image_pull_secrets.iter().map(|s| LocalObjectReference { name: s.clone() }).collect()
-            }),
+            image_pull_secrets: (!config.image_pull_secrets.is_empty())
+                .then(|| config.image_pull_secrets.iter().map(|s| LocalObjectReference { name: s.clone() }).collect()),
             // Sandboxes run untrusted code: no API token of the namespace's
             // default service account, no env vars describing its Services.
             automount_service_account_token: Some(false),
@@ -412,22 +377,14 @@ fn common_labels(launches: &[ContainerLaunch]) -> Labels {
 
 /// One container of the Pod, and the `emptyDir` volumes for its tmpfs mounts.
 fn pod_container(index: usize, launch: &ContainerLaunch, pull_policy: PullPolicy) -> (Container, Vec<Volume>) {
-    let mut mounts = vec![VolumeMount {
-        name: WORKSPACE_VOLUME.into(),
-        mount_path: launch.mount_path.clone(),
-        ..Default::default()
-    }];
+    let mut mounts = vec![VolumeMount { name: WORKSPACE_VOLUME.into(), mount_path: launch.mount_path.clone(), ..Default::default() }];
     let mut volumes = Vec::new();
     // tmpfs → memory-backed emptyDir (it counts against the memory limit, as tmpfs does).
     for (n, (path, options)) in launch.security.tmpfs.iter().enumerate() {
         let name = format!("tmpfs-{index}-{n}");
         volumes.push(Volume {
             name: name.clone(),
-            empty_dir: Some(EmptyDirVolumeSource {
-                medium: Some("Memory".into()),
-                size_limit: tmpfs_size(options),
-                ..Default::default()
-            }),
+            empty_dir: Some(EmptyDirVolumeSource { medium: Some("Memory".into()), size_limit: tmpfs_size(options), ..Default::default() }),
             ..Default::default()
         });
         mounts.push(VolumeMount { name, mount_path: path.clone(), ..Default::default() });
@@ -515,11 +472,7 @@ fn parse_user(user: Option<&str>) -> (Option<i64>, Option<i64>) {
 fn pvc(name: &str, labels: &Labels, config: &K8sConfig) -> Result<PersistentVolumeClaim, DriverError> {
     let size = storage_size(&config.default_storage_size).map_err(DriverError::Engine)?;
     Ok(PersistentVolumeClaim {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            labels: Some(k8s_labels(&config.label_prefix, labels)),
-            ..Default::default()
-        },
+        metadata: ObjectMeta { name: Some(name.to_owned()), labels: Some(k8s_labels(&config.label_prefix, labels)), ..Default::default() },
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             resources: Some(VolumeResourceRequirements {
@@ -540,17 +493,9 @@ fn pvc(name: &str, labels: &Labels, config: &K8sConfig) -> Result<PersistentVolu
 fn image_pull_failure(pod: &Pod) -> Option<String> {
     let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
     let failed = statuses.iter().find(|s| {
-        s.state
-            .as_ref()
-            .and_then(|st| st.waiting.as_ref())
-            .and_then(|w| w.reason.as_deref())
-            .is_some_and(|r| IMAGE_PULL_FAILURES.contains(&r))
+        s.state.as_ref().and_then(|st| st.waiting.as_ref()).and_then(|w| w.reason.as_deref()).is_some_and(|r| IMAGE_PULL_FAILURES.contains(&r))
     })?;
-    let spec_image = pod
-        .spec
-        .as_ref()
-        .and_then(|spec| spec.containers.iter().find(|c| c.name == failed.name))
-        .and_then(|c| c.image.clone());
+    let spec_image = pod.spec.as_ref().and_then(|spec| spec.containers.iter().find(|c| c.name == failed.name)).and_then(|c| c.image.clone());
     Some(spec_image.unwrap_or_else(|| failed.image.clone()))
 }
 
@@ -566,12 +511,7 @@ fn describe(status: &PodStatus) -> String {
     for s in status.container_statuses.iter().flatten() {
         let state = s.state.as_ref();
         if let Some(w) = state.and_then(|st| st.waiting.as_ref()) {
-            parts.push(format!(
-                "{}: {} {}",
-                s.name,
-                w.reason.as_deref().unwrap_or("waiting"),
-                w.message.as_deref().unwrap_or("")
-            ));
+            parts.push(format!("{}: {} {}", s.name, w.reason.as_deref().unwrap_or("waiting"), w.message.as_deref().unwrap_or("")));
         } else if let Some(t) = state.and_then(|st| st.terminated.as_ref()) {
             parts.push(format!("{}: exit code {} {}", s.name, t.exit_code, t.reason.as_deref().unwrap_or("")));
         }
@@ -642,9 +582,7 @@ impl Driver for KubernetesDriver {
         let pod = pod_name(&session_id);
         let container = container_name(spec);
         let mut plans = self.plans.lock().expect("plans");
-        let plan = plans
-            .entry(session_id)
-            .or_insert_with(|| SessionPlan { launches: Vec::new(), created: Arc::new(OnceCell::new()) });
+        let plan = plans.entry(session_id).or_insert_with(|| SessionPlan { launches: Vec::new(), created: Arc::new(OnceCell::new()) });
         if plan.created.initialized() {
             return Err(DriverError::Engine(format!("pod {pod} is already created; cannot add container {container}")));
         }
@@ -690,11 +628,7 @@ impl Driver for KubernetesDriver {
 
     async fn container_logs(&self, id: &str, lines: usize) -> Result<String, DriverError> {
         let (pod, container) = split_id(id);
-        let params = LogParams {
-            container: container.map(str::to_owned),
-            tail_lines: Some(lines as i64),
-            ..Default::default()
-        };
+        let params = LogParams { container: container.map(str::to_owned), tail_lines: Some(lines as i64), ..Default::default() };
         match self.pods.logs(pod, &params).await {
             Ok(text) => Ok(text),
             Err(e) if api_code(&e) == Some(404) => Ok(String::new()),
@@ -991,10 +925,7 @@ mod tests {
         assert_eq!(ship_id, "bay-sess-1/ship");
         assert_eq!(browser_id, "bay-sess-1/browser");
 
-        let (a, b) = within(async {
-            tokio::join!(driver.start_container(&ship_id, 8123), driver.start_container(&browser_id, 8115))
-        })
-        .await;
+        let (a, b) = within(async { tokio::join!(driver.start_container(&ship_id, 8123), driver.start_container(&browser_id, 8115)) }).await;
         assert_eq!(a.unwrap(), "http://10.0.0.7:8123");
         assert_eq!(b.unwrap(), "http://10.0.0.7:8115");
         drop(driver);
@@ -1063,11 +994,7 @@ mod tests {
     /// Also: the pull policy, pull secrets and label prefix from the config.
     #[tokio::test]
     async fn single_container_v2_profile() {
-        let config = K8sConfig {
-            label_prefix: "acme".into(),
-            image_pull_secrets: vec!["regcred".into()],
-            ..config()
-        };
+        let config = K8sConfig { label_prefix: "acme".into(), image_pull_secrets: vec!["regcred".into()], ..config() };
         let (driver, mut api) = mock_driver(&config, PullPolicy::Always);
         let server = tokio::spawn(async move {
             let (post, send) = expect(&mut api, Method::POST, "/api/v1/namespaces/bay/pods").await;
@@ -1133,8 +1060,12 @@ mod tests {
             reply_status(send, 404, "NotFound");
             let (list, send) = expect(&mut api, Method::GET, pvcs).await;
             assert_eq!(list.query["labelSelector"], "bay.instance_id=bay-test");
-            reply(send, 200, &json!({ "apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {},
-                                      "items": [post.body.clone()] }));
+            reply(
+                send,
+                200,
+                &json!({ "apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {},
+                                      "items": [post.body.clone()] }),
+            );
             assert!(next(&mut api).await.is_none());
             post.body
         });
@@ -1284,9 +1215,12 @@ mod tests {
             let (post, send) = expect(&mut api, Method::POST, "/api/v1/namespaces/bay/pods").await;
             reply(send, 201, &with_status(post.body.clone(), pending()));
             let (_, send) = expect(&mut api, Method::GET, "/api/v1/namespaces/bay/pods/bay-sess-3").await;
-            let mut pod = with_status(post.body.clone(), json!({ "phase": "Pending", "containerStatuses": [
+            let mut pod = with_status(
+                post.body.clone(),
+                json!({ "phase": "Pending", "containerStatuses": [
                 { "name": "ship", "image": "ship:missing", "imageID": "", "ready": false, "restartCount": 0,
-                  "state": { "waiting": { "reason": "ErrImagePull", "message": "not found" } } } ] }));
+                  "state": { "waiting": { "reason": "ErrImagePull", "message": "not found" } } } ] }),
+            );
             pod["metadata"]["namespace"] = json!("bay");
             reply(send, 200, &pod);
         });
@@ -1311,8 +1245,15 @@ mod tests {
             let (post, send) = expect(&mut api, Method::POST, "/api/v1/namespaces/bay/pods").await;
             reply(send, 201, &with_status(post.body.clone(), pending()));
             let (_, send) = expect(&mut api, Method::GET, "/api/v1/namespaces/bay/pods/bay-sess-4").await;
-            reply(send, 200, &with_status(post.body, json!({ "phase": "Failed", "reason": "Evicted",
-                                                              "message": "The node was low on resource: memory." })));
+            reply(
+                send,
+                200,
+                &with_status(
+                    post.body,
+                    json!({ "phase": "Failed", "reason": "Evicted",
+                                                              "message": "The node was low on resource: memory." }),
+                ),
+            );
         });
         let result = within(async {
             let id = driver.create_container(&launch("sess-4", "ship", None, "ship:latest", 8123)).await.unwrap();

@@ -32,17 +32,11 @@ impl PluginDriver {
             );
         }
         let target = OutboundTarget::engine(&config.endpoint, 64 << 20).map_err(|e| anyhow::anyhow!("driver.plugin.endpoint: {e}"))?;
-        Ok(PluginDriver {
-            plugins,
-            name: config.name.clone(),
-            link: EngineLink { target, settings: Arc::new(config.settings.clone()) },
-        })
+        Ok(PluginDriver { plugins, name: config.name.clone(), link: EngineLink { target, settings: Arc::new(config.settings.clone()) } })
     }
 
     fn current(&self) -> Result<Arc<DriverPlugin>, DriverError> {
-        self.plugins
-            .driver(&self.name)
-            .ok_or_else(|| DriverError::Engine(format!("the driver plugin {:?} is not loaded any more", self.name)))
+        self.plugins.driver(&self.name).ok_or_else(|| DriverError::Engine(format!("the driver plugin {:?} is not loaded any more", self.name)))
     }
 }
 

@@ -64,8 +64,7 @@ impl Gc {
 
     /// `GET /v1/admin/gc/status`.
     pub fn status(&self) -> Value {
-        let tasks: serde_json::Map<String, Value> =
-            TASKS.iter().map(|t| (t.to_string(), json!({ "enabled": self.enabled(t) }))).collect();
+        let tasks: serde_json::Map<String, Value> = TASKS.iter().map(|t| (t.to_string(), json!({ "enabled": self.enabled(t) }))).collect();
         json!({
             "enabled": self.config.enabled,
             "is_running": self.run_lock.try_lock().is_err(),

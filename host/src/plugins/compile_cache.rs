@@ -40,7 +40,8 @@ pub fn load(engine: &Engine, wasm: &Path, cache_dir: &Path) -> anyhow::Result<(C
             Err(e) => tracing::warn!(file = %cached.display(), error = %e, "discarding unreadable cached component"),
         }
     }
-    let component = Component::new(engine, &bytes).map_err(|e| anyhow::anyhow!("{e:#}"))
+    let component = Component::new(engine, &bytes)
+        .map_err(|e| anyhow::anyhow!("{e:#}"))
         .with_context(|| format!("{} is not a valid WebAssembly component", wasm.display()))?;
     if let Err(e) = store(&component, &cached) {
         tracing::warn!(dir = %cache_dir.display(), error = %e, "cannot write the component cache");

@@ -164,7 +164,8 @@ memory_mb = 32
 
     #[test]
     fn rejects_unknown_keys_and_bad_versions() {
-        let bad = toml::from_str::<Manifest>("name='a'\nversion='1'\nkind='runtime-adapter'\nwit='bay:plugin@0.1.0'\ncomponent='a.wasm'\ncolour='red'\n");
+        let bad =
+            toml::from_str::<Manifest>("name='a'\nversion='1'\nkind='runtime-adapter'\nwit='bay:plugin@0.1.0'\ncomponent='a.wasm'\ncolour='red'\n");
         assert!(bad.is_err());
         assert!(WitVersion::parse("bay:plugin@0.1").is_err());
         assert!(WitVersion::parse("other:plugin@0.1.0").is_err());

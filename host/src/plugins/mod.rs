@@ -161,10 +161,7 @@ pub(crate) fn new_store(engine: &Engine, plugin: &str, target: OutboundTarget, l
     store.epoch_deadline_callback(|ctx| {
         let s = ctx.data();
         if s.guest_since.elapsed() > s.guest_budget {
-            Err(wasmtime::Error::msg(format!(
-                "plugin exceeded its CPU budget of {} ms without yielding to the host",
-                s.guest_budget.as_millis()
-            )))
+            Err(wasmtime::Error::msg(format!("plugin exceeded its CPU budget of {} ms without yielding to the host", s.guest_budget.as_millis())))
         } else {
             // Let other tasks run, then check again at the next tick.
             Ok(UpdateDeadline::Yield(1))
@@ -377,7 +374,9 @@ impl PluginHost {
                 record.error = Some(conflict);
             }
             match &record.error {
-                None => tracing::info!(plugin = %record.name, version = %record.version, runtime_type = ?record.runtime_type, load_ms = record.load_ms, cached = record.cached, "plugin loaded"),
+                None => {
+                    tracing::info!(plugin = %record.name, version = %record.version, runtime_type = ?record.runtime_type, load_ms = record.load_ms, cached = record.cached, "plugin loaded")
+                }
                 Some(e) => tracing::error!(dir = %d.display(), error = %e, "plugin failed to load"),
             }
             reg.dirs.insert(d.clone(), DirState { fingerprint, record });
@@ -494,10 +493,9 @@ impl PluginHost {
     pub async fn check_component(&self, wasm: &Path) -> anyhow::Result<crate::adapter::AdapterInfo> {
         let engine = self.shared.engine.clone();
         let path = wasm.to_path_buf();
-        let component = tokio::task::spawn_blocking(move || {
-            wasmtime::component::Component::from_file(&engine, &path).map_err(|e| anyhow::anyhow!("{e:#}"))
-        })
-        .await??;
+        let component =
+            tokio::task::spawn_blocking(move || wasmtime::component::Component::from_file(&engine, &path).map_err(|e| anyhow::anyhow!("{e:#}")))
+                .await??;
         let manifest = Manifest {
             name: wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
             version: "0.0.0".into(),

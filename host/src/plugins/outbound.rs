@@ -76,12 +76,7 @@ pub fn origin(url: &Url) -> String {
 
 impl OutboundTarget {
     /// A target bound to one runtime endpoint (`None`: no outbound access).
-    pub fn new(
-        endpoint: Option<&str>,
-        allow: Arc<Vec<String>>,
-        client: reqwest::Client,
-        max_response: u64,
-    ) -> Result<OutboundTarget, String> {
+    pub fn new(endpoint: Option<&str>, allow: Arc<Vec<String>>, client: reqwest::Client, max_response: u64) -> Result<OutboundTarget, String> {
         let base = match endpoint {
             Some(e) => Some(Url::parse(e).map_err(|err| format!("invalid runtime endpoint {e:?}: {err}"))?),
             None => None,
@@ -160,10 +155,7 @@ impl OutboundTarget {
                         OutPartValue::Text(t) => reqwest::multipart::Part::text(t),
                         OutPartValue::Bytes(b) => reqwest::multipart::Part::bytes(b),
                         OutPartValue::Stream(body) => match body.size() {
-                            Some(size) => reqwest::multipart::Part::stream_with_length(
-                                reqwest::Body::wrap_stream(body.into_stream()),
-                                size,
-                            ),
+                            Some(size) => reqwest::multipart::Part::stream_with_length(reqwest::Body::wrap_stream(body.into_stream()), size),
                             None => reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body.into_stream())),
                         },
                     };
@@ -197,10 +189,7 @@ impl OutboundTarget {
     }
 
     fn headers(resp: &reqwest::Response) -> Headers {
-        resp.headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect()
+        resp.headers().iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect()
     }
 
     /// Sends and reads the whole body (bounded by the response limit).

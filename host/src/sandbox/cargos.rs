@@ -117,14 +117,10 @@ impl SandboxManager {
         } else {
             let active = self.db.sandboxes_using_cargo(id).await?;
             if !active.is_empty() {
-                return Err(BayError::conflict(format!("Cargo {id} is in use by {} sandbox(es)", active.len()))
-                    .with("active_sandbox_ids", active));
+                return Err(BayError::conflict(format!("Cargo {id} is in use by {} sandbox(es)", active.len())).with("active_sandbox_ids", active));
             }
         }
-        self.driver
-            .delete_volume(&cargo.driver_ref)
-            .await
-            .map_err(|e| BayError::internal(format!("cannot delete the cargo volume: {e}")))?;
+        self.driver.delete_volume(&cargo.driver_ref).await.map_err(|e| BayError::internal(format!("cannot delete the cargo volume: {e}")))?;
         self.db.delete_cargo_row(id).await?;
         tracing::info!(cargo_id = %id, owner, "cargo deleted");
         Ok(())

@@ -2,8 +2,8 @@
 
 pub mod cargos;
 mod locks;
-mod recovery;
 mod reconcile;
+mod recovery;
 pub mod session;
 pub mod warm_pool;
 
@@ -187,9 +187,8 @@ impl SandboxManager {
     /// The profile of a sandbox (a profile removed from the config since the
     /// sandbox was created is an error the operator must fix).
     pub fn profile_of(&self, sandbox: &Sandbox) -> BayResult<&ProfileConfig> {
-        self.profile(&sandbox.profile_id).ok_or_else(|| {
-            BayError::internal(format!("profile {:?} of sandbox {} is no longer configured", sandbox.profile_id, sandbox.id))
-        })
+        self.profile(&sandbox.profile_id)
+            .ok_or_else(|| BayError::internal(format!("profile {:?} of sandbox {} is no longer configured", sandbox.profile_id, sandbox.id)))
     }
 
     /// The level-1 capability check (reference §4.4): the profile must offer it.
@@ -207,10 +206,7 @@ impl SandboxManager {
     }
 
     pub async fn create(self: &Arc<Self>, owner: &str, req: CreateSandbox) -> BayResult<SandboxView> {
-        let profile = self
-            .profile(&req.profile)
-            .ok_or_else(|| BayError::validation(format!("Invalid profile: {}", req.profile)))?
-            .clone();
+        let profile = self.profile(&req.profile).ok_or_else(|| BayError::validation(format!("Invalid profile: {}", req.profile)))?.clone();
         if req.cargo_id.is_none()
             && let Some(claimed) = self.claim_warm(owner, &profile, req.ttl).await?
         {
@@ -223,11 +219,8 @@ impl SandboxManager {
 
         let (cargo, created_volume) = match &req.cargo_id {
             Some(cargo_id) => {
-                let cargo = self
-                    .db
-                    .cargo_for_owner(cargo_id, owner)
-                    .await?
-                    .ok_or_else(|| BayError::not_found(format!("Cargo not found: {cargo_id}")))?;
+                let cargo =
+                    self.db.cargo_for_owner(cargo_id, owner).await?.ok_or_else(|| BayError::not_found(format!("Cargo not found: {cargo_id}")))?;
                 (cargo, false)
             }
             None => (self.new_cargo(owner, Some(&sandbox_id), self.config.cargo.default_size_limit_mb).await?, true),
@@ -310,11 +303,7 @@ impl SandboxManager {
     async fn container_views(&self, active: &ActiveSession) -> Vec<ContainerRuntimeView> {
         let single = active.containers.len() == 1;
         let probes = active.containers.iter().map(|c| async move {
-            tokio::time::timeout(Duration::from_secs(2), c.adapter.health(&c.endpoint))
-                .await
-                .ok()
-                .and_then(|r| r.ok())
-                .map(|h| h.healthy)
+            tokio::time::timeout(Duration::from_secs(2), c.adapter.health(&c.endpoint)).await.ok().and_then(|r| r.ok()).map(|h| h.healthy)
         });
         let health = futures::future::join_all(probes).await;
         active
@@ -346,13 +335,8 @@ impl SandboxManager {
             let rows = self.db.list_sandboxes(owner, after.as_deref(), batch as i64).await?;
             let exhausted = rows.len() < batch;
             let session_ids: Vec<String> = rows.iter().filter_map(|r| r.current_session_id.clone()).collect();
-            let states: HashMap<String, SessionState> = self
-                .db
-                .sessions_by_ids(&session_ids)
-                .await?
-                .into_iter()
-                .map(|s| (s.id.clone(), s.observed()))
-                .collect();
+            let states: HashMap<String, SessionState> =
+                self.db.sessions_by_ids(&session_ids).await?.into_iter().map(|s| (s.id.clone(), s.observed())).collect();
             for (i, row) in rows.iter().enumerate() {
                 scanned += 1;
                 let state = if self.active.contains_key(&row.id) {
@@ -364,8 +348,7 @@ impl SandboxManager {
                 if status.is_none_or(|s| s == view.status) {
                     items.push(view);
                     if items.len() == limit {
-                        let more = i + 1 < rows.len()
-                            || !self.db.list_sandboxes(owner, Some(&row.id), 1).await?.is_empty();
+                        let more = i + 1 < rows.len() || !self.db.list_sandboxes(owner, Some(&row.id), 1).await?.is_empty();
                         let next_cursor = more.then(|| row.id.clone());
                         return Ok(SandboxPage { items, next_cursor });
                     }
@@ -394,8 +377,7 @@ impl SandboxManager {
         let sandbox = self.find(owner, id).await?;
         let now = now_micros();
         let Some(expires_at) = sandbox.expires_at else {
-            return Err(BayError::new(ErrorCode::SandboxTtlInfinite, format!("Sandbox {id} has no TTL to extend"))
-                .with("sandbox_id", id));
+            return Err(BayError::new(ErrorCode::SandboxTtlInfinite, format!("Sandbox {id} has no TTL to extend")).with("sandbox_id", id));
         };
         if expires_at < now {
             return Err(BayError::new(ErrorCode::SandboxExpired, format!("Sandbox {id} has expired"))
@@ -469,10 +451,7 @@ impl SandboxManager {
             && cargo.is_managed()
             && cargo.managed_by_sandbox_id.as_deref() == Some(sandbox.id.as_str())
         {
-            self.driver
-                .delete_volume(&cargo.driver_ref)
-                .await
-                .map_err(|e| BayError::internal(format!("cannot delete the cargo volume: {e}")))?;
+            self.driver.delete_volume(&cargo.driver_ref).await.map_err(|e| BayError::internal(format!("cannot delete the cargo volume: {e}")))?;
             self.db.delete_cargo_row(&cargo.id).await?;
         }
         tracing::info!(sandbox_id = %sandbox.id, "sandbox deleted");
@@ -493,11 +472,9 @@ impl SandboxManager {
                     Ok(done) => Ok(done),
                     Err((err, _)) => Err(err),
                 },
-                (recovery::Recovery::Retry, None) => Err(BayError::session_not_ready(
-                    "The runtime had stopped; a new one is starting, retry the upload",
-                    &sandbox.id,
-                    1000,
-                )),
+                (recovery::Recovery::Retry, None) => {
+                    Err(BayError::session_not_ready("The runtime had stopped; a new one is starting, retry the upload", &sandbox.id, 1000))
+                }
                 (recovery::Recovery::Failed(e), _) => Err(e),
                 (recovery::Recovery::Alive, _) => Err(err),
             },
@@ -514,11 +491,7 @@ impl SandboxManager {
         let capability = call.capability().to_owned();
         let active = self.ensure_running(sandbox, profile).await?;
         let container = active.container_for(profile, &capability).ok_or_else(|| {
-            BayError::capability_not_supported(
-                format!("No container provides capability: {capability}"),
-                &capability,
-                &profile.capability_set(),
-            )
+            BayError::capability_not_supported(format!("No container provides capability: {capability}"), &capability, &profile.capability_set())
         })?;
         if !container.runtime_capabilities.iter().any(|c| c == &capability) {
             return Err(BayError::capability_not_supported(

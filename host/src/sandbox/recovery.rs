@@ -55,9 +55,9 @@ impl SandboxManager {
 
     async fn on_exit(&self, exit: ContainerExit) {
         let Some(sandbox_id) = exit.labels.get(labels::SANDBOX_ID) else { return };
-        let removed = self
-            .active
-            .remove_if(sandbox_id, |_, a| a.containers.iter().any(|c| exit.container_id.starts_with(&c.container_id) || c.container_id.starts_with(&exit.container_id)));
+        let removed = self.active.remove_if(sandbox_id, |_, a| {
+            a.containers.iter().any(|c| exit.container_id.starts_with(&c.container_id) || c.container_id.starts_with(&exit.container_id))
+        });
         if removed.is_some() {
             tracing::warn!(sandbox_id, container_id = %exit.container_id, oom = exit.oom, "runtime container exited; its session will be replaced on the next call");
             if let Some(session_id) = exit.labels.get(labels::SESSION_ID) {
@@ -67,7 +67,14 @@ impl SandboxManager {
     }
 
     /// Decides how to recover from a call that could not reach `container_id`.
-    pub(crate) async fn diagnose(&self, sandbox_id: &str, session_id: &str, container_id: &str, call_started: Micros, never_connected: bool) -> Recovery {
+    pub(crate) async fn diagnose(
+        &self,
+        sandbox_id: &str,
+        session_id: &str,
+        container_id: &str,
+        call_started: Micros,
+        never_connected: bool,
+    ) -> Recovery {
         // A container being killed can still report `running` for a moment
         // after its port stopped answering: give the engine a second to settle.
         let mut status = None;

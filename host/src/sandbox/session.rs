@@ -63,9 +63,9 @@ impl ActiveSession {
 
 fn driver_error(err: DriverError) -> BayError {
     match err {
-        DriverError::ImageMissing(image) => BayError::internal(format!(
-            "image {image:?} is not available on the container engine (build the runtime images with `./dev images`)"
-        )),
+        DriverError::ImageMissing(image) => {
+            BayError::internal(format!("image {image:?} is not available on the container engine (build the runtime images with `./dev images`)"))
+        }
         other => BayError::internal(format!("container engine error: {other}")),
     }
 }
@@ -204,9 +204,7 @@ impl SandboxManager {
                 let primary_name = profile.primary().name;
                 let primary = containers.iter().find(|c| c.name == primary_name).unwrap_or(&containers[0]);
                 let json = session_containers_json(&containers);
-                self.db
-                    .mark_session_running(&session.id, &primary.container_id, &primary.endpoint, Some(&json), now)
-                    .await?;
+                self.db.mark_session_running(&session.id, &primary.container_id, &primary.endpoint, Some(&json), now).await?;
                 self.db.touch_sandbox(&sandbox.id, now, Some(now + ids::secs(profile.idle_timeout))).await?;
                 let active = Arc::new(ActiveSession {
                     session_id: session.id.clone(),
@@ -264,10 +262,8 @@ impl SandboxManager {
             l.insert(labels::INSTANCE_ID.into(), self.instance_id.clone());
             self.driver.create_network(net, &l).await.map_err(driver_error)?;
         }
-        let launches = specs
-            .iter()
-            .map(|spec| self.launch_spec(sandbox, profile, spec, &session.id, volume, network))
-            .collect::<BayResult<Vec<_>>>()?;
+        let launches =
+            specs.iter().map(|spec| self.launch_spec(sandbox, profile, spec, &session.id, volume, network)).collect::<BayResult<Vec<_>>>()?;
         let creations = launches.iter().map(|launch| async move {
             let id = self.driver.create_container(launch).await.map_err(driver_error)?;
             created.lock().expect("created").push(id.clone());
@@ -343,11 +339,7 @@ impl SandboxManager {
                 }
             }
             if Instant::now() >= deadline {
-                return Err(BayError::session_not_ready(
-                    format!("Runtime failed to become ready: {last_error}"),
-                    sandbox_id,
-                    1000,
-                ));
+                return Err(BayError::session_not_ready(format!("Runtime failed to become ready: {last_error}"), sandbox_id, 1000));
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(250));

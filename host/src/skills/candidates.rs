@@ -215,12 +215,11 @@ impl Skills {
             return Err(BayError::validation("source_execution_ids must not be empty"));
         }
         for id in &new.source_execution_ids {
-            let found: Option<(String,)> =
-                sqlx::query_as(self.db.sql("SELECT id FROM execution_history WHERE id = $1 AND owner = $2"))
-                    .bind(id)
-                    .bind(owner)
-                    .fetch_optional(self.db.pool())
-                    .await?;
+            let found: Option<(String,)> = sqlx::query_as(self.db.sql("SELECT id FROM execution_history WHERE id = $1 AND owner = $2"))
+                .bind(id)
+                .bind(owner)
+                .fetch_optional(self.db.pool())
+                .await?;
             if found.is_none() {
                 return Err(BayError::validation(format!("Execution ID not found or not owned: {id}")));
             }
@@ -323,12 +322,11 @@ impl Skills {
     pub async fn evaluate_candidate(&self, owner: &str, candidate_id: &str, eval: NewEvaluation) -> BayResult<Evaluation> {
         let _guard = WRITES.lock().await;
         let mut tx = self.write_tx().await?;
-        let found: Option<(String,)> =
-            sqlx::query_as(self.db.sql("SELECT id FROM skill_candidates WHERE id = $1 AND owner = $2 AND is_deleted = 0"))
-                .bind(candidate_id)
-                .bind(owner)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let found: Option<(String,)> = sqlx::query_as(self.db.sql("SELECT id FROM skill_candidates WHERE id = $1 AND owner = $2 AND is_deleted = 0"))
+            .bind(candidate_id)
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await?;
         if found.is_none() {
             return Err(candidate_not_found(candidate_id));
         }
@@ -395,9 +393,9 @@ impl Skills {
         if !matches!(live, Some((0,))) {
             return Err(candidate_not_found(id));
         }
-        let active: Option<(String,)> = sqlx::query_as(self.db.sql(
-            "SELECT id FROM skill_releases WHERE owner = $1 AND candidate_id = $2 AND is_active = 1 AND is_deleted = 0 LIMIT 1",
-        ))
+        let active: Option<(String,)> = sqlx::query_as(
+            self.db.sql("SELECT id FROM skill_releases WHERE owner = $1 AND candidate_id = $2 AND is_active = 1 AND is_deleted = 0 LIMIT 1"),
+        )
         .bind(owner)
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -463,17 +461,33 @@ mod tests {
         assert_eq!(v["payload_ref"], "blob:blob-000000000000");
         assert!(v["postconditions"].is_null() && v["latest_score"].is_null() && v["latest_pass"].is_null());
         assert_eq!(serde_json::to_string(&v["preconditions"]).unwrap(), r#"{"a":2,"b":1}"#);
-        assert_eq!(
-            serde_json::to_string(&CandidateView::from(c.clone()).preconditions).unwrap(),
-            r#"{"b":1,"a":2}"#,
-            "stored in the order given"
-        );
+        assert_eq!(serde_json::to_string(&CandidateView::from(c.clone()).preconditions).unwrap(), r#"{"b":1,"a":2}"#, "stored in the order given");
         // Every key of the reference is present, nulls included.
         for key in [
-            "id", "skill_key", "scenario_key", "payload_ref", "skill_type", "auto_release_eligible", "auto_release_reason",
-            "summary", "usage_notes", "preconditions", "postconditions", "source_execution_ids", "status", "latest_score",
-            "latest_pass", "last_evaluated_at", "promotion_release_id", "created_by", "created_at", "updated_at",
-            "is_deleted", "deleted_at", "deleted_by", "delete_reason",
+            "id",
+            "skill_key",
+            "scenario_key",
+            "payload_ref",
+            "skill_type",
+            "auto_release_eligible",
+            "auto_release_reason",
+            "summary",
+            "usage_notes",
+            "preconditions",
+            "postconditions",
+            "source_execution_ids",
+            "status",
+            "latest_score",
+            "latest_pass",
+            "last_evaluated_at",
+            "promotion_release_id",
+            "created_by",
+            "created_at",
+            "updated_at",
+            "is_deleted",
+            "deleted_at",
+            "deleted_by",
+            "delete_reason",
         ] {
             assert!(v.get(key).is_some(), "{key}");
         }
@@ -515,7 +529,13 @@ mod tests {
             .evaluate_candidate(
                 "alice",
                 &c.id,
-                NewEvaluation { passed: true, score: Some(0.9), benchmark_id: Some("b1".into()), report: Some("ok".into()), evaluated_by: Some("alice".into()) },
+                NewEvaluation {
+                    passed: true,
+                    score: Some(0.9),
+                    benchmark_id: Some("b1".into()),
+                    report: Some("ok".into()),
+                    evaluated_by: Some("alice".into()),
+                },
             )
             .await
             .unwrap();

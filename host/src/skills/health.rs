@@ -244,7 +244,10 @@ mod tests {
         let v = serde_json::to_value(&h).unwrap();
         assert_eq!(v["samples"], 0);
         assert_eq!((v["success_rate"].as_f64(), v["error_rate"].as_f64()), (Some(0.0), Some(0.0)));
-        assert_eq!((v["baseline_success_rate"].as_f64(), v["baseline_error_rate"].as_f64(), &v["baseline_samples"]), (Some(1.0), Some(0.0), &serde_json::json!(0)));
+        assert_eq!(
+            (v["baseline_success_rate"].as_f64(), v["baseline_error_rate"].as_f64(), &v["baseline_samples"]),
+            (Some(1.0), Some(0.0), &serde_json::json!(0))
+        );
         assert_eq!(v["success_drop"].as_f64(), Some(1.0));
         assert_eq!(v["error_rate_multiplier"].as_f64(), Some(1.0));
         assert_eq!((&v["healthy"], &v["should_rollback"]), (&serde_json::json!(false), &serde_json::json!(false)));

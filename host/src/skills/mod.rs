@@ -24,8 +24,7 @@ pub use payloads::{PayloadCreated, PayloadView};
 pub use releases::{NewRelease, Release, ReleaseFilter, ReleaseView};
 
 /// Candidate lifecycle states.
-pub const CANDIDATE_STATUSES: [&str; 7] =
-    ["draft", "evaluating", "promoted", "promoted_canary", "promoted_stable", "rejected", "rolled_back"];
+pub const CANDIDATE_STATUSES: [&str; 7] = ["draft", "evaluating", "promoted", "promoted_canary", "promoted_stable", "rejected", "rolled_back"];
 
 /// Release stages.
 pub const RELEASE_STAGES: [&str; 2] = ["canary", "stable"];

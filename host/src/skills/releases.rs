@@ -132,11 +132,7 @@ pub struct ReleaseFilter {
 
 /// 400 unless `stage` is `canary` or `stable`.
 pub fn check_stage(stage: &str) -> BayResult<()> {
-    if RELEASE_STAGES.contains(&stage) {
-        Ok(())
-    } else {
-        Err(BayError::validation(format!("Invalid release stage: {stage}")))
-    }
+    if RELEASE_STAGES.contains(&stage) { Ok(()) } else { Err(BayError::validation(format!("Invalid release stage: {stage}"))) }
 }
 
 pub(crate) fn release_not_found(id: &str) -> BayError {
@@ -145,12 +141,11 @@ pub(crate) fn release_not_found(id: &str) -> BayError {
 
 impl Skills {
     async fn next_version(&self, tx: &mut Transaction<'static, Any>, owner: &str, skill_key: &str) -> sqlx::Result<i64> {
-        let (max,): (Option<i64>,) =
-            sqlx::query_as(self.db.sql("SELECT MAX(version) FROM skill_releases WHERE owner = $1 AND skill_key = $2"))
-                .bind(owner)
-                .bind(skill_key)
-                .fetch_one(&mut **tx)
-                .await?;
+        let (max,): (Option<i64>,) = sqlx::query_as(self.db.sql("SELECT MAX(version) FROM skill_releases WHERE owner = $1 AND skill_key = $2"))
+            .bind(owner)
+            .bind(skill_key)
+            .fetch_one(&mut **tx)
+            .await?;
         Ok(max.unwrap_or(0) + 1)
     }
 
@@ -195,9 +190,9 @@ impl Skills {
         check_stage(&new.stage)?;
         let _guard = WRITES.lock().await;
         let mut tx = self.write_tx().await?;
-        let candidate: Option<(String, String, Option<i64>)> = sqlx::query_as(self.db.sql(
-            "SELECT skill_key, skill_type, latest_pass FROM skill_candidates WHERE id = $1 AND owner = $2 AND is_deleted = 0",
-        ))
+        let candidate: Option<(String, String, Option<i64>)> = sqlx::query_as(
+            self.db.sql("SELECT skill_key, skill_type, latest_pass FROM skill_candidates WHERE id = $1 AND owner = $2 AND is_deleted = 0"),
+        )
         .bind(candidate_id)
         .bind(owner)
         .fetch_optional(&mut *tx)
@@ -264,9 +259,9 @@ impl Skills {
 
     /// The release a skill runs: active, live, highest version.
     pub async fn active_release(&self, owner: &str, skill_key: &str) -> BayResult<Option<Release>> {
-        Ok(sqlx::query_as(self.db.sql(select_release!(
-            "WHERE owner = $1 AND skill_key = $2 AND is_active = 1 AND is_deleted = 0 ORDER BY version DESC LIMIT 1"
-        )))
+        Ok(sqlx::query_as(
+            self.db.sql(select_release!("WHERE owner = $1 AND skill_key = $2 AND is_active = 1 AND is_deleted = 0 ORDER BY version DESC LIMIT 1")),
+        )
         .bind(owner)
         .bind(skill_key)
         .fetch_optional(self.db.pool())
@@ -315,9 +310,9 @@ impl Skills {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| release_not_found(release_id))?;
-        let previous: Option<Release> = sqlx::query_as(self.db.sql(select_release!(
-            "WHERE owner = $1 AND skill_key = $2 AND version < $3 AND is_deleted = 0 ORDER BY version DESC LIMIT 1"
-        )))
+        let previous: Option<Release> = sqlx::query_as(
+            self.db.sql(select_release!("WHERE owner = $1 AND skill_key = $2 AND version < $3 AND is_deleted = 0 ORDER BY version DESC LIMIT 1")),
+        )
         .bind(owner)
         .bind(&current.skill_key)
         .bind(current.version)

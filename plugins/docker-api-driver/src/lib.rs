@@ -19,9 +19,7 @@ wit_bindgen::generate!({
 });
 
 use bay::plugin::http::{self, Method, Request, RequestBody};
-use exports::bay::plugin::driver::{
-    ContainerSpec, ContainerState, ContainerStatus, DriverError, DriverInfo, Guest, Instance, Labels, Named,
-};
+use exports::bay::plugin::driver::{ContainerSpec, ContainerState, ContainerStatus, DriverError, DriverInfo, Guest, Instance, Labels, Named};
 
 struct DockerApi;
 

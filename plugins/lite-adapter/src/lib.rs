@@ -25,17 +25,12 @@ fn runtime_error(e: AdapterError) -> AdapterError {
 }
 
 fn detail(f: &RuntimeFailure) -> String {
-    serde_json::from_str::<Value>(&f.body)
-        .ok()
-        .and_then(|v| v["detail"].as_str().map(String::from))
-        .unwrap_or_else(|| f.message.clone())
+    serde_json::from_str::<Value>(&f.body).ok().and_then(|v| v["detail"].as_str().map(String::from)).unwrap_or_else(|| f.message.clone())
 }
 
 impl RuntimeAdapter for Lite {
     fn describe() -> AdapterInfo {
-        AdapterInfo::new("lite", env!("CARGO_PKG_VERSION"))
-            .capability("shell", &["exec"])
-            .capability("filesystem", &["read", "write"])
+        AdapterInfo::new("lite", env!("CARGO_PKG_VERSION")).capability("shell", &["exec"]).capability("filesystem", &["read", "write"])
     }
 
     fn shell_exec(req: ShellExecRequest) -> Result<ShellExecResult, AdapterError> {
@@ -54,10 +49,7 @@ impl RuntimeAdapter for Lite {
 
     fn file_read(path: String) -> Result<String, AdapterError> {
         let out: Value = RUNTIME.post_json("/files/read", &json!({ "path": path }), 30).map_err(runtime_error)?;
-        out["content"]
-            .as_str()
-            .map(String::from)
-            .ok_or_else(|| AdapterError::BadResponse("the runtime's answer has no `content`".into()))
+        out["content"].as_str().map(String::from).ok_or_else(|| AdapterError::BadResponse("the runtime's answer has no `content`".into()))
     }
 
     fn file_write(req: FileWriteRequest) -> Result<(), AdapterError> {

@@ -19,16 +19,7 @@ pub struct Request {
 
 impl Request {
     pub fn new(method: Method, url: &str) -> Request {
-        Request {
-            inner: wit::Request {
-                method,
-                url: url.into(),
-                query: vec![],
-                headers: vec![],
-                body: RequestBody::Empty,
-                timeout_ms: None,
-            },
-        }
+        Request { inner: wit::Request { method, url: url.into(), query: vec![], headers: vec![], body: RequestBody::Empty, timeout_ms: None } }
     }
 
     pub fn query(mut self, key: &str, value: &str) -> Request {
@@ -81,8 +72,7 @@ impl Response {
 
     /// Parses the body as JSON; a mismatch is a `bad-response` error.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, AdapterError> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| AdapterError::BadResponse(format!("unexpected response from the runtime: {e}")))
+        serde_json::from_slice(&self.body).map_err(|e| AdapterError::BadResponse(format!("unexpected response from the runtime: {e}")))
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -120,27 +110,19 @@ impl Runtime {
             wit::HttpError::Unreachable(m) => AdapterError::Unreachable(format!("{} request error: {m}", self.label)),
             wit::HttpError::Timeout => AdapterError::Timeout(format!("{} request timed out: {url}", self.label)),
             wit::HttpError::InvalidRequest(m) => AdapterError::InvalidRequest(m),
-            wit::HttpError::TooLarge(n) => {
-                AdapterError::BadResponse(format!("{} response too large ({n} bytes)", self.label))
-            }
+            wit::HttpError::TooLarge(n) => AdapterError::BadResponse(format!("{} response too large ({n} bytes)", self.label)),
         }
     }
 
     /// The error for a runtime answer with status >= 400.
     pub fn failure(&self, status: u16, body: &[u8]) -> AdapterError {
-        AdapterError::Runtime(RuntimeFailure {
-            status,
-            message: format!("{} request failed: {status}", self.label),
-            body: snippet(body),
-        })
+        AdapterError::Runtime(RuntimeFailure { status, message: format!("{} request failed: {status}", self.label), body: snippet(body) })
     }
 
     /// Sends a request and reads the response, whatever its status.
     pub fn send_raw(&self, req: Request) -> Result<Response, AdapterError> {
         let url = req.inner.url.clone();
-        wit::send(req.inner)
-            .map(|r| Response { status: r.status, headers: r.headers, body: r.body })
-            .map_err(|e| self.transport(&url, e))
+        wit::send(req.inner).map(|r| Response { status: r.status, headers: r.headers, body: r.body }).map_err(|e| self.transport(&url, e))
     }
 
     /// Sends a request; a status >= 400 is an error.
@@ -165,12 +147,7 @@ impl Runtime {
     }
 
     /// `POST` a JSON body and parse the JSON answer.
-    pub fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-        timeout_secs: u32,
-    ) -> Result<T, AdapterError> {
+    pub fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(&self, path: &str, body: &B, timeout_secs: u32) -> Result<T, AdapterError> {
         self.send(Request::new(Method::Post, path).json(body).timeout_secs(timeout_secs))?.json()
     }
 }
@@ -190,11 +167,5 @@ pub(crate) fn default_meta() -> Result<RuntimeMeta, AdapterError> {
         serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
         _ => vec![],
     };
-    Ok(RuntimeMeta {
-        name: field("name"),
-        version: field("version"),
-        api_version: field("api_version"),
-        capabilities,
-        raw: resp.text(),
-    })
+    Ok(RuntimeMeta { name: field("name"), version: field("version"), api_version: field("api_version"), capabilities, raw: resp.text() })
 }

@@ -56,19 +56,18 @@ pub use bindings::bay::plugin::http::Body;
 pub use bindings::bay::plugin::log::Level;
 pub use bindings::bay::plugin::types::{AdapterError, AdapterInfo, Capability, RuntimeFailure};
 pub use bindings::exports::bay::plugin::adapter::{
-    BrowserBatchRequest, BrowserBatchResult, BrowserExecRequest, BrowserExecResult, BrowserStep, CapabilityRequest,
-    CapabilityResponse, CustomRequest, Download, FileEntry, FileUploadRequest, FileWriteRequest, HealthStatus, Image,
-    PythonExecRequest, PythonExecResult, RuntimeMeta, ShellExecRequest, ShellExecResult, UploadResult,
+    BrowserBatchRequest, BrowserBatchResult, BrowserExecRequest, BrowserExecResult, BrowserStep, CapabilityRequest, CapabilityResponse,
+    CustomRequest, Download, FileEntry, FileUploadRequest, FileWriteRequest, HealthStatus, Image, PythonExecRequest, PythonExecResult, RuntimeMeta,
+    ShellExecRequest, ShellExecResult, UploadResult,
 };
 pub use http::{Method, Request, Response, Runtime};
 
 /// Everything an adapter usually needs.
 pub mod prelude {
     pub use super::{
-        AdapterError, AdapterInfo, Body, BrowserBatchRequest, BrowserBatchResult, BrowserExecRequest, BrowserExecResult,
-        BrowserStep, Capability, CustomRequest, Download, FileEntry, FileUploadRequest, FileWriteRequest, HealthStatus,
-        Image, PythonExecRequest, PythonExecResult, RuntimeAdapter, RuntimeFailure, RuntimeMeta, ShellExecRequest,
-        ShellExecResult, UploadResult, log,
+        AdapterError, AdapterInfo, Body, BrowserBatchRequest, BrowserBatchResult, BrowserExecRequest, BrowserExecResult, BrowserStep, Capability,
+        CustomRequest, Download, FileEntry, FileUploadRequest, FileWriteRequest, HealthStatus, Image, PythonExecRequest, PythonExecResult,
+        RuntimeAdapter, RuntimeFailure, RuntimeMeta, ShellExecRequest, ShellExecResult, UploadResult, log,
     };
     pub use crate::http::{Method, Request, Response, Runtime};
     pub use serde_json::{Value, json};
@@ -81,10 +80,7 @@ impl AdapterInfo {
 
     /// Adds a capability and the operations of it the adapter serves.
     pub fn capability(mut self, name: &str, operations: &[&str]) -> AdapterInfo {
-        self.capabilities.push(Capability {
-            name: name.into(),
-            operations: operations.iter().map(|s| s.to_string()).collect(),
-        });
+        self.capabilities.push(Capability { name: name.into(), operations: operations.iter().map(|s| s.to_string()).collect() });
         self
     }
 }

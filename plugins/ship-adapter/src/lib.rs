@@ -82,11 +82,8 @@ impl RuntimeAdapter for Ship {
     }
 
     fn python_exec(req: PythonExecRequest) -> Result<PythonExecResult, AdapterError> {
-        let r: IpythonResult = SHIP.post_json(
-            "/ipython/exec",
-            &json!({ "code": req.code, "timeout": req.timeout_s, "silent": false }),
-            req.timeout_s + EXEC_MARGIN,
-        )?;
+        let r: IpythonResult =
+            SHIP.post_json("/ipython/exec", &json!({ "code": req.code, "timeout": req.timeout_s, "silent": false }), req.timeout_s + EXEC_MARGIN)?;
         let output = r.output.unwrap_or(IpythonOutput { text: String::new(), images: vec![] });
         let images = output
             .images
@@ -94,13 +91,7 @@ impl RuntimeAdapter for Ship {
             .flat_map(|m| m.into_iter())
             .filter_map(|(mime, data)| Some(Image { mime_type: mime, data_base64: data.as_str()?.to_owned() }))
             .collect();
-        Ok(PythonExecResult {
-            success: r.success,
-            execution_count: r.execution_count,
-            text: output.text,
-            images,
-            error: r.error,
-        })
+        Ok(PythonExecResult { success: r.success, execution_count: r.execution_count, text: output.text, images, error: r.error })
     }
 
     fn shell_exec(req: ShellExecRequest) -> Result<ShellExecResult, AdapterError> {
@@ -120,15 +111,11 @@ impl RuntimeAdapter for Ship {
 
     fn file_read(path: String) -> Result<String, AdapterError> {
         let v: Value = missing_is_not_found(SHIP.post_json("/fs/read_file", &json!({ "path": &path }), FS_TIMEOUT), &path)?;
-        v["content"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| AdapterError::BadResponse("Ship read_file answered without content".into()))
+        v["content"].as_str().map(str::to_owned).ok_or_else(|| AdapterError::BadResponse("Ship read_file answered without content".into()))
     }
 
     fn file_write(req: FileWriteRequest) -> Result<(), AdapterError> {
-        let _: Value =
-            SHIP.post_json("/fs/write_file", &json!({ "path": req.path, "content": req.content, "mode": "w" }), FS_TIMEOUT)?;
+        let _: Value = SHIP.post_json("/fs/write_file", &json!({ "path": req.path, "content": req.content, "mode": "w" }), FS_TIMEOUT)?;
         Ok(())
     }
 
@@ -159,12 +146,7 @@ impl RuntimeAdapter for Ship {
     fn file_upload(req: FileUploadRequest) -> Result<UploadResult, AdapterError> {
         let size_hint = req.content.size_hint();
         let body = RequestBody::Multipart(vec![
-            FormPart {
-                name: "file_path".into(),
-                filename: None,
-                content_type: None,
-                value: PartValue::Text(req.path.clone()),
-            },
+            FormPart { name: "file_path".into(), filename: None, content_type: None, value: PartValue::Text(req.path.clone()) },
             FormPart {
                 name: "file".into(),
                 filename: Some("file".into()),
@@ -188,9 +170,7 @@ impl RuntimeAdapter for Ship {
     }
 
     fn file_download(path: String) -> Result<Download, AdapterError> {
-        let resp = SHIP.send_streamed(
-            Request::new(Method::Get, "/fs/download").query("file_path", &path).timeout_secs(FS_TIMEOUT),
-        )?;
+        let resp = SHIP.send_streamed(Request::new(Method::Get, "/fs/download").query("file_path", &path).timeout_secs(FS_TIMEOUT))?;
         match resp.status {
             200..=299 => {
                 let size = resp.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse().ok());

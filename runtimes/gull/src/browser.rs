@@ -48,12 +48,7 @@ const PIPE_GRACE: Duration = Duration::from_millis(500);
 const SINGLETON_FILES: &[&str] = &["SingletonLock", "SingletonSocket", "SingletonCookie"];
 /// Environment variables that make the CLI (re)launch a browser; removed for
 /// Gull's own `close`, which must not start Chromium just to close it.
-const LAUNCH_ENV: &[&str] = &[
-    "AGENT_BROWSER_EXECUTABLE_PATH",
-    "AGENT_BROWSER_ARGS",
-    "AGENT_BROWSER_PROFILE",
-    "AGENT_BROWSER_USER_AGENT",
-];
+const LAUNCH_ENV: &[&str] = &["AGENT_BROWSER_EXECUTABLE_PATH", "AGENT_BROWSER_ARGS", "AGENT_BROWSER_PROFILE", "AGENT_BROWSER_USER_AGENT"];
 
 /// What one CLI run produced (the `/exec` response body).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -65,11 +60,7 @@ pub struct RunOutput {
 
 impl RunOutput {
     pub fn failed(exit_code: i32, stderr: impl Into<String>) -> Self {
-        Self {
-            stdout: String::new(),
-            stderr: stderr.into(),
-            exit_code,
-        }
+        Self { stdout: String::new(), stderr: stderr.into(), exit_code }
     }
 }
 
@@ -111,20 +102,11 @@ impl AgentBrowser {
         let mut env = vec![
             // agent-browser's colour switch (any value disables colours).
             ("NO_COLOR".to_string(), "1".to_string()),
-            (
-                "AGENT_BROWSER_SOCKET_DIR".into(),
-                cfg.socket_dir.to_string_lossy().into_owned(),
-            ),
-            (
-                "AGENT_BROWSER_EXECUTABLE_PATH".into(),
-                cfg.chromium.to_string_lossy().into_owned(),
-            ),
+            ("AGENT_BROWSER_SOCKET_DIR".into(), cfg.socket_dir.to_string_lossy().into_owned()),
+            ("AGENT_BROWSER_EXECUTABLE_PATH".into(), cfg.chromium.to_string_lossy().into_owned()),
             // Split by agent-browser at newlines (and commas).
             ("AGENT_BROWSER_ARGS".into(), cfg.chromium_args.join("\n")),
-            (
-                "AGENT_BROWSER_PROFILE".into(),
-                cfg.profile_dir.to_string_lossy().into_owned(),
-            ),
+            ("AGENT_BROWSER_PROFILE".into(), cfg.profile_dir.to_string_lossy().into_owned()),
         ];
         if let Some(ua) = &cfg.user_agent {
             env.push(("AGENT_BROWSER_USER_AGENT".into(), ua.clone()));
@@ -140,8 +122,7 @@ impl AgentBrowser {
 
     /// pid of `session`'s daemon when it is alive (from its pid file).
     pub fn daemon_pid(&self, session: &str) -> Option<i32> {
-        let text =
-            std::fs::read_to_string(self.cfg.socket_dir.join(format!("{session}.pid"))).ok()?;
+        let text = std::fs::read_to_string(self.cfg.socket_dir.join(format!("{session}.pid"))).ok()?;
         let pid: i32 = text.trim().parse().ok()?;
         (pid > 0 && process_alive(pid)).then_some(pid)
     }
@@ -195,8 +176,7 @@ impl AgentBrowser {
         };
         let out = {
             let _gate = self.launch_gate.lock().await;
-            self.spawn_cli(session, &["close".to_string()], close_timeout, false)
-                .await
+            self.spawn_cli(session, &["close".to_string()], close_timeout, false).await
         };
         if out.exit_code != 0 {
             warn!(session, exit_code = out.exit_code, stderr = %out.stderr.trim(), "browser close failed");
@@ -209,12 +189,7 @@ impl AgentBrowser {
             // long one. Ask Chromium itself to close over its DevTools port:
             // only a clean close writes the cookies of the last 30 s (a
             // SIGTERM'd Chromium exits without saving them).
-            match tokio::time::timeout(
-                Duration::from_secs(1),
-                cdp_browser_close(&self.cfg.profile_dir),
-            )
-            .await
-            {
+            match tokio::time::timeout(Duration::from_secs(1), cdp_browser_close(&self.cfg.profile_dir)).await {
                 Ok(Ok(())) => info!("asked Chromium to close over DevTools"),
                 Ok(Err(e)) => warn!(error = %e, "cannot close Chromium over DevTools"),
                 Err(_) => warn!("closing Chromium over DevTools timed out"),
@@ -229,10 +204,7 @@ impl AgentBrowser {
             if !process_alive(pid) {
                 break;
             }
-            warn!(
-                pid,
-                sig, "browser daemon still running; signalling its process group"
-            );
+            warn!(pid, sig, "browser daemon still running; signalling its process group");
             kill_group(pid, sig);
             wait_gone(pid, wait).await;
         }
@@ -241,13 +213,7 @@ impl AgentBrowser {
 
     /// One CLI run: own process group, no stdin, bounded output capture,
     /// killed (the whole group) at the timeout or when the request is dropped.
-    async fn spawn_cli(
-        &self,
-        session: &str,
-        args: &[String],
-        timeout: Duration,
-        launch: bool,
-    ) -> RunOutput {
+    async fn spawn_cli(&self, session: &str, args: &[String], timeout: Duration, launch: bool) -> RunOutput {
         let mut cmd = tokio::process::Command::new(&self.cfg.agent_browser);
         cmd.arg("--session")
             .arg(session)
@@ -266,13 +232,7 @@ impl AgentBrowser {
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return RunOutput::failed(
-                    -1,
-                    format!(
-                        "agent-browser not found at {}. Is it installed?",
-                        self.cfg.agent_browser.display()
-                    ),
-                );
+                return RunOutput::failed(-1, format!("agent-browser not found at {}. Is it installed?", self.cfg.agent_browser.display()));
             }
             Err(e) => return RunOutput::failed(-1, format!("Failed to execute command: {e}")),
         };
@@ -282,11 +242,7 @@ impl AgentBrowser {
         }
         // Kills the group if this future is dropped (client went away) and
         // forgets it when the command is done.
-        let mut guard = GroupGuard {
-            set: self.running.clone(),
-            pgid,
-            armed: true,
-        };
+        let mut guard = GroupGuard { set: self.running.clone(), pgid, armed: true };
         let out = Arc::new(StdMutex::new(Capture::default()));
         let err = Arc::new(StdMutex::new(Capture::default()));
         let mut pumps = Vec::new();
@@ -311,41 +267,19 @@ impl AgentBrowser {
         let stdout = strip_ansi(&take_capture(&out));
         let stderr = strip_ansi(&take_capture(&err));
         if self.shutting_down.load(Ordering::SeqCst) && !matches!(&status, Ok(st) if st.success()) {
-            return RunOutput {
-                stdout,
-                stderr: "Command interrupted: the browser runtime is shutting down".into(),
-                exit_code: -1,
-            };
+            return RunOutput { stdout, stderr: "Command interrupted: the browser runtime is shutting down".into(), exit_code: -1 };
         }
         if timed_out {
-            return RunOutput {
-                stdout,
-                stderr: format!(
-                    "Command timed out after {}s",
-                    format_secs(timeout.as_secs_f64())
-                ),
-                exit_code: -1,
-            };
+            return RunOutput { stdout, stderr: format!("Command timed out after {}s", format_secs(timeout.as_secs_f64())), exit_code: -1 };
         }
         let exit_code = match status {
             // Like Python's returncode: -N when killed by signal N.
-            Ok(st) => st
-                .code()
-                .or_else(|| std::os::unix::process::ExitStatusExt::signal(&st).map(|s| -s))
-                .unwrap_or(-1),
+            Ok(st) => st.code().or_else(|| std::os::unix::process::ExitStatusExt::signal(&st).map(|s| -s)).unwrap_or(-1),
             Err(e) => {
-                return RunOutput {
-                    stdout,
-                    stderr: format!("Failed to wait for command: {e}"),
-                    exit_code: -1,
-                };
+                return RunOutput { stdout, stderr: format!("Failed to wait for command: {e}"), exit_code: -1 };
             }
         };
-        RunOutput {
-            stdout,
-            stderr,
-            exit_code,
-        }
+        RunOutput { stdout, stderr, exit_code }
     }
 }
 
@@ -358,13 +292,7 @@ impl Browser for AgentBrowser {
         // alone, after clearing the previous container's profile locks.
         let _gate = if self.daemon_pid(&session).is_none() {
             let Ok(gate) = tokio::time::timeout_at(deadline, self.launch_gate.lock()).await else {
-                return RunOutput::failed(
-                    -1,
-                    format!(
-                        "Command timed out after {}s",
-                        format_secs(timeout.as_secs_f64())
-                    ),
-                );
+                return RunOutput::failed(-1, format!("Command timed out after {}s", format_secs(timeout.as_secs_f64())));
             };
             if self.daemon_pid(&session).is_none() {
                 self.remove_stale_locks();
@@ -377,14 +305,8 @@ impl Browser for AgentBrowser {
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let t = std::time::Instant::now();
-        let out = self
-            .spawn_cli(&session, &args, left.max(Duration::from_millis(1)), true)
-            .await;
-        debug!(
-            ms = t.elapsed().as_millis() as u64,
-            exit_code = out.exit_code,
-            "agent-browser done"
-        );
+        let out = self.spawn_cli(&session, &args, left.max(Duration::from_millis(1)), true).await;
+        debug!(ms = t.elapsed().as_millis() as u64, exit_code = out.exit_code, "agent-browser done");
         out
     }
 
@@ -395,10 +317,7 @@ impl Browser for AgentBrowser {
     fn status(&self) -> BrowserStatus {
         match self.daemon_pid(&self.cfg.session) {
             None => BrowserStatus::default(),
-            Some(pid) => BrowserStatus {
-                active: true,
-                ready: chromium_child(pid).is_some(),
-            },
+            Some(pid) => BrowserStatus { active: true, ready: chromium_child(pid).is_some() },
         }
     }
 }
@@ -428,15 +347,12 @@ fn proc_ppid_comm(stat: &str) -> Option<(i32, &str)> {
 /// The live Chromium (browser process) that is a child of `pid` (the daemon).
 fn chromium_child(pid: i32) -> Option<i32> {
     let rd = std::fs::read_dir("/proc").ok()?;
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .find(|child| {
-            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
-                proc_state(&stat).is_some_and(|s| s != 'Z' && s != 'X')
-                    && proc_ppid_comm(&stat)
-                        .is_some_and(|(ppid, comm)| ppid == pid && comm.contains("chrom"))
-            })
+    rd.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()).find(|child| {
+        std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+            proc_state(&stat).is_some_and(|s| s != 'Z' && s != 'X')
+                && proc_ppid_comm(&stat).is_some_and(|(ppid, comm)| ppid == pid && comm.contains("chrom"))
         })
+    })
 }
 
 /// Sends `Browser.close` to the Chromium using `profile_dir`, through the
@@ -444,29 +360,16 @@ fn chromium_child(pid: i32) -> Option<i32> {
 /// handshake, one masked text frame).
 async fn cdp_browser_close(profile_dir: &Path) -> Result<(), String> {
     use tokio::io::AsyncWriteExt;
-    let text = tokio::fs::read_to_string(profile_dir.join("DevToolsActivePort"))
-        .await
-        .map_err(|e| format!("DevToolsActivePort: {e}"))?;
+    let text = tokio::fs::read_to_string(profile_dir.join("DevToolsActivePort")).await.map_err(|e| format!("DevToolsActivePort: {e}"))?;
     let mut lines = text.lines();
-    let port: u16 = lines
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .ok_or("no DevTools port")?;
-    let path = lines
-        .next()
-        .map(str::trim)
-        .filter(|p| p.starts_with('/'))
-        .ok_or("no DevTools path")?;
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(|e| e.to_string())?;
+    let port: u16 = lines.next().and_then(|l| l.trim().parse().ok()).ok_or("no DevTools port")?;
+    let path = lines.next().map(str::trim).filter(|p| p.starts_with('/')).ok_or("no DevTools path")?;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: Z3VsbC1jbG9zZS1ub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
-    s.write_all(req.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+    s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
     let mut head = Vec::new();
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -477,17 +380,9 @@ async fn cdp_browser_close(profile_dir: &Path) -> Result<(), String> {
         head.extend_from_slice(&chunk[..n]);
     }
     if !head.starts_with(b"HTTP/1.1 101") {
-        return Err(format!(
-            "handshake refused: {}",
-            String::from_utf8_lossy(&head).lines().next().unwrap_or("")
-        ));
+        return Err(format!("handshake refused: {}", String::from_utf8_lossy(&head).lines().next().unwrap_or("")));
     }
-    s.write_all(&ws_text_frame(
-        br#"{"id":1,"method":"Browser.close"}"#,
-        [0x67, 0x75, 0x6c, 0x6c],
-    ))
-    .await
-    .map_err(|e| e.to_string())?;
+    s.write_all(&ws_text_frame(br#"{"id":1,"method":"Browser.close"}"#, [0x67, 0x75, 0x6c, 0x6c])).await.map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -506,25 +401,15 @@ fn group_has_others(pgid: i32) -> bool {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return false;
     };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|p| *p != pgid)
-        .any(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|stat| {
-                proc_state(&stat).is_some_and(|s| s != 'Z' && s != 'X')
-                    && proc_pgrp(&stat) == Some(pgid)
-            })
-        })
+    rd.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()).filter(|p| *p != pgid).any(|p| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .is_ok_and(|stat| proc_state(&stat).is_some_and(|s| s != 'Z' && s != 'X') && proc_pgrp(&stat) == Some(pgid))
+    })
 }
 
 /// Process group from a `/proc/<pid>/stat` line.
 fn proc_pgrp(stat: &str) -> Option<i32> {
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(2)?
-        .parse()
-        .ok()
+    stat.rsplit_once(')')?.1.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// Waits up to `ms` for `pid` to exit (or become a zombie).
@@ -571,10 +456,7 @@ struct Capture {
 }
 
 /// Reads a pipe to EOF, storing at most [`MAX_CAPTURE`] bytes.
-fn spawn_pump<R: AsyncRead + Unpin + Send + 'static>(
-    mut r: R,
-    cap: Arc<StdMutex<Capture>>,
-) -> JoinHandle<()> {
+fn spawn_pump<R: AsyncRead + Unpin + Send + 'static>(mut r: R, cap: Arc<StdMutex<Capture>>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
@@ -655,14 +537,10 @@ mod tests {
         let vars = [
             ("GULL_AGENT_BROWSER_BIN", bin.to_string_lossy().into_owned()),
             ("BAY_WORKSPACE_PATH", ws.to_string_lossy().into_owned()),
-            (
-                "AGENT_BROWSER_SOCKET_DIR",
-                dir.join("sock").to_string_lossy().into_owned(),
-            ),
+            ("AGENT_BROWSER_SOCKET_DIR", dir.join("sock").to_string_lossy().into_owned()),
             ("BAY_SANDBOX_ID", "sb-1".into()),
         ];
-        let cfg =
-            Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()));
+        let cfg = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()));
         cfg.prepare_dirs().unwrap();
         Arc::new(cfg)
     }
@@ -675,25 +553,10 @@ mod tests {
             r#"printf '\033[32m✓\033[0m %s|' "$@"; printf '%s|%s|%s' "$NO_COLOR" "$AGENT_BROWSER_PROFILE" "$(pwd)"; echo "$AGENT_BROWSER_ARGS" | tr '\n' ',' >&2; exit 3"#,
         );
         let ab = AgentBrowser::new(cfg.clone());
-        let out = ab
-            .run(
-                vec!["fill".into(), "@e1".into(), "a b".into()],
-                Duration::from_secs(5),
-            )
-            .await;
+        let out = ab.run(vec!["fill".into(), "@e1".into(), "a b".into()], Duration::from_secs(5)).await;
         assert_eq!(out.exit_code, 3);
-        assert_eq!(
-            out.stdout,
-            format!(
-                "✓ --session|✓ sb-1|✓ fill|✓ @e1|✓ a b|1|{}|{}",
-                cfg.profile_dir.display(),
-                cfg.workspace.display()
-            )
-        );
-        assert_eq!(
-            out.stderr,
-            "--no-sandbox,--disable-gpu,--disable-dev-shm-usage,--disk-cache-dir=/tmp/gull-chromium-cache,"
-        );
+        assert_eq!(out.stdout, format!("✓ --session|✓ sb-1|✓ fill|✓ @e1|✓ a b|1|{}|{}", cfg.profile_dir.display(), cfg.workspace.display()));
+        assert_eq!(out.stderr, "--no-sandbox,--disable-gpu,--disable-dev-shm-usage,--disk-cache-dir=/tmp/gull-chromium-cache,");
     }
 
     #[tokio::test]
@@ -702,14 +565,8 @@ mod tests {
         let cfg = fake_cli(d.path(), "echo started; sleep 30 & sleep 30");
         let ab = AgentBrowser::new(cfg);
         let t = std::time::Instant::now();
-        let out = ab
-            .run(vec!["wait".into()], Duration::from_millis(500))
-            .await;
-        assert!(
-            t.elapsed() < Duration::from_secs(3),
-            "took {:?}",
-            t.elapsed()
-        );
+        let out = ab.run(vec!["wait".into()], Duration::from_millis(500)).await;
+        assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
         assert_eq!(out.exit_code, -1);
         assert_eq!(out.stderr, "Command timed out after 0.5s");
         assert_eq!(out.stdout, "started\n");
@@ -717,9 +574,7 @@ mod tests {
 
         let mut cfg = (*fake_cli(d.path(), "true")).clone();
         cfg.agent_browser = d.path().join("missing");
-        let out = AgentBrowser::new(Arc::new(cfg))
-            .run(vec![], Duration::from_secs(1))
-            .await;
+        let out = AgentBrowser::new(Arc::new(cfg)).run(vec![], Duration::from_secs(1)).await;
         assert_eq!(out.exit_code, -1);
         assert!(out.stderr.contains("not found"), "{}", out.stderr);
     }
@@ -732,23 +587,14 @@ mod tests {
         std::os::unix::fs::symlink("old-host-123", &lock).unwrap();
         let ab = AgentBrowser::new(cfg.clone());
         // A live daemon (this test process) owns the session: locks stay.
-        std::fs::write(
-            cfg.socket_dir.join("sb-1.pid"),
-            std::process::id().to_string(),
-        )
-        .unwrap();
+        std::fs::write(cfg.socket_dir.join("sb-1.pid"), std::process::id().to_string()).unwrap();
         assert!(ab.status().active);
-        ab.run(vec!["get".into(), "title".into()], Duration::from_secs(5))
-            .await;
+        ab.run(vec!["get".into(), "title".into()], Duration::from_secs(5)).await;
         assert!(std::fs::symlink_metadata(&lock).is_ok());
         // Dead daemon: the next command clears them first.
         std::fs::write(cfg.socket_dir.join("sb-1.pid"), i32::MAX.to_string()).unwrap();
         assert_eq!(ab.status(), BrowserStatus::default());
-        ab.run(
-            vec!["open".into(), "about:blank".into()],
-            Duration::from_secs(5),
-        )
-        .await;
+        ab.run(vec!["open".into(), "about:blank".into()], Duration::from_secs(5)).await;
         assert!(std::fs::symlink_metadata(&lock).is_err());
         // close without a daemon does not run the CLI.
         assert_eq!(ab.close("sb-1").await, RunOutput::default());
@@ -758,9 +604,7 @@ mod tests {
     async fn output_is_capped() {
         let d = tempfile::tempdir().unwrap();
         let cfg = fake_cli(d.path(), "head -c 9000000 /dev/zero | tr '\\0' x");
-        let out = AgentBrowser::new(cfg)
-            .run(vec![], Duration::from_secs(10))
-            .await;
+        let out = AgentBrowser::new(cfg).run(vec![], Duration::from_secs(10)).await;
         assert_eq!(out.exit_code, 0);
         assert_eq!(out.stdout.len(), MAX_CAPTURE + TRUNCATED_MARKER.len());
         assert!(out.stdout.ends_with(TRUNCATED_MARKER));

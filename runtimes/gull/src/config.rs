@@ -15,12 +15,7 @@ use crate::text::split_command;
 /// cache goes to `/tmp` rather than into the profile on the cargo, where it
 /// would eat the user's space (cookies, localStorage and IndexedDB stay in
 /// the profile).
-pub const BASE_CHROMIUM_ARGS: &[&str] = &[
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disk-cache-dir=/tmp/gull-chromium-cache",
-];
+pub const BASE_CHROMIUM_ARGS: &[&str] = &["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disk-cache-dir=/tmp/gull-chromium-cache"];
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -54,20 +49,10 @@ impl Config {
 
     /// Testable core of [`Config::from_env`].
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
-        let non_empty = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let non_empty = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let workspace = PathBuf::from(non_empty("BAY_WORKSPACE_PATH").unwrap_or("/workspace".into()));
         let workspace =
-            PathBuf::from(non_empty("BAY_WORKSPACE_PATH").unwrap_or("/workspace".into()));
-        let workspace = if workspace.is_absolute() {
-            workspace
-        } else {
-            std::env::current_dir()
-                .unwrap_or_else(|_| PathBuf::from("/"))
-                .join(workspace)
-        };
+            if workspace.is_absolute() { workspace } else { std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")).join(workspace) };
         let port = match non_empty("GULL_PORT").map(|p| p.parse::<u16>()) {
             Some(Ok(p)) => p,
             Some(Err(_)) => {
@@ -76,19 +61,14 @@ impl Config {
             }
             None => 8115,
         };
-        let session = non_empty("BAY_SANDBOX_ID")
-            .or_else(|| non_empty("SANDBOX_ID"))
-            .unwrap_or_else(|| "default".into());
+        let session = non_empty("BAY_SANDBOX_ID").or_else(|| non_empty("SANDBOX_ID")).unwrap_or_else(|| "default".into());
         let agent_browser = non_empty("GULL_AGENT_BROWSER_BIN")
             .map(PathBuf::from)
             .or_else(|| find_in_path("agent-browser", get("PATH").as_deref()))
             .unwrap_or_else(|| PathBuf::from("/usr/local/bin/agent-browser"));
         let (chromium_args, user_agent) = chromium_args(get("GULL_CHROMIUM_ARGS").as_deref());
         if let Some(mode) = non_empty("GULL_MODE").filter(|m| m != "single") {
-            warn!(
-                mode,
-                "only GULL_MODE=single is supported; running in single mode"
-            );
+            warn!(mode, "only GULL_MODE=single is supported; running in single mode");
         }
         Self {
             host: non_empty("GULL_HOST").unwrap_or("0.0.0.0".into()),
@@ -97,17 +77,11 @@ impl Config {
             workspace,
             session,
             agent_browser,
-            chromium: PathBuf::from(
-                non_empty("GULL_CHROMIUM_BIN").unwrap_or("/usr/bin/chromium".into()),
-            ),
+            chromium: PathBuf::from(non_empty("GULL_CHROMIUM_BIN").unwrap_or("/usr/bin/chromium".into())),
             chromium_args,
             user_agent,
-            socket_dir: PathBuf::from(
-                non_empty("AGENT_BROWSER_SOCKET_DIR").unwrap_or("/tmp/agent-browser".into()),
-            ),
-            skills_dir: PathBuf::from(
-                non_empty("GULL_SKILLS_DIR").unwrap_or("/opt/gull/skills".into()),
-            ),
+            socket_dir: PathBuf::from(non_empty("AGENT_BROWSER_SOCKET_DIR").unwrap_or("/tmp/agent-browser".into())),
+            skills_dir: PathBuf::from(non_empty("GULL_SKILLS_DIR").unwrap_or("/opt/gull/skills".into())),
         }
     }
 
@@ -150,11 +124,7 @@ pub fn chromium_args(extra: Option<&str>) -> (Vec<String>, Option<String>) {
 }
 
 fn find_in_path(name: &str, path: Option<&str>) -> Option<PathBuf> {
-    path?
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(name))
-        .find(|p| is_executable(p))
+    path?.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(name)).find(|p| is_executable(p))
 }
 
 /// Whether this process may execute `path` (a regular file with `x` for us).
@@ -218,10 +188,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg_from(vars: &[(&str, &str)]) -> Config {
-        let m: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| m.get(k).cloned())
     }
 
@@ -233,10 +200,7 @@ mod tests {
         assert_eq!(c.workspace, PathBuf::from("/workspace"));
         assert_eq!(c.profile_dir, PathBuf::from("/workspace/.browser/profile"));
         assert_eq!(c.session, "default");
-        assert_eq!(
-            c.agent_browser,
-            PathBuf::from("/usr/local/bin/agent-browser")
-        );
+        assert_eq!(c.agent_browser, PathBuf::from("/usr/local/bin/agent-browser"));
         assert_eq!(c.chromium, PathBuf::from("/usr/bin/chromium"));
         assert_eq!(c.socket_dir, PathBuf::from("/tmp/agent-browser"));
         assert_eq!(c.chromium_args, BASE_CHROMIUM_ARGS);
@@ -245,27 +209,16 @@ mod tests {
 
     #[test]
     fn session_name_precedence() {
-        assert_eq!(
-            cfg_from(&[("BAY_SANDBOX_ID", "sb1"), ("SANDBOX_ID", "x")]).session,
-            "sb1"
-        );
-        assert_eq!(
-            cfg_from(&[("BAY_SANDBOX_ID", " "), ("SANDBOX_ID", "x")]).session,
-            "x"
-        );
+        assert_eq!(cfg_from(&[("BAY_SANDBOX_ID", "sb1"), ("SANDBOX_ID", "x")]).session, "sb1");
+        assert_eq!(cfg_from(&[("BAY_SANDBOX_ID", " "), ("SANDBOX_ID", "x")]).session, "x");
         let c = cfg_from(&[("BAY_WORKSPACE_PATH", "/w"), ("GULL_PORT", "9000")]);
-        assert_eq!(
-            (c.port, c.profile_dir),
-            (9000, PathBuf::from("/w/.browser/profile"))
-        );
+        assert_eq!((c.port, c.profile_dir), (9000, PathBuf::from("/w/.browser/profile")));
         assert_eq!(cfg_from(&[("GULL_PORT", "nope")]).port, 8115);
     }
 
     #[test]
     fn extra_chromium_args() {
-        let (args, ua) = chromium_args(Some(
-            r#"--lang=de "--user-agent=Mozilla/5.0 (X11, Linux) Test" --disable-features=A,B --no-sandbox"#,
-        ));
+        let (args, ua) = chromium_args(Some(r#"--lang=de "--user-agent=Mozilla/5.0 (X11, Linux) Test" --disable-features=A,B --no-sandbox"#));
         assert_eq!(&args[..BASE_CHROMIUM_ARGS.len()], BASE_CHROMIUM_ARGS);
         assert_eq!(&args[BASE_CHROMIUM_ARGS.len()..], ["--lang=de"]);
         assert_eq!(ua.as_deref(), Some("Mozilla/5.0 (X11, Linux) Test"));
@@ -285,10 +238,7 @@ mod tests {
         std::fs::write(ws.join("skills/s1/stale"), "old").unwrap();
         std::fs::create_dir_all(ws.join("skills/mine")).unwrap();
         assert_eq!(install_skills(&src, &ws).unwrap(), 1);
-        assert_eq!(
-            std::fs::read_to_string(ws.join("skills/s1/SKILL.md")).unwrap(),
-            "new"
-        );
+        assert_eq!(std::fs::read_to_string(ws.join("skills/s1/SKILL.md")).unwrap(), "new");
         assert!(ws.join("skills/s1/sub/x").exists());
         assert!(!ws.join("skills/s1/stale").exists());
         assert!(ws.join("skills/mine").exists());

@@ -19,10 +19,7 @@ pub struct AppError {
 
 impl AppError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            detail: detail.into(),
-        }
+        Self { status, detail: detail.into() }
     }
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, detail)
@@ -43,9 +40,7 @@ impl From<JsonRejection> for AppError {
         // Body validation failures are 422 like FastAPI/pydantic; transport
         // problems (body too large, read errors) keep their own status.
         let status = match r.status() {
-            StatusCode::BAD_REQUEST
-            | StatusCode::UNSUPPORTED_MEDIA_TYPE
-            | StatusCode::UNPROCESSABLE_ENTITY => StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::UNPROCESSABLE_ENTITY => StatusCode::UNPROCESSABLE_ENTITY,
             other => other,
         };
         Self::new(status, r.body_text())
@@ -68,11 +63,7 @@ where
             let Json(v) = Json::<T>::from_request(req, state).await?;
             return Ok(ApiJson(v));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| AppError::new(e.status(), e.body_text()))?;
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
-            AppError::unprocessable(format!("Failed to parse the request body as JSON: {e}"))
-        })
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| AppError::new(e.status(), e.body_text()))?;
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| AppError::unprocessable(format!("Failed to parse the request body as JSON: {e}")))
     }
 }

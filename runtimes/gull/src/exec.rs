@@ -77,9 +77,7 @@ fn lax_int<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     use serde::de::Error;
     let v = serde_json::Value::deserialize(d)?;
     let n = match &v {
-        serde_json::Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
         serde_json::Value::String(s) => s.trim().parse().ok(),
         _ => None,
     };
@@ -88,14 +86,10 @@ fn lax_int<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
 
 fn check_range(field: &str, v: i64, min: i64, max: i64) -> Result<(), AppError> {
     if v < min {
-        return Err(AppError::unprocessable(format!(
-            "{field}: Input should be greater than or equal to {min}"
-        )));
+        return Err(AppError::unprocessable(format!("{field}: Input should be greater than or equal to {min}")));
     }
     if v > max {
-        return Err(AppError::unprocessable(format!(
-            "{field}: Input should be less than or equal to {max}"
-        )));
+        return Err(AppError::unprocessable(format!("{field}: Input should be less than or equal to {max}")));
     }
     Ok(())
 }
@@ -104,9 +98,7 @@ fn check_range(field: &str, v: i64, min: i64, max: i64) -> Result<(), AppError> 
 /// split like a shell would, without running one. A leading `agent-browser`
 /// is tolerated (agents often write it).
 pub fn parse_command(cmd: &str) -> Result<Vec<String>, String> {
-    let mut words = split_command(cmd).map_err(|e| {
-        format!("Invalid command: {e} (the command is split like a shell line; check its quotes)")
-    })?;
+    let mut words = split_command(cmd).map_err(|e| format!("Invalid command: {e} (the command is split like a shell line; check its quotes)"))?;
     if words.first().map(String::as_str) == Some("agent-browser") {
         words.remove(0);
     }
@@ -134,12 +126,7 @@ pub async fn run_command(browser: &dyn Browser, cmd: &str, timeout: Duration) ->
 /// what is left of it, and no step starts once it is used up. A failing step
 /// is part of `results` and, with `stop_on_error`, the last one. `success`
 /// means every requested step ran and exited 0.
-pub async fn run_batch(
-    browser: &dyn Browser,
-    commands: &[String],
-    budget: Duration,
-    stop_on_error: bool,
-) -> BatchResponse {
+pub async fn run_batch(browser: &dyn Browser, commands: &[String], budget: Duration, stop_on_error: bool) -> BatchResponse {
     let start = Instant::now();
     let mut results = Vec::with_capacity(commands.len());
     for (i, cmd) in commands.iter().enumerate() {
@@ -171,43 +158,20 @@ pub async fn run_batch(
     }
 }
 
-pub async fn exec_handler(
-    State(st): State<AppState>,
-    ApiJson(req): ApiJson<ExecRequest>,
-) -> Result<Json<RunOutput>, AppError> {
+pub async fn exec_handler(State(st): State<AppState>, ApiJson(req): ApiJson<ExecRequest>) -> Result<Json<RunOutput>, AppError> {
     check_range("timeout", req.timeout, 1, 300)?;
     let _ = (&req.sandbox_id, &req.cargo_id);
-    Ok(Json(
-        run_command(
-            st.browser.as_ref(),
-            &req.cmd,
-            Duration::from_secs(req.timeout as u64),
-        )
-        .await,
-    ))
+    Ok(Json(run_command(st.browser.as_ref(), &req.cmd, Duration::from_secs(req.timeout as u64)).await))
 }
 
-pub async fn batch_handler(
-    State(st): State<AppState>,
-    ApiJson(req): ApiJson<BatchRequest>,
-) -> Result<Json<BatchResponse>, AppError> {
+pub async fn batch_handler(State(st): State<AppState>, ApiJson(req): ApiJson<BatchRequest>) -> Result<Json<BatchResponse>, AppError> {
     if req.commands.is_empty() {
-        return Err(AppError::unprocessable(
-            "commands: List should have at least 1 item after validation, not 0",
-        ));
+        return Err(AppError::unprocessable("commands: List should have at least 1 item after validation, not 0"));
     }
     check_range("timeout", req.timeout, 1, 600)?;
     let _ = (&req.sandbox_id, &req.cargo_id);
     let budget = Duration::from_secs(req.timeout as u64);
-    Ok(Json(
-        run_batch(
-            st.browser.as_ref(),
-            &req.commands,
-            budget,
-            req.stop_on_error,
-        )
-        .await,
-    ))
+    Ok(Json(run_batch(st.browser.as_ref(), &req.commands, budget, req.stop_on_error).await))
 }
 
 #[cfg(test)]
@@ -227,10 +191,7 @@ mod tests {
 
     impl Fake {
         fn new(step_ms: u64) -> Self {
-            Self {
-                step: Duration::from_millis(step_ms),
-                calls: Mutex::new(Vec::new()),
-            }
+            Self { step: Duration::from_millis(step_ms), calls: Mutex::new(Vec::new()) }
         }
         fn timeouts(&self) -> Vec<Duration> {
             self.calls.lock().unwrap().iter().map(|(_, t)| *t).collect()
@@ -243,21 +204,12 @@ mod tests {
             self.calls.lock().unwrap().push((args.clone(), timeout));
             if args[0] == "hang" || self.step > timeout {
                 tokio::time::sleep(timeout).await;
-                return RunOutput::failed(
-                    -1,
-                    format!("Command timed out after {}s", timeout.as_secs_f64()),
-                );
+                return RunOutput::failed(-1, format!("Command timed out after {}s", timeout.as_secs_f64()));
             }
             tokio::time::sleep(self.step).await;
             match args[0].as_str() {
-                "nonexistent-subcommand" => {
-                    RunOutput::failed(1, "✗ Unknown command: nonexistent-subcommand")
-                }
-                _ => RunOutput {
-                    stdout: format!("ran {}", args.join(" ")),
-                    stderr: String::new(),
-                    exit_code: 0,
-                },
+                "nonexistent-subcommand" => RunOutput::failed(1, "✗ Unknown command: nonexistent-subcommand"),
+                _ => RunOutput { stdout: format!("ran {}", args.join(" ")), stderr: String::new(), exit_code: 0 },
             }
         }
         async fn close(&self, _session: &str) -> RunOutput {
@@ -275,22 +227,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn failing_step_is_included_and_stops_the_batch() {
         let fake = Fake::new(100);
-        let r = run_batch(
-            &fake,
-            &cmds(&["open about:blank", "nonexistent-subcommand", "get title"]),
-            Duration::from_secs(60),
-            true,
-        )
-        .await;
-        assert_eq!(
-            (r.total_steps, r.completed_steps, r.results.len(), r.success),
-            (3, 2, 2, false)
-        );
+        let r = run_batch(&fake, &cmds(&["open about:blank", "nonexistent-subcommand", "get title"]), Duration::from_secs(60), true).await;
+        assert_eq!((r.total_steps, r.completed_steps, r.results.len(), r.success), (3, 2, 2, false));
         let last = r.results.last().unwrap();
-        assert_eq!(
-            (last.cmd.as_str(), last.step_index),
-            ("nonexistent-subcommand", 1)
-        );
+        assert_eq!((last.cmd.as_str(), last.step_index), ("nonexistent-subcommand", 1));
         assert_ne!(last.exit_code, 0);
         assert_eq!(r.results[0].stdout, "ran open about:blank");
         assert_eq!(r.results[0].duration_ms, 100);
@@ -300,25 +240,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn without_stop_on_error_all_steps_run() {
         let fake = Fake::new(10);
-        let r = run_batch(
-            &fake,
-            &cmds(&["open about:blank", "nonexistent-subcommand", "get title"]),
-            Duration::from_secs(60),
-            false,
-        )
-        .await;
+        let r = run_batch(&fake, &cmds(&["open about:blank", "nonexistent-subcommand", "get title"]), Duration::from_secs(60), false).await;
         assert_eq!((r.total_steps, r.completed_steps, r.success), (3, 3, false));
-        assert_eq!(
-            r.results.iter().map(|s| s.step_index).collect::<Vec<_>>(),
-            [0, 1, 2]
-        );
-        let ok = run_batch(
-            &fake,
-            &cmds(&["open about:blank", "get title"]),
-            Duration::from_secs(60),
-            true,
-        )
-        .await;
+        assert_eq!(r.results.iter().map(|s| s.step_index).collect::<Vec<_>>(), [0, 1, 2]);
+        let ok = run_batch(&fake, &cmds(&["open about:blank", "get title"]), Duration::from_secs(60), true).await;
         assert!(ok.success);
     }
 
@@ -326,21 +251,8 @@ mod tests {
     async fn steps_share_the_budget() {
         // 3 s budget, 1 s steps: each step gets what is left.
         let fake = Fake::new(1000);
-        let r = run_batch(
-            &fake,
-            &cmds(&["a", "b", "c", "d"]),
-            Duration::from_secs(3),
-            true,
-        )
-        .await;
-        assert_eq!(
-            fake.timeouts(),
-            [
-                Duration::from_secs(3),
-                Duration::from_secs(2),
-                Duration::from_secs(1)
-            ]
-        );
+        let r = run_batch(&fake, &cmds(&["a", "b", "c", "d"]), Duration::from_secs(3), true).await;
+        assert_eq!(fake.timeouts(), [Duration::from_secs(3), Duration::from_secs(2), Duration::from_secs(1)]);
         // The budget ran out exactly after the third step: the fourth never starts.
         assert_eq!((r.completed_steps, r.total_steps, r.success), (3, 4, false));
         assert!(r.results.iter().all(|s| s.exit_code == 0));
@@ -349,17 +261,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_hanging_step_uses_up_the_budget() {
         let fake = Fake::new(500);
-        let r = run_batch(
-            &fake,
-            &cmds(&["a", "hang", "c"]),
-            Duration::from_secs(2),
-            false,
-        )
-        .await;
-        assert_eq!(
-            fake.timeouts(),
-            [Duration::from_secs(2), Duration::from_millis(1500)]
-        );
+        let r = run_batch(&fake, &cmds(&["a", "hang", "c"]), Duration::from_secs(2), false).await;
+        assert_eq!(fake.timeouts(), [Duration::from_secs(2), Duration::from_millis(1500)]);
         assert_eq!(r.completed_steps, 2);
         assert_eq!(r.results[1].exit_code, -1);
         assert_eq!(r.duration_ms, 2000);
@@ -369,43 +272,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn unparsable_and_empty_commands_exit_2_without_running() {
         let fake = Fake::new(10);
-        let r = run_batch(
-            &fake,
-            &cmds(&["open about:blank", "fill @e1 \"oops", "get title"]),
-            Duration::from_secs(60),
-            true,
-        )
-        .await;
+        let r = run_batch(&fake, &cmds(&["open about:blank", "fill @e1 \"oops", "get title"]), Duration::from_secs(60), true).await;
         assert_eq!(r.completed_steps, 2);
         assert_eq!(r.results[1].exit_code, INVALID_COMMAND_EXIT);
-        assert!(
-            r.results[1].stderr.contains("No closing quotation"),
-            "{}",
-            r.results[1].stderr
-        );
+        assert!(r.results[1].stderr.contains("No closing quotation"), "{}", r.results[1].stderr);
         assert_eq!(fake.calls.lock().unwrap().len(), 1);
         let out = run_command(&fake, "  ", Duration::from_secs(1)).await;
         assert_eq!(out.exit_code, INVALID_COMMAND_EXIT);
         // A leading `agent-browser` is dropped; quotes group words.
-        let out = run_command(
-            &fake,
-            "agent-browser fill @e2 'hello world'",
-            Duration::from_secs(1),
-        )
-        .await;
+        let out = run_command(&fake, "agent-browser fill @e2 'hello world'", Duration::from_secs(1)).await;
         assert_eq!(out.stdout, "ran fill @e2 hello world");
-        assert_eq!(
-            fake.calls.lock().unwrap()[1].0,
-            ["fill", "@e2", "hello world"]
-        );
+        assert_eq!(fake.calls.lock().unwrap()[1].0, ["fill", "@e2", "hello world"]);
     }
 
     #[test]
     fn request_parsing_is_lax_like_pydantic() {
         let r: ExecRequest = serde_json::from_str(r#"{"cmd":"get title"}"#).unwrap();
         assert_eq!(r.timeout, 30);
-        let r: ExecRequest =
-            serde_json::from_str(r#"{"cmd":"x","timeout":"12","sandbox_id":"s"}"#).unwrap();
+        let r: ExecRequest = serde_json::from_str(r#"{"cmd":"x","timeout":"12","sandbox_id":"s"}"#).unwrap();
         assert_eq!(r.timeout, 12);
         let r: ExecRequest = serde_json::from_str(r#"{"cmd":"x","timeout":5.0}"#).unwrap();
         assert_eq!(r.timeout, 5);

@@ -50,9 +50,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         // Colours only for a terminal, not in `docker logs`.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
@@ -61,10 +59,7 @@ fn main() -> ExitCode {
     // process is unsafe), i.e. before the tokio runtime is built.
     pid1::supervise_if_pid1();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             error!(error = %e, "cannot start the async runtime");
@@ -101,14 +96,9 @@ async fn serve() -> anyhow::Result<()> {
     if !config::is_executable(&cfg.chromium) {
         warn!(path = %cfg.chromium.display(), "Chromium is not executable; /health reports degraded");
     }
-    let state = AppState {
-        cfg: cfg.clone(),
-        browser: browser.clone(),
-    };
+    let state = AppState { cfg: cfg.clone(), browser: browser.clone() };
 
-    let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port)
-        .parse()
-        .or_else(|_| format!("[{}]:{}", cfg.host, cfg.port).parse())?;
+    let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port).parse().or_else(|_| format!("[{}]:{}", cfg.host, cfg.port).parse())?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     info!(
         %addr,
@@ -131,8 +121,7 @@ async fn serve() -> anyhow::Result<()> {
         stop_for_signal.cancel();
     });
 
-    let server =
-        axum::serve(listener, router(state)).with_graceful_shutdown(stop.clone().cancelled_owned());
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(stop.clone().cancelled_owned());
     tokio::select! {
         r = server => r?,
         _ = async {
@@ -148,11 +137,8 @@ async fn serve() -> anyhow::Result<()> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
         error!("cannot install signal handlers");
         return std::future::pending().await;
     };
@@ -172,9 +158,7 @@ fn router(state: AppState) -> Router {
         .route("/exec_batch", post(exec::batch_handler))
         .route("/sessions/{sandbox_id}", delete(meta::delete_session))
         .fallback(|| async { AppError::not_found("Not Found") })
-        .method_not_allowed_fallback(|| async {
-            AppError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
-        })
+        .method_not_allowed_fallback(|| async { AppError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed") })
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -278,38 +262,20 @@ mod tests {
     #[async_trait::async_trait]
     impl Browser for Fake {
         async fn run(&self, args: Vec<String>, _t: Duration) -> RunOutput {
-            RunOutput {
-                stdout: args.join(" "),
-                stderr: String::new(),
-                exit_code: 0,
-            }
+            RunOutput { stdout: args.join(" "), stderr: String::new(), exit_code: 0 }
         }
         async fn close(&self, _s: &str) -> RunOutput {
             RunOutput::default()
         }
         fn status(&self) -> BrowserStatus {
-            BrowserStatus {
-                active: true,
-                ready: false,
-            }
+            BrowserStatus { active: true, ready: false }
         }
     }
 
     async fn call(method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
-        let vars = [
-            ("GULL_AGENT_BROWSER_BIN", "/bin/sh"),
-            ("GULL_CHROMIUM_BIN", "/nonexistent"),
-            ("BAY_SANDBOX_ID", "sb"),
-        ];
-        let cfg = Config::from_lookup(|k| {
-            vars.iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        });
-        let app = router(AppState {
-            cfg: Arc::new(cfg),
-            browser: Arc::new(Fake),
-        });
+        let vars = [("GULL_AGENT_BROWSER_BIN", "/bin/sh"), ("GULL_CHROMIUM_BIN", "/nonexistent"), ("BAY_SANDBOX_ID", "sb")];
+        let cfg = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()));
+        let app = router(AppState { cfg: Arc::new(cfg), browser: Arc::new(Fake) });
         let req = axum::http::Request::builder()
             .method(method)
             .uri(uri)
@@ -318,28 +284,17 @@ mod tests {
             .unwrap();
         let resp = app.oneshot(req).await.unwrap();
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     #[tokio::test]
     async fn endpoints() {
         let (s, v) = call("GET", "/", "").await;
-        assert_eq!(
-            (s, v["message"].as_str()),
-            (StatusCode::OK, Some("Gull API is running"))
-        );
+        assert_eq!((s, v["message"].as_str()), (StatusCode::OK, Some("Gull API is running")));
         let (s, v) = call("POST", "/exec", r#"{"cmd":"fill @e1 'a b'"}"#).await;
         assert_eq!(s, StatusCode::OK);
-        assert_eq!(
-            v,
-            serde_json::json!({"stdout": "fill @e1 a b", "stderr": "", "exit_code": 0})
-        );
+        assert_eq!(v, serde_json::json!({"stdout": "fill @e1 a b", "stderr": "", "exit_code": 0}));
         let (s, v) = call("POST", "/exec", r#"{"cmd":"x","timeout":301}"#).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(v["detail"].as_str().unwrap().contains("300"));
@@ -347,21 +302,9 @@ mod tests {
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
         let (s, _) = call("POST", "/exec_batch", r#"{"commands":[]}"#).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-        let (s, v) = call(
-            "POST",
-            "/exec_batch",
-            r#"{"commands":["a","b 'c"],"timeout":600}"#,
-        )
-        .await;
+        let (s, v) = call("POST", "/exec_batch", r#"{"commands":["a","b 'c"],"timeout":600}"#).await;
         assert_eq!(s, StatusCode::OK);
-        assert_eq!(
-            (
-                v["total_steps"].as_u64(),
-                v["completed_steps"].as_u64(),
-                v["success"].as_bool()
-            ),
-            (Some(2), Some(2), Some(false))
-        );
+        assert_eq!((v["total_steps"].as_u64(), v["completed_steps"].as_u64(), v["success"].as_bool()), (Some(2), Some(2), Some(false)));
         assert_eq!(v["results"][1]["exit_code"], 2);
         let (_, v) = call("GET", "/health", "").await;
         // /bin/sh stands in for agent-browser; Chromium is missing.
@@ -370,18 +313,9 @@ mod tests {
             serde_json::json!({"status": "degraded", "browser_active": true, "browser_ready": false, "session": "sb", "version": meta::VERSION})
         );
         let (s, v) = call("DELETE", "/sessions/sb", "").await;
-        assert_eq!(
-            (s, v),
-            (
-                StatusCode::OK,
-                serde_json::json!({"sandbox_id": "sb", "destroyed": true})
-            )
-        );
+        assert_eq!((s, v), (StatusCode::OK, serde_json::json!({"sandbox_id": "sb", "destroyed": true})));
         let (s, v) = call("GET", "/nope", "").await;
-        assert_eq!(
-            (s, v["detail"].as_str()),
-            (StatusCode::NOT_FOUND, Some("Not Found"))
-        );
+        assert_eq!((s, v["detail"].as_str()), (StatusCode::NOT_FOUND, Some("Not Found")));
         let (s, _) = call("GET", "/exec", "").await;
         assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
     }

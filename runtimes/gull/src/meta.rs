@@ -31,11 +31,7 @@ pub async fn health(State(st): State<AppState>) -> Json<Value> {
     let (status, browser) = if !binary_ok(&cfg.agent_browser) {
         ("unhealthy", Default::default())
     } else {
-        let status = if is_executable(&cfg.chromium) {
-            "healthy"
-        } else {
-            "degraded"
-        };
+        let status = if is_executable(&cfg.chromium) { "healthy" } else { "degraded" };
         (status, st.browser.status())
     };
     Json(json!({
@@ -62,10 +58,7 @@ pub fn build_meta(cfg: &Config) -> Value {
 
 /// Closes the browser of that session (its daemon, Chromium). Shipyard
 /// answers `destroyed: true` whatever happened; so does Gull.
-pub async fn delete_session(
-    State(st): State<AppState>,
-    UrlPath(sandbox_id): UrlPath<String>,
-) -> Json<Value> {
+pub async fn delete_session(State(st): State<AppState>, UrlPath(sandbox_id): UrlPath<String>) -> Json<Value> {
     let out = st.browser.close(&sandbox_id).await;
     if out.exit_code != 0 {
         warn!(session = %sandbox_id, exit_code = out.exit_code, stderr = %out.stderr.trim(), "close failed");
@@ -81,16 +74,12 @@ pub fn scan_skills(skills_dir: &Path, workspace: &Path) -> Vec<Value> {
     let Ok(rd) = std::fs::read_dir(skills_dir) else {
         return Vec::new();
     };
-    let mut dirs: Vec<_> = rd
-        .flatten()
-        .filter(|e| e.path().join("SKILL.md").is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut dirs: Vec<_> =
+        rd.flatten().filter(|e| e.path().join("SKILL.md").is_file()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     dirs.sort();
     dirs.into_iter()
         .map(|dir| {
-            let text =
-                std::fs::read_to_string(skills_dir.join(&dir).join("SKILL.md")).unwrap_or_default();
+            let text = std::fs::read_to_string(skills_dir.join(&dir).join("SKILL.md")).unwrap_or_default();
             let fm = front_matter(&text);
             let get = |k: &str| fm.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
             json!({
@@ -114,10 +103,7 @@ pub fn front_matter(text: &str) -> Vec<(String, String)> {
             return out;
         }
         if let Some((k, v)) = line.split_once(':') {
-            out.push((
-                k.trim().to_string(),
-                v.trim().trim_matches(|c| c == '"' || c == '\'').to_string(),
-            ));
+            out.push((k.trim().to_string(), v.trim().trim_matches(|c| c == '"' || c == '\'').to_string()));
         }
     }
     Vec::new()
@@ -131,20 +117,13 @@ mod tests {
     fn skills_listing_and_meta() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("browser-automation")).unwrap();
-        std::fs::write(
-            d.path().join("browser-automation/SKILL.md"),
-            "---\nname: browser-automation\ndescription: \"Drive: a browser\"\n---\n# x\n",
-        )
-        .unwrap();
+        std::fs::write(d.path().join("browser-automation/SKILL.md"), "---\nname: browser-automation\ndescription: \"Drive: a browser\"\n---\n# x\n")
+            .unwrap();
         std::fs::create_dir_all(d.path().join("empty")).unwrap();
         let vars = [("GULL_SKILLS_DIR", d.path().to_string_lossy().into_owned())];
-        let cfg =
-            Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()));
+        let cfg = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()));
         let m = build_meta(&cfg);
-        assert_eq!(
-            m["runtime"],
-            json!({"name": "gull", "version": VERSION, "api_version": "v1"})
-        );
+        assert_eq!(m["runtime"], json!({"name": "gull", "version": VERSION, "api_version": "v1"}));
         assert_eq!(m["workspace"]["mount_path"], "/workspace");
         assert_eq!(m["capabilities"], json!({"browser": {"version": "1.0"}}));
         assert_eq!(

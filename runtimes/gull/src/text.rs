@@ -144,15 +144,9 @@ mod tests {
     fn splits_like_python_shlex() {
         assert_eq!(split("open about:blank"), ["open", "about:blank"]);
         assert_eq!(split("  snapshot   -i \t"), ["snapshot", "-i"]);
-        assert_eq!(
-            split(r#"fill @e1 "hello world""#),
-            ["fill", "@e1", "hello world"]
-        );
+        assert_eq!(split(r#"fill @e1 "hello world""#), ["fill", "@e1", "hello world"]);
         assert_eq!(split("fill @e1 'it is'"), ["fill", "@e1", "it is"]);
-        assert_eq!(
-            split(r#"eval "document.title = \"x\"""#),
-            ["eval", r#"document.title = "x""#]
-        );
+        assert_eq!(split(r#"eval "document.title = \"x\"""#), ["eval", r#"document.title = "x""#]);
         // Inside double quotes only \" and \\ are escapes (Python keeps the rest).
         assert_eq!(split(r#""a\$b\n""#), [r"a\$b\n"]);
         assert_eq!(split(r#""a\\b""#), [r"a\b"]);
@@ -163,10 +157,7 @@ mod tests {
         // Adjacent quoted parts join; empty quotes make an empty word.
         assert_eq!(split(r#"a"b"'c' '' x"#), ["abc", "", "x"]);
         // No shell: operators are plain words.
-        assert_eq!(
-            split("get title | cat > x $HOME *"),
-            ["get", "title", "|", "cat", ">", "x", "$HOME", "*"]
-        );
+        assert_eq!(split("get title | cat > x $HOME *"), ["get", "title", "|", "cat", ">", "x", "$HOME", "*"]);
         // No comments either.
         assert_eq!(split("eval 1 # 2"), ["eval", "1", "#", "2"]);
         assert!(split("").is_empty());
@@ -176,18 +167,9 @@ mod tests {
 
     #[test]
     fn split_errors() {
-        assert_eq!(
-            split_command("fill @e1 \"abc").unwrap_err(),
-            "No closing quotation"
-        );
-        assert_eq!(
-            split_command("fill @e1 'abc").unwrap_err(),
-            "No closing quotation"
-        );
-        assert_eq!(
-            split_command("fill @e1 \"abc\\").unwrap_err(),
-            "No closing quotation"
-        );
+        assert_eq!(split_command("fill @e1 \"abc").unwrap_err(), "No closing quotation");
+        assert_eq!(split_command("fill @e1 'abc").unwrap_err(), "No closing quotation");
+        assert_eq!(split_command("fill @e1 \"abc\\").unwrap_err(), "No closing quotation");
         assert_eq!(split_command("abc\\").unwrap_err(), "No escaped character");
     }
 
@@ -198,10 +180,7 @@ mod tests {
         assert_eq!(strip_ansi("\x1b[1;31mError:\x1b[22m x\x1b[m"), "Error: x");
         assert_eq!(strip_ansi("a\x1b[2Kb\x1b[10;20Hc"), "abc");
         // OSC 8 hyperlink, ended by ST and by BEL.
-        assert_eq!(
-            strip_ansi("\x1b]8;;http://x\x1b\\link\x1b]8;;\x07!"),
-            "link!"
-        );
+        assert_eq!(strip_ansi("\x1b]8;;http://x\x1b\\link\x1b]8;;\x07!"), "link!");
         // Two-character escapes, 8-bit CSI, a lone ESC at the end.
         assert_eq!(strip_ansi("\x1b7a\x1b8b\u{9b}1mc\x1b"), "abc");
         // Multi-byte text around escapes survives.

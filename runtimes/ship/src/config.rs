@@ -40,13 +40,8 @@ impl Config {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
         let non_empty = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let workspace = PathBuf::from(non_empty("SHIP_WORKSPACE").unwrap_or("/workspace".into()));
-        let workspace = if workspace.is_absolute() {
-            workspace
-        } else {
-            std::env::current_dir()
-                .unwrap_or_else(|_| PathBuf::from("/"))
-                .join(workspace)
-        };
+        let workspace =
+            if workspace.is_absolute() { workspace } else { std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")).join(workspace) };
         let port = match non_empty("SHIP_PORT").map(|p| p.trim().parse::<u16>()) {
             Some(Ok(p)) => p,
             Some(Err(_)) => {
@@ -62,9 +57,7 @@ impl Config {
             port,
             python: PathBuf::from(non_empty("SHIP_PYTHON").unwrap_or("/usr/bin/python3".into())),
             mpl_template: non_empty("SHIP_MPLCONFIG_TEMPLATE").map(PathBuf::from),
-            skills_dir: PathBuf::from(
-                non_empty("SHIP_SKILLS_DIR").unwrap_or("/opt/ship/skills".into()),
-            ),
+            skills_dir: PathBuf::from(non_empty("SHIP_SKILLS_DIR").unwrap_or("/opt/ship/skills".into())),
             image: non_empty("SHIP_IMAGE").unwrap_or("ship:default".into()),
             profile_env: get("BAY_PROFILE_ENV").map(|v| parse_profile_env(&v)),
             mplconfig_dir: None,
@@ -120,8 +113,7 @@ pub fn parse_profile_env(raw: &str) -> Vec<(String, String)> {
 
 pub fn is_shell_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
-        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic()) && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
 /// POSIX single-quote quoting: `it's` → `'it'\''s'`.
@@ -196,12 +188,7 @@ pub fn copy_dir(src: &Path, dest: &Path) -> io::Result<()> {
 }
 
 /// CJK families to fall back to, in order of preference.
-const CJK_FAMILIES: &[&str] = &[
-    "WenQuanYi Micro Hei",
-    "WenQuanYi Zen Hei",
-    "Noto Sans CJK SC",
-    "Noto Sans CJK JP",
-];
+const CJK_FAMILIES: &[&str] = &["WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Noto Sans CJK SC", "Noto Sans CJK JP"];
 
 /// matplotlibrc for the kernel. matplotlib ≥ 3.6 falls back glyph by glyph
 /// only across the entries of `font.family`, so the first CJK family known
@@ -210,16 +197,12 @@ const CJK_FAMILIES: &[&str] = &[
 /// "findfont" warning on every plot, hence the check. ASCII minus, because
 /// CJK fonts lack U+2212.
 pub fn render_matplotlibrc(font_cache_json: &str) -> String {
-    let cjk = CJK_FAMILIES
-        .iter()
-        .find(|f| font_cache_json.contains(&format!("\"name\": \"{f}\"")));
+    let cjk = CJK_FAMILIES.iter().find(|f| font_cache_json.contains(&format!("\"name\": \"{f}\"")));
     let mut rc = String::from("# Written by ship at startup.\n");
     match cjk {
         Some(f) => {
             rc.push_str(&format!("font.family: sans-serif, {f}\n"));
-            rc.push_str(&format!(
-                "font.sans-serif: DejaVu Sans, {f}, Arial, sans-serif\n"
-            ));
+            rc.push_str(&format!("font.sans-serif: DejaVu Sans, {f}, Arial, sans-serif\n"));
         }
         None => rc.push_str("font.sans-serif: DejaVu Sans, Arial, sans-serif\n"),
     }
@@ -261,10 +244,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg_from(vars: &[(&str, &str)]) -> Config {
-        let m: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| m.get(k).cloned())
     }
 
@@ -283,39 +263,21 @@ mod tests {
     #[test]
     fn profile_env_parsing() {
         let v = parse_profile_env("FOO=bar:EMPTY=:X=a=b::bad key=1:noeq:_ok1=it's");
-        assert_eq!(
-            v,
-            vec![
-                ("FOO".into(), "bar".into()),
-                ("EMPTY".into(), "".into()),
-                ("X".into(), "a=b".into()),
-                ("_ok1".into(), "it's".into()),
-            ]
-        );
+        assert_eq!(v, vec![("FOO".into(), "bar".into()), ("EMPTY".into(), "".into()), ("X".into(), "a=b".into()), ("_ok1".into(), "it's".into()),]);
         assert!(parse_profile_env("").is_empty());
     }
 
     #[test]
     fn quoting_survives_bash() {
-        let vars = vec![
-            ("A".to_string(), "it's $HOME `x` \"q\" \\n".to_string()),
-            ("B".to_string(), "".to_string()),
-        ];
+        let vars = vec![("A".to_string(), "it's $HOME `x` \"q\" \\n".to_string()), ("B".to_string(), "".to_string())];
         let text = render_env_file(&vars);
         assert!(text.contains("export A='it'\\''s $HOME `x` \"q\" \\n'\n"));
         // Round trip through a real shell when one is available.
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("env.sh");
         std::fs::write(&f, &text).unwrap();
-        if let Ok(out) = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!(". {}; printf '%s|%s' \"$A\" \"$B\"", f.display()))
-            .output()
-        {
-            assert_eq!(
-                String::from_utf8_lossy(&out.stdout),
-                "it's $HOME `x` \"q\" \\n|"
-            );
+        if let Ok(out) = std::process::Command::new("sh").arg("-c").arg(format!(". {}; printf '%s|%s' \"$A\" \"$B\"", f.display())).output() {
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "it's $HOME `x` \"q\" \\n|");
         }
     }
 
@@ -358,16 +320,10 @@ mod tests {
         std::fs::create_dir_all(ws.join("skills/s1")).unwrap();
         std::fs::write(ws.join("skills/s1/stale"), "old").unwrap();
         std::fs::create_dir_all(ws.join("skills/mine")).unwrap();
-        let mut c = cfg_from(&[
-            ("SHIP_WORKSPACE", ws.to_str().unwrap()),
-            ("SHIP_SKILLS_DIR", skills.to_str().unwrap()),
-        ]);
+        let mut c = cfg_from(&[("SHIP_WORKSPACE", ws.to_str().unwrap()), ("SHIP_SKILLS_DIR", skills.to_str().unwrap())]);
         c.prepare_workspace().unwrap();
         assert_eq!(install_skills(&c).unwrap(), 1);
-        assert_eq!(
-            std::fs::read_to_string(ws.join("skills/s1/SKILL.md")).unwrap(),
-            "new"
-        );
+        assert_eq!(std::fs::read_to_string(ws.join("skills/s1/SKILL.md")).unwrap(), "new");
         assert!(ws.join("skills/s1/sub/x").exists());
         assert!(!ws.join("skills/s1/stale").exists());
         assert!(ws.join("skills/mine").exists());

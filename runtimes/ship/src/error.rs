@@ -29,10 +29,7 @@ pub struct AppError {
 
 impl AppError {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            detail: detail.into(),
-        }
+        Self { status, detail: detail.into() }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, detail)
@@ -67,10 +64,7 @@ impl IntoResponse for AppError {
 impl From<PathError> for AppError {
     fn from(e: PathError) -> Self {
         match e {
-            PathError::OutsideWorkspace => Self::new(
-                StatusCode::FORBIDDEN,
-                "Access denied: path outside workspace",
-            ),
+            PathError::OutsideWorkspace => Self::new(StatusCode::FORBIDDEN, "Access denied: path outside workspace"),
             PathError::Invalid(msg) => Self::bad_request(format!("Invalid path: {msg}")),
             PathError::Io(e) => Self::internal(format!("Failed to resolve path: {e}")),
         }
@@ -81,9 +75,7 @@ impl From<PathError> for AppError {
 /// level problems (body too large, read errors) keep their own status.
 fn rejection_status(status: StatusCode) -> StatusCode {
     match status {
-        StatusCode::BAD_REQUEST
-        | StatusCode::UNSUPPORTED_MEDIA_TYPE
-        | StatusCode::UNPROCESSABLE_ENTITY => StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::UNPROCESSABLE_ENTITY => StatusCode::UNPROCESSABLE_ENTITY,
         other => other,
     }
 }
@@ -108,10 +100,7 @@ impl From<MultipartRejection> for AppError {
 
 impl From<MultipartError> for AppError {
     fn from(e: MultipartError) -> Self {
-        Self::new(
-            e.status(),
-            format!("Invalid multipart body: {}", e.body_text()),
-        )
+        Self::new(e.status(), format!("Invalid multipart body: {}", e.body_text()))
     }
 }
 
@@ -132,12 +121,8 @@ where
             let Json(v) = Json::<T>::from_request(req, state).await?;
             return Ok(ApiJson(v));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| AppError::new(e.status(), e.body_text()))?;
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
-            AppError::unprocessable(format!("Failed to parse the request body as JSON: {e}"))
-        })
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| AppError::new(e.status(), e.body_text()))?;
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| AppError::unprocessable(format!("Failed to parse the request body as JSON: {e}")))
     }
 }
 

@@ -42,9 +42,7 @@ fn resolve(cfg: &Config, p: &str) -> Result<PathBuf, AppError> {
 
 fn io_err(what: &str, e: std::io::Error) -> AppError {
     match e.kind() {
-        std::io::ErrorKind::PermissionDenied => {
-            AppError::new(StatusCode::FORBIDDEN, format!("{what}: permission denied"))
-        }
+        std::io::ErrorKind::PermissionDenied => AppError::new(StatusCode::FORBIDDEN, format!("{what}: permission denied")),
         _ => AppError::internal(format!("{what}: {e}")),
     }
 }
@@ -65,9 +63,7 @@ fn encoding(name: &str) -> Result<Enc, AppError> {
         "utf-8-sig" => Ok(Enc::Utf8Sig),
         "latin-1" | "latin1" | "iso-8859-1" | "iso8859-1" | "l1" => Ok(Enc::Latin1),
         "ascii" | "us-ascii" => Ok(Enc::Ascii),
-        _ => Err(AppError::bad_request(format!(
-            "Unsupported encoding: {name}"
-        ))),
+        _ => Err(AppError::bad_request(format!("Unsupported encoding: {name}"))),
     }
 }
 
@@ -75,10 +71,7 @@ fn encoding(name: &str) -> Result<Enc, AppError> {
 fn decode(bytes: &[u8], enc: &Enc) -> String {
     match enc {
         Enc::Utf8 | Enc::Ascii => String::from_utf8_lossy(bytes).into_owned(),
-        Enc::Utf8Sig => {
-            String::from_utf8_lossy(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes))
-                .into_owned()
-        }
+        Enc::Utf8Sig => String::from_utf8_lossy(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)).into_owned(),
         Enc::Latin1 => bytes.iter().map(|&b| b as char).collect(),
     }
 }
@@ -87,19 +80,13 @@ fn encode(text: &str, enc: &Enc) -> Result<Vec<u8>, AppError> {
     match enc {
         Enc::Utf8 | Enc::Utf8Sig => Ok(text.as_bytes().to_vec()),
         Enc::Latin1 | Enc::Ascii => {
-            let max = if matches!(enc, Enc::Ascii) {
-                0x7f
-            } else {
-                0xff
-            };
+            let max = if matches!(enc, Enc::Ascii) { 0x7f } else { 0xff };
             text.chars()
                 .map(|c| {
                     u8::try_from(c as u32)
                         .ok()
                         .filter(|b| u32::from(*b) <= max)
-                        .ok_or_else(|| {
-                            AppError::bad_request(format!("Character {c:?} cannot be encoded"))
-                        })
+                        .ok_or_else(|| AppError::bad_request(format!("Character {c:?} cannot be encoded")))
                 })
                 .collect()
         }
@@ -128,11 +115,7 @@ pub fn slice_lines(text: &str, offset: Option<i64>, limit: Option<i64>) -> Strin
     }
     let end = start + limit.unwrap_or(len);
     // A negative end counts from the back, as in Python slicing.
-    let end = if end < 0 {
-        (len + end).max(0)
-    } else {
-        end.min(len)
-    };
+    let end = if end < 0 { (len + end).max(0) } else { end.min(len) };
     if end <= start {
         return String::new();
     }
@@ -148,15 +131,10 @@ fn read_text(path: &Path, display: &str, enc: &Enc) -> Result<String, AppError> 
         Err(e) => return Err(io_err("Failed to read file", e)),
     };
     if !meta.is_file() {
-        return Err(AppError::bad_request(format!(
-            "Path is not a file: {display}"
-        )));
+        return Err(AppError::bad_request(format!("Path is not a file: {display}")));
     }
     if meta.len() > MAX_TEXT_FILE {
-        return Err(AppError::bad_request(format!(
-            "File is too large to read as text ({} bytes); use /fs/download",
-            meta.len()
-        )));
+        return Err(AppError::bad_request(format!("File is too large to read as text ({} bytes); use /fs/download", meta.len())));
     }
     let bytes = std::fs::read(path).map_err(|e| io_err("Failed to read file", e))?;
     Ok(normalize_newlines(&decode(&bytes, enc)))
@@ -194,44 +172,26 @@ pub struct CreateFileRequest {
     mode: u32,
 }
 
-pub async fn create_file(
-    State(st): State<AppState>,
-    ApiJson(req): ApiJson<CreateFileRequest>,
-) -> Result<Json<Value>, AppError> {
+pub async fn create_file(State(st): State<AppState>, ApiJson(req): ApiJson<CreateFileRequest>) -> Result<Json<Value>, AppError> {
     let cfg = st.cfg.clone();
     blocking(move || {
         if req.mode > 0o7777 {
-            return Err(AppError::unprocessable(format!(
-                "Invalid file mode: {}",
-                req.mode
-            )));
+            return Err(AppError::unprocessable(format!("Invalid file mode: {}", req.mode)));
         }
         let path = resolve(&cfg, &req.path)?;
         if std::fs::symlink_metadata(&path).is_ok() {
-            return Err(AppError::bad_request(format!(
-                "File already exists: {}",
-                req.path
-            )));
+            return Err(AppError::bad_request(format!("File already exists: {}", req.path)));
         }
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io_err("Failed to create file", e))?;
         }
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(req.mode)
-            .open(&path)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => {
-                    AppError::bad_request(format!("File already exists: {}", req.path))
-                }
-                _ => io_err("Failed to create file", e),
-            })?;
-        f.write_all(req.content.as_bytes())
-            .map_err(|e| io_err("Failed to create file", e))?;
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(req.mode).open(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => AppError::bad_request(format!("File already exists: {}", req.path)),
+            _ => io_err("Failed to create file", e),
+        })?;
+        f.write_all(req.content.as_bytes()).map_err(|e| io_err("Failed to create file", e))?;
         // The umask narrowed the mode at open; apply it exactly (as chmod does).
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(req.mode))
-            .map_err(|e| io_err("Failed to create file", e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(req.mode)).map_err(|e| io_err("Failed to create file", e))?;
         Ok(Json(json!({
             "success": true,
             "message": format!("File created: {}", req.path),
@@ -252,10 +212,7 @@ pub struct ReadFileRequest {
     limit: Option<i64>,
 }
 
-pub async fn read_file(
-    State(st): State<AppState>,
-    ApiJson(req): ApiJson<ReadFileRequest>,
-) -> Result<Json<Value>, AppError> {
+pub async fn read_file(State(st): State<AppState>, ApiJson(req): ApiJson<ReadFileRequest>) -> Result<Json<Value>, AppError> {
     let cfg = st.cfg.clone();
     blocking(move || {
         let enc = encoding(&req.encoding)?;
@@ -281,19 +238,13 @@ pub struct WriteFileRequest {
     encoding: String,
 }
 
-pub async fn write_file(
-    State(st): State<AppState>,
-    ApiJson(req): ApiJson<WriteFileRequest>,
-) -> Result<Json<Value>, AppError> {
+pub async fn write_file(State(st): State<AppState>, ApiJson(req): ApiJson<WriteFileRequest>) -> Result<Json<Value>, AppError> {
     let cfg = st.cfg.clone();
     blocking(move || {
         let enc = encoding(&req.encoding)?;
         let path = resolve(&cfg, &req.path)?;
         if path.is_dir() {
-            return Err(AppError::bad_request(format!(
-                "Path is a directory: {}",
-                req.path
-            )));
+            return Err(AppError::bad_request(format!("Path is a directory: {}", req.path)));
         }
         let bytes = encode(&req.content, &enc)?;
         if let Some(parent) = path.parent() {
@@ -308,8 +259,7 @@ pub async fn write_file(
             .truncate(!append)
             .open(&path)
             .map_err(|e| io_err("Failed to write file", e))?;
-        f.write_all(&bytes)
-            .map_err(|e| io_err("Failed to write file", e))?;
+        f.write_all(&bytes).map_err(|e| io_err("Failed to write file", e))?;
         drop(f);
         Ok(Json(json!({
             "success": true,
@@ -332,10 +282,7 @@ pub struct EditFileRequest {
     encoding: String,
 }
 
-pub async fn edit_file(
-    State(st): State<AppState>,
-    ApiJson(req): ApiJson<EditFileRequest>,
-) -> Result<Json<Value>, AppError> {
+pub async fn edit_file(State(st): State<AppState>, ApiJson(req): ApiJson<EditFileRequest>) -> Result<Json<Value>, AppError> {
     let cfg = st.cfg.clone();
     blocking(move || {
         let enc = encoding(&req.encoding)?;
@@ -379,18 +326,13 @@ pub struct DeleteFileRequest {
     path: String,
 }
 
-pub async fn delete_file(
-    State(st): State<AppState>,
-    ApiJson(req): ApiJson<DeleteFileRequest>,
-) -> Result<Json<Value>, AppError> {
+pub async fn delete_file(State(st): State<AppState>, ApiJson(req): ApiJson<DeleteFileRequest>) -> Result<Json<Value>, AppError> {
     let cfg = st.cfg.clone();
     blocking(move || {
         // A symlink is removed itself, never its target.
         let path = resolve_path_nofollow(&cfg.workspace, &cfg.workspace_canon, &req.path)?;
         if path == cfg.workspace_canon {
-            return Err(AppError::bad_request(
-                "Refusing to delete the workspace root",
-            ));
+            return Err(AppError::bad_request("Refusing to delete the workspace root"));
         }
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
@@ -401,14 +343,10 @@ pub async fn delete_file(
         };
         if meta.is_dir() {
             std::fs::remove_dir_all(&path).map_err(|e| io_err("Failed to delete", e))?;
-            Ok(Json(
-                json!({"success": true, "message": format!("Directory deleted: {}", req.path)}),
-            ))
+            Ok(Json(json!({"success": true, "message": format!("Directory deleted: {}", req.path)})))
         } else {
             std::fs::remove_file(&path).map_err(|e| io_err("Failed to delete", e))?;
-            Ok(Json(
-                json!({"success": true, "message": format!("File deleted: {}", req.path)}),
-            ))
+            Ok(Json(json!({"success": true, "message": format!("File deleted: {}", req.path)})))
         }
     })
     .await
@@ -422,26 +360,17 @@ pub struct ListDirRequest {
     show_hidden: bool,
 }
 
-pub async fn list_dir(
-    State(st): State<AppState>,
-    ApiJson(req): ApiJson<ListDirRequest>,
-) -> Result<Json<Value>, AppError> {
+pub async fn list_dir(State(st): State<AppState>, ApiJson(req): ApiJson<ListDirRequest>) -> Result<Json<Value>, AppError> {
     let cfg = st.cfg.clone();
     blocking(move || {
         let dir = resolve(&cfg, &req.path)?;
         match std::fs::metadata(&dir) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(AppError::not_found(format!(
-                    "Directory not found: {}",
-                    req.path
-                )));
+                return Err(AppError::not_found(format!("Directory not found: {}", req.path)));
             }
             Err(e) => return Err(io_err("Failed to list directory", e)),
             Ok(m) if !m.is_dir() => {
-                return Err(AppError::bad_request(format!(
-                    "Path is not a directory: {}",
-                    req.path
-                )));
+                return Err(AppError::bad_request(format!("Path is not a directory: {}", req.path)));
             }
             Ok(_) => {}
         }
@@ -464,11 +393,7 @@ pub async fn list_dir(
             let Ok(meta) = std::fs::metadata(&resolved) else {
                 continue;
             };
-            let modified = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map(|d| d.as_secs_f64());
+            let modified = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs_f64());
             let is_dir = meta.is_dir();
             let is_file = meta.is_file();
             files.push((
@@ -515,28 +440,17 @@ impl Drop for TempFile {
 }
 
 /// Streams one multipart field into a new temp file in `dir`.
-async fn stream_to_temp(
-    field: &mut axum::extract::multipart::Field<'_>,
-    dir: &Path,
-) -> Result<(TempFile, u64), AppError> {
+async fn stream_to_temp(field: &mut axum::extract::multipart::Field<'_>, dir: &Path) -> Result<(TempFile, u64), AppError> {
     let tmp_path = dir.join(format!(".ship-upload-{}.part", Uuid::new_v4().simple()));
-    let guard = TempFile {
-        path: Some(tmp_path.clone()),
-    };
-    let file = tokio::fs::File::create(&tmp_path)
-        .await
-        .map_err(|e| io_err("Failed to store upload", e))?;
+    let guard = TempFile { path: Some(tmp_path.clone()) };
+    let file = tokio::fs::File::create(&tmp_path).await.map_err(|e| io_err("Failed to store upload", e))?;
     let mut w = tokio::io::BufWriter::with_capacity(256 * 1024, file);
     let mut size = 0u64;
     while let Some(chunk) = field.chunk().await? {
         size += chunk.len() as u64;
-        w.write_all(&chunk)
-            .await
-            .map_err(|e| io_err("Failed to store upload", e))?;
+        w.write_all(&chunk).await.map_err(|e| io_err("Failed to store upload", e))?;
     }
-    w.flush()
-        .await
-        .map_err(|e| io_err("Failed to store upload", e))?;
+    w.flush().await.map_err(|e| io_err("Failed to store upload", e))?;
     Ok((guard, size))
 }
 
@@ -558,9 +472,7 @@ async fn small_text(field: &mut axum::extract::multipart::Field<'_>) -> Result<S
 fn prepare_target(cfg: &Config, file_path: &str) -> Result<PathBuf, AppError> {
     let target = resolve(cfg, file_path)?;
     if target.is_dir() {
-        return Err(AppError::bad_request(format!(
-            "Path is a directory: {file_path}"
-        )));
+        return Err(AppError::bad_request(format!("Path is a directory: {file_path}")));
     }
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent).map_err(|e| io_err("Failed to create directories", e))?;
@@ -579,9 +491,7 @@ async fn move_into_place(mut tmp: TempFile, target: &Path) -> Result<(), AppErro
             Ok(())
         }
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-            tokio::fs::copy(&src, target)
-                .await
-                .map_err(|e| io_err("Failed to store upload", e))?;
+            tokio::fs::copy(&src, target).await.map_err(|e| io_err("Failed to store upload", e))?;
             Ok(()) // the guard removes the source
         }
         Err(e) => Err(io_err("Failed to store upload", e)),
@@ -590,10 +500,7 @@ async fn move_into_place(mut tmp: TempFile, target: &Path) -> Result<(), AppErro
 
 /// `POST /fs/upload` (multipart: `file` + `file_path`). The file part is
 /// streamed to disk so uploads of any size run in constant memory.
-pub async fn upload(
-    State(st): State<AppState>,
-    multipart: Result<Multipart, MultipartRejection>,
-) -> Result<Json<Value>, AppError> {
+pub async fn upload(State(st): State<AppState>, multipart: Result<Multipart, MultipartRejection>) -> Result<Json<Value>, AppError> {
     let mut multipart = multipart?;
     let cfg = st.cfg.clone();
     let mut file_path: Option<String> = None;
@@ -608,10 +515,7 @@ pub async fn upload(
                 if let Some(fp) = &file_path {
                     let (cfg2, fp2) = (cfg.clone(), fp.clone());
                     let target = blocking(move || prepare_target(&cfg2, &fp2)).await?;
-                    let dir = target
-                        .parent()
-                        .map(Path::to_path_buf)
-                        .unwrap_or(cfg.workspace_canon.clone());
+                    let dir = target.parent().map(Path::to_path_buf).unwrap_or(cfg.workspace_canon.clone());
                     let (tmp, size) = stream_to_temp(&mut field, &dir).await?;
                     stored = Some((tmp, size, Some(target)));
                 } else {
@@ -654,22 +558,9 @@ pub struct DownloadQuery {
 
 /// `Content-Disposition` like Shipyard's: ASCII fallback plus RFC 5987.
 pub fn content_disposition(filename: &str) -> String {
-    let fallback: String = filename
-        .chars()
-        .map(|c| {
-            if (' '..='~').contains(&c) && !matches!(c, '"' | '\\' | ';') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let fallback: String = filename.chars().map(|c| if (' '..='~').contains(&c) && !matches!(c, '"' | '\\' | ';') { c } else { '_' }).collect();
     let fallback = fallback.trim();
-    let fallback = if fallback.is_empty() {
-        "download"
-    } else {
-        fallback
-    };
+    let fallback = if fallback.is_empty() { "download" } else { fallback };
     let mut encoded = String::new();
     for b in filename.bytes() {
         if b.is_ascii_alphanumeric() || b"_.-~!#$&+^`|".contains(&b) {
@@ -682,10 +573,7 @@ pub fn content_disposition(filename: &str) -> String {
 }
 
 /// `GET /fs/download?file_path=…`: streamed, never loaded into memory.
-pub async fn download(
-    State(st): State<AppState>,
-    ApiQuery(q): ApiQuery<DownloadQuery>,
-) -> Result<Response, AppError> {
+pub async fn download(State(st): State<AppState>, ApiQuery(q): ApiQuery<DownloadQuery>) -> Result<Response, AppError> {
     let target = resolve(&st.cfg, &q.file_path)?;
     let meta = match tokio::fs::metadata(&target).await {
         Ok(m) => m,
@@ -697,18 +585,10 @@ pub async fn download(
     if !meta.is_file() {
         return Err(AppError::bad_request("Path is not a file"));
     }
-    let file = tokio::fs::File::open(&target)
-        .await
-        .map_err(|e| io_err("File download failed", e))?;
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "download".into());
+    let file = tokio::fs::File::open(&target).await.map_err(|e| io_err("File download failed", e))?;
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "download".into());
     let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.len()));
     match HeaderValue::from_str(&content_disposition(&name)) {
         Ok(v) => {
@@ -716,10 +596,7 @@ pub async fn download(
         }
         Err(e) => warn!(error = %e, "content-disposition not representable"),
     }
-    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-        file,
-        256 * 1024,
-    ));
+    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024));
     Ok((StatusCode::OK, headers, body).into_response())
 }
 
@@ -752,13 +629,7 @@ mod tests {
 
     #[test]
     fn disposition() {
-        assert_eq!(
-            content_disposition("a b.txt"),
-            "attachment; filename=\"a b.txt\"; filename*=UTF-8''a%20b.txt"
-        );
-        assert_eq!(
-            content_disposition("报告.pdf"),
-            "attachment; filename=\"__.pdf\"; filename*=UTF-8''%E6%8A%A5%E5%91%8A.pdf"
-        );
+        assert_eq!(content_disposition("a b.txt"), "attachment; filename=\"a b.txt\"; filename*=UTF-8''a%20b.txt");
+        assert_eq!(content_disposition("报告.pdf"), "attachment; filename=\"__.pdf\"; filename*=UTF-8''%E6%8A%A5%E5%91%8A.pdf");
     }
 }

@@ -29,12 +29,11 @@ use std::{
 
 use axum::{Json, extract::State, http::StatusCode};
 use jupyter_protocol::{
-    ConnectionInfo, ExecuteRequest, ExecutionState, JupyterMessage, JupyterMessageContent,
-    KernelInfoRequest, Media, MediaType, Transport,
+    ConnectionInfo, ExecuteRequest, ExecutionState, JupyterMessage, JupyterMessageContent, KernelInfoRequest, Media, MediaType, Transport,
 };
 use jupyter_zmq_client::{
-    Connection, DealerSendConnection, RawMessage, create_client_iopub_connection,
-    create_client_shell_connection_with_identity, peer_identity_for_session,
+    Connection, DealerSendConnection, RawMessage, create_client_iopub_connection, create_client_shell_connection_with_identity,
+    peer_identity_for_session,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -165,11 +164,7 @@ impl Kernel {
                 while let Ok(m) = self.shell_rx.try_recv() {
                     acc.feed(id, m);
                 }
-                return if acc.complete() {
-                    Outcome::Done
-                } else {
-                    Outcome::Died
-                };
+                return if acc.complete() { Outcome::Done } else { Outcome::Died };
             }
             tokio::select! {
                 m = self.iopub_rx.recv() => match m {
@@ -216,12 +211,7 @@ pub struct ExecOutput {
 
 impl ExecResponse {
     fn failure(error: impl Into<String>) -> Self {
-        Self {
-            success: false,
-            execution_count: None,
-            output: ExecOutput::default(),
-            error: Some(error.into()),
-        }
+        Self { success: false, execution_count: None, output: ExecOutput::default(), error: Some(error.into()) }
     }
 }
 
@@ -315,12 +305,7 @@ impl Accumulator {
                     c.get("evalue").and_then(Value::as_str).unwrap_or(""),
                     c.get("traceback")
                         .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .map(str::to_owned)
-                                .collect()
-                        })
+                        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
                         .unwrap_or_default(),
                 ));
             }
@@ -352,37 +337,23 @@ impl Accumulator {
         if self.text_truncated {
             text.push_str(TRUNCATED_MARKER);
         }
-        ExecOutput {
-            text,
-            images: self
-                .images
-                .drain(..)
-                .map(|b64| json!({ "image/png": b64 }))
-                .collect(),
-        }
+        ExecOutput { text, images: self.images.drain(..).map(|b64| json!({ "image/png": b64 })).collect() }
     }
 
     /// `(success, error)` from what was collected.
     fn verdict(&self) -> (bool, Option<String>) {
-        let error = self
-            .error
-            .clone()
-            .or_else(|| match self.reply_status.as_deref() {
-                Some("error") => self.reply_error.clone(),
-                Some("aborted") => Some("Execution aborted".to_string()),
-                _ => None,
-            });
+        let error = self.error.clone().or_else(|| match self.reply_status.as_deref() {
+            Some("error") => self.reply_error.clone(),
+            Some("aborted") => Some("Execution aborted".to_string()),
+            _ => None,
+        });
         let ok = self.reply_status.as_deref() == Some("ok") && error.is_none();
         (ok, error)
     }
 }
 
 fn format_error(ename: &str, evalue: &str, traceback: Vec<String>) -> String {
-    let text = if traceback.is_empty() {
-        format!("{ename}: {evalue}")
-    } else {
-        traceback.join("\n")
-    };
+    let text = if traceback.is_empty() { format!("{ename}: {evalue}") } else { traceback.join("\n") };
     strip_ansi(&text)
 }
 
@@ -435,12 +406,7 @@ pub struct KernelManager {
 
 impl KernelManager {
     pub fn new(settings: KernelSettings) -> Self {
-        Self {
-            settings,
-            slot: Mutex::new(None),
-            phase: StdMutex::new(Phase::NotStarted),
-            current: StdMutex::new(None),
-        }
+        Self { settings, slot: Mutex::new(None), phase: StdMutex::new(Phase::NotStarted), current: StdMutex::new(None) }
     }
 
     fn set_phase(&self, p: Phase) {
@@ -456,11 +422,7 @@ impl KernelManager {
     /// `(status, has_kernel)` for the status endpoint; never blocks on a
     /// running execution.
     pub fn status(&self) -> (&'static str, bool) {
-        let phase = self
-            .phase
-            .lock()
-            .map(|g| g.clone())
-            .unwrap_or(Phase::Failed);
+        let phase = self.phase.lock().map(|g| g.clone()).unwrap_or(Phase::Failed);
         match phase {
             Phase::NotStarted => ("not_started", false),
             Phase::Starting => ("starting", true),
@@ -530,12 +492,7 @@ impl KernelManager {
 
     /// Runs one cell. Never fails at the HTTP level: every problem is
     /// reported in `error` with `success: false`.
-    pub async fn execute(
-        self: Arc<Self>,
-        code: String,
-        timeout_secs: u64,
-        silent: bool,
-    ) -> ExecResponse {
+    pub async fn execute(self: Arc<Self>, code: String, timeout_secs: u64, silent: bool) -> ExecResponse {
         let mut slot = self.slot.lock().await;
         let mut restarted = false;
         if slot.as_ref().is_none_or(|k| k.is_dead()) {
@@ -553,14 +510,7 @@ impl KernelManager {
         kernel.drain();
 
         let request = JupyterMessage::new(
-            ExecuteRequest {
-                code,
-                silent,
-                store_history: !silent,
-                user_expressions: None,
-                allow_stdin: false,
-                stop_on_error: true,
-            },
+            ExecuteRequest { code, silent, store_history: !silent, user_expressions: None, allow_stdin: false, stop_on_error: true },
             None,
         );
         let id = request.header.msg_id.clone();
@@ -581,10 +531,7 @@ impl KernelManager {
                 let after = kernel.collect(&id, &mut acc, t + INTERRUPT_GRACE).await;
                 let mut msg = format!("Code execution timed out after {timeout_secs} seconds");
                 if after == Outcome::Done {
-                    info!(
-                        interrupt_ms = t.elapsed().as_millis() as u64,
-                        "execution interrupted after timeout"
-                    );
+                    info!(interrupt_ms = t.elapsed().as_millis() as u64, "execution interrupted after timeout");
                 } else {
                     warn!("kernel did not respond to the interrupt; replacing it");
                     msg.push_str(" (the kernel did not respond to the interrupt and was restarted; its state was lost)");
@@ -594,16 +541,10 @@ impl KernelManager {
                 error_override = Some(msg);
             }
             Outcome::Died => {
-                error_override = Some(
-                    "Kernel died during execution; it will be restarted on the next call and its state was lost"
-                        .to_string(),
-                );
+                error_override = Some("Kernel died during execution; it will be restarted on the next call and its state was lost".to_string());
             }
         }
-        debug!(
-            ms = started.elapsed().as_millis() as u64,
-            "execution finished"
-        );
+        debug!(ms = started.elapsed().as_millis() as u64, "execution finished");
 
         let (ok, error) = acc.verdict();
         let mut error = error_override.or(error);
@@ -615,12 +556,7 @@ impl KernelManager {
                  variables from earlier calls are gone]",
             );
         }
-        ExecResponse {
-            success,
-            execution_count: acc.execution_count,
-            output: acc.take_output(),
-            error,
-        }
+        ExecResponse { success, execution_count: acc.execution_count, output: acc.take_output(), error }
     }
 
     /// Spawns a kernel process and waits until it answers.
@@ -628,16 +564,10 @@ impl KernelManager {
         let started = Instant::now();
         let s = &self.settings;
         let dir = std::env::temp_dir().join(format!("ship-kernel-{}", Uuid::new_v4().simple()));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         // From here on the guard removes the dir and kills the process
         // group on every early return.
-        let mut guard = LaunchGuard {
-            dir: Some(dir.clone()),
-            life: None,
-        };
+        let mut guard = LaunchGuard { dir: Some(dir.clone()), life: None };
 
         let info = ConnectionInfo {
             ip: dir.join("k").to_string_lossy().into_owned(),
@@ -653,8 +583,7 @@ impl KernelManager {
         };
         let conn_file = dir.join("connection.json");
         let conn_json = serde_json::to_vec(&info).map_err(|e| e.to_string())?;
-        std::fs::write(&conn_file, conn_json)
-            .map_err(|e| format!("cannot write connection file: {e}"))?;
+        std::fs::write(&conn_file, conn_json).map_err(|e| format!("cannot write connection file: {e}"))?;
 
         let mut cmd = tokio::process::Command::new(&s.python);
         cmd.arg("-m")
@@ -684,28 +613,16 @@ impl KernelManager {
                 if libc::setsid() == -1 {
                     return Err(std::io::Error::last_os_error());
                 }
-                libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                );
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
                 if libc::getppid() != server_pid {
                     libc::_exit(1);
                 }
                 Ok(())
             });
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", s.python.display()))?;
+        let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", s.python.display()))?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
-        let life = Arc::new(Life {
-            pgid: pid,
-            exited: AtomicBool::new(false),
-            dir: dir.clone(),
-        });
+        let life = Arc::new(Life { pgid: pid, exited: AtomicBool::new(false), dir: dir.clone() });
         guard.life = Some(life.clone());
         if let Ok(mut g) = self.current.lock() {
             *g = Some(life.clone());
@@ -733,17 +650,11 @@ impl KernelManager {
                 let _ = exit_tx.send(true);
             });
         }
-        let stderr_tail = || {
-            tail.lock()
-                .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
-                .unwrap_or_default()
-        };
+        let stderr_tail = || tail.lock().map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default();
         let deadline = started + START_TIMEOUT;
 
         // 1. Wait for all five sockets to be bound.
-        let socket_paths: Vec<PathBuf> = (1..=5)
-            .map(|p| PathBuf::from(format!("{}-{p}", info.ip)))
-            .collect();
+        let socket_paths: Vec<PathBuf> = (1..=5).map(|p| PathBuf::from(format!("{}-{p}", info.ip))).collect();
         loop {
             if socket_paths.iter().all(|p| p.exists()) {
                 break;
@@ -759,33 +670,17 @@ impl KernelManager {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
 
-        debug!(
-            ms = started.elapsed().as_millis() as u64,
-            "kernel sockets bound"
-        );
+        debug!(ms = started.elapsed().as_millis() as u64, "kernel sockets bound");
         // 2. Connect IOPub first so its subscription settles while shell connects.
         let session = Uuid::new_v4().to_string();
         let iopub = retry(|| create_client_iopub_connection(&info, "", &session)).await?;
         let identity = peer_identity_for_session(&session).map_err(|e| e.to_string())?;
-        let shell = retry(|| {
-            create_client_shell_connection_with_identity(&info, &session, identity.clone())
-        })
-        .await?;
+        let shell = retry(|| create_client_shell_connection_with_identity(&info, &session, identity.clone())).await?;
         let (shell_tx, shell_rx_conn) = shell.split();
         let (stx, shell_rx) = mpsc::channel(CHANNEL_DEPTH);
         let (itx, iopub_rx) = mpsc::channel(CHANNEL_DEPTH);
-        let readers = vec![
-            tokio::spawn(read_loop(shell_rx_conn, stx, "shell")),
-            tokio::spawn(read_loop(iopub, itx, "iopub")),
-        ];
-        let mut kernel = Kernel {
-            life: life.clone(),
-            exit_rx: exit_rx.clone(),
-            shell: shell_tx,
-            shell_rx,
-            iopub_rx,
-            readers,
-        };
+        let readers = vec![tokio::spawn(read_loop(shell_rx_conn, stx, "shell")), tokio::spawn(read_loop(iopub, itx, "iopub"))];
+        let mut kernel = Kernel { life: life.clone(), exit_rx: exit_rx.clone(), shell: shell_tx, shell_rx, iopub_rx, readers };
         // The Kernel's Drop now owns cleanup.
         guard.disarm();
 
@@ -798,23 +693,9 @@ impl KernelManager {
             }
             let req = JupyterMessage::new(KernelInfoRequest {}, None);
             let id = req.header.msg_id.clone();
-            kernel
-                .shell
-                .send(req)
-                .await
-                .map_err(|e| format!("kernel_info_request failed: {e}"))?;
-            let reply = recv_matching(
-                &mut kernel.shell_rx,
-                &mut exit_rx,
-                &id,
-                Duration::from_secs(3),
-            )
-            .await;
-            debug!(
-                ms = started.elapsed().as_millis() as u64,
-                got = matches!(reply, Wait::Got),
-                "kernel_info reply"
-            );
+            kernel.shell.send(req).await.map_err(|e| format!("kernel_info_request failed: {e}"))?;
+            let reply = recv_matching(&mut kernel.shell_rx, &mut exit_rx, &id, Duration::from_secs(3)).await;
+            debug!(ms = started.elapsed().as_millis() as u64, got = matches!(reply, Wait::Got), "kernel_info reply");
             match reply {
                 Wait::Exited => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -823,14 +704,7 @@ impl KernelManager {
                 Wait::Timeout => continue,
                 Wait::Got => {}
             }
-            match recv_matching(
-                &mut kernel.iopub_rx,
-                &mut exit_rx,
-                &id,
-                Duration::from_millis(500),
-            )
-            .await
-            {
+            match recv_matching(&mut kernel.iopub_rx, &mut exit_rx, &id, Duration::from_millis(500)).await {
                 Wait::Got => break,
                 Wait::Exited => {
                     return Err(format!("kernel exited during startup: {}", stderr_tail()));
@@ -839,11 +713,7 @@ impl KernelManager {
             }
         }
         kernel.drain();
-        info!(
-            pid,
-            ms = started.elapsed().as_millis() as u64,
-            "python kernel ready"
-        );
+        info!(pid, ms = started.elapsed().as_millis() as u64, "python kernel ready");
         Ok(kernel)
     }
 }
@@ -879,12 +749,7 @@ enum Wait {
 }
 
 /// Waits for a message whose parent is `id` (others are dropped).
-async fn recv_matching(
-    rx: &mut mpsc::Receiver<KMsg>,
-    exit_rx: &mut watch::Receiver<bool>,
-    id: &str,
-    within: Duration,
-) -> Wait {
+async fn recv_matching(rx: &mut mpsc::Receiver<KMsg>, exit_rx: &mut watch::Receiver<bool>, id: &str, within: Duration) -> Wait {
     let deadline = Instant::now() + within;
     loop {
         tokio::select! {
@@ -919,11 +784,7 @@ where
 
 /// Reads raw frames, verifies the signature, and forwards the parts Ship
 /// needs. Undecodable frames are logged and skipped.
-async fn read_loop<S: SocketRecv + Send>(
-    mut conn: Connection<S>,
-    tx: mpsc::Sender<KMsg>,
-    channel: &'static str,
-) {
+async fn read_loop<S: SocketRecv + Send>(mut conn: Connection<S>, tx: mpsc::Sender<KMsg>, channel: &'static str) {
     loop {
         let frame = match conn.socket.recv().await {
             Ok(f) => f,
@@ -955,18 +816,12 @@ fn decode(raw: &RawMessage) -> Option<KMsg> {
     let content: Value = serde_json::from_slice(raw.jparts.get(3)?).ok()?;
     Some(KMsg {
         msg_type: header.get("msg_type")?.as_str()?.to_owned(),
-        parent_id: parent
-            .get("msg_id")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        parent_id: parent.get("msg_id").and_then(Value::as_str).map(str::to_owned),
         content,
     })
 }
 
-async fn log_lines<R: tokio::io::AsyncRead + Unpin>(
-    r: R,
-    tail: Option<Arc<StdMutex<VecDeque<String>>>>,
-) {
+async fn log_lines<R: tokio::io::AsyncRead + Unpin>(r: R, tail: Option<Arc<StdMutex<VecDeque<String>>>>) {
     let mut lines = BufReader::new(r).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         debug!(target: "ship::kernel_output", "{line}");
@@ -1001,10 +856,7 @@ pub struct ExecRequest {
 /// `POST /ipython/exec`. The execution runs in its own task so a client
 /// that disconnects mid-cell does not leave the kernel in an unknown state:
 /// the cell still finishes (or is interrupted at its timeout).
-pub async fn exec_handler(
-    State(state): State<AppState>,
-    ApiJson(req): ApiJson<ExecRequest>,
-) -> Result<Json<ExecResponse>, AppError> {
+pub async fn exec_handler(State(state): State<AppState>, ApiJson(req): ApiJson<ExecRequest>) -> Result<Json<ExecResponse>, AppError> {
     let timeout = req.timeout.clamp(1, 7 * 24 * 3600) as u64;
     let task = tokio::spawn(state.kernel.clone().execute(req.code, timeout, req.silent));
     match task.await {
@@ -1024,18 +876,14 @@ pub async fn status_handler(State(state): State<AppState>) -> Json<Value> {
 
 pub async fn restart_handler(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     match state.kernel.restart().await {
-        Ok(()) => Ok(Json(
-            json!({"success": true, "message": "Kernel restarted successfully"}),
-        )),
+        Ok(()) => Ok(Json(json!({"success": true, "message": "Kernel restarted successfully"}))),
         Err(e) => Err(AppError::internal(format!("Failed to restart kernel: {e}"))),
     }
 }
 
 pub async fn delete_handler(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     if state.kernel.shutdown().await {
-        Ok(Json(
-            json!({"success": true, "message": "Kernel shutdown successfully"}),
-        ))
+        Ok(Json(json!({"success": true, "message": "Kernel shutdown successfully"})))
     } else {
         Err(AppError::new(StatusCode::NOT_FOUND, "Kernel not found"))
     }
@@ -1046,19 +894,12 @@ mod tests {
     use super::*;
 
     fn msg(msg_type: &str, parent: &str, content: Value) -> KMsg {
-        KMsg {
-            msg_type: msg_type.into(),
-            parent_id: Some(parent.into()),
-            content,
-        }
+        KMsg { msg_type: msg_type.into(), parent_id: Some(parent.into()), content }
     }
 
     #[test]
     fn ansi_is_stripped() {
-        assert_eq!(
-            strip_ansi("\x1b[0;31mValueError\x1b[0m: x"),
-            "ValueError: x"
-        );
+        assert_eq!(strip_ansi("\x1b[0;31mValueError\x1b[0m: x"), "ValueError: x");
         assert_eq!(strip_ansi("a\x1b]0;title\x07b"), "ab");
         assert_eq!(strip_ansi("a\x1b]8;;http://x\x1b\\b"), "ab");
         assert_eq!(strip_ansi("plain ü"), "plain ü");
@@ -1070,62 +911,21 @@ mod tests {
         let mut a = Accumulator::default();
         let id = "req";
         a.feed(id, msg("status", id, json!({"execution_state": "busy"})));
-        a.feed(
-            id,
-            msg(
-                "execute_input",
-                id,
-                json!({"code": "x", "execution_count": 3}),
-            ),
-        );
-        a.feed(
-            id,
-            msg("stream", id, json!({"name": "stdout", "text": "  hello\n"})),
-        );
-        a.feed(
-            id,
-            msg("stream", id, json!({"name": "stderr", "text": "warn\n"})),
-        );
+        a.feed(id, msg("execute_input", id, json!({"code": "x", "execution_count": 3})));
+        a.feed(id, msg("stream", id, json!({"name": "stdout", "text": "  hello\n"})));
+        a.feed(id, msg("stream", id, json!({"name": "stderr", "text": "warn\n"})));
         // A message of another request is ignored.
-        a.feed(
-            id,
-            msg("stream", "other", json!({"name": "stdout", "text": "NOPE"})),
-        );
+        a.feed(id, msg("stream", "other", json!({"name": "stdout", "text": "NOPE"})));
         // Figure: image plus text/plain → only the image.
         a.feed(
             id,
-            msg(
-                "display_data",
-                id,
-                json!({"data": {"image/png": "iVBORw0K\n", "text/plain": "<Figure size 640x480 with 1 Axes>"}, "metadata": {}}),
-            ),
+            msg("display_data", id, json!({"data": {"image/png": "iVBORw0K\n", "text/plain": "<Figure size 640x480 with 1 Axes>"}, "metadata": {}})),
         );
         // Text-only display → text.
-        a.feed(
-            id,
-            msg(
-                "display_data",
-                id,
-                json!({"data": {"text/plain": "shown"}, "metadata": {}}),
-            ),
-        );
-        a.feed(
-            id,
-            msg(
-                "execute_result",
-                id,
-                json!({"execution_count": 3, "data": {"text/plain": "42"}, "metadata": {}}),
-            ),
-        );
+        a.feed(id, msg("display_data", id, json!({"data": {"text/plain": "shown"}, "metadata": {}})));
+        a.feed(id, msg("execute_result", id, json!({"execution_count": 3, "data": {"text/plain": "42"}, "metadata": {}})));
         assert!(!a.complete());
-        a.feed(
-            id,
-            msg(
-                "execute_reply",
-                id,
-                json!({"status": "ok", "execution_count": 3}),
-            ),
-        );
+        a.feed(id, msg("execute_reply", id, json!({"status": "ok", "execution_count": 3})));
         a.feed(id, msg("status", id, json!({"execution_state": "idle"})));
         assert!(a.complete());
         let (ok, err) = a.verdict();
@@ -1141,10 +941,7 @@ mod tests {
     fn errors_join_traceback_and_fail() {
         let mut a = Accumulator::default();
         let id = "r";
-        a.feed(
-            id,
-            msg("stream", id, json!({"name": "stdout", "text": "before\n"})),
-        );
+        a.feed(id, msg("stream", id, json!({"name": "stdout", "text": "before\n"})));
         a.feed(
             id,
             msg(
@@ -1166,10 +963,7 @@ mod tests {
         a.feed(id, msg("status", id, json!({"execution_state": "idle"})));
         let (ok, err) = a.verdict();
         assert!(!ok);
-        assert_eq!(
-            err.unwrap(),
-            "---------\nNameError: name 'y' is not defined"
-        );
+        assert_eq!(err.unwrap(), "---------\nNameError: name 'y' is not defined");
         assert_eq!(a.take_output().text, "before");
     }
 

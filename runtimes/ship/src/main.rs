@@ -48,21 +48,13 @@ const JSON_BODY_LIMIT: usize = 256 * 1024 * 1024;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,zeromq=warn")),
-        )
-        .init();
+    tracing_subscriber::fmt().with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,zeromq=warn"))).init();
 
     // Must happen before any thread exists (fork in a multi-threaded
     // process is unsafe), i.e. before the tokio runtime is built.
     pid1::supervise_if_pid1();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             error!(error = %e, "cannot start the async runtime");
@@ -91,15 +83,9 @@ async fn serve() -> anyhow::Result<()> {
         env: cfg.child_env(),
     }));
     let shell = Arc::new(ShellManager::new(cfg.clone()));
-    let state = AppState {
-        cfg: cfg.clone(),
-        kernel: kernel.clone(),
-        shell: shell.clone(),
-    };
+    let state = AppState { cfg: cfg.clone(), kernel: kernel.clone(), shell: shell.clone() };
 
-    let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port)
-        .parse()
-        .or_else(|_| format!("[{}]:{}", cfg.host, cfg.port).parse())?;
+    let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port).parse().or_else(|_| format!("[{}]:{}", cfg.host, cfg.port).parse())?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     info!(%addr, workspace = %cfg.workspace_canon.display(), version = meta::VERSION, "ship listening");
 
@@ -120,8 +106,7 @@ async fn serve() -> anyhow::Result<()> {
         stop_for_signal.cancel();
     });
 
-    let server =
-        axum::serve(listener, router(state)).with_graceful_shutdown(stop.clone().cancelled_owned());
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(stop.clone().cancelled_owned());
     tokio::select! {
         r = server => r?,
         _ = async {
@@ -154,11 +139,8 @@ fn startup_chores(cfg: &mut Config) {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
         error!("cannot install signal handlers");
         return std::future::pending().await;
     };
@@ -187,15 +169,10 @@ fn router(state: AppState) -> Router {
         .route("/fs/edit_file", post(fs::edit_file))
         .route("/fs/delete_file", post(fs::delete_file))
         .route("/fs/list_dir", post(fs::list_dir))
-        .route(
-            "/fs/upload",
-            post(fs::upload).layer(DefaultBodyLimit::disable()),
-        )
+        .route("/fs/upload", post(fs::upload).layer(DefaultBodyLimit::disable()))
         .route("/fs/download", get(fs::download))
         .fallback(|| async { AppError::not_found("Not Found") })
-        .method_not_allowed_fallback(|| async {
-            AppError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
-        })
+        .method_not_allowed_fallback(|| async { AppError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed") })
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(middleware::from_fn(log_request))
         .with_state(state)

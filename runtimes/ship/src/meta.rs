@@ -73,16 +73,12 @@ pub fn scan_skills(skills_dir: &Path, workspace: &Path) -> Vec<Value> {
     let Ok(rd) = std::fs::read_dir(skills_dir) else {
         return Vec::new();
     };
-    let mut dirs: Vec<_> = rd
-        .flatten()
-        .filter(|e| e.path().join("SKILL.md").is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut dirs: Vec<_> =
+        rd.flatten().filter(|e| e.path().join("SKILL.md").is_file()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     dirs.sort();
     dirs.into_iter()
         .map(|dir| {
-            let text =
-                std::fs::read_to_string(skills_dir.join(&dir).join("SKILL.md")).unwrap_or_default();
+            let text = std::fs::read_to_string(skills_dir.join(&dir).join("SKILL.md")).unwrap_or_default();
             let fm = front_matter(&text);
             let get = |k: &str| fm.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
             json!({
@@ -107,10 +103,7 @@ pub fn front_matter(text: &str) -> Vec<(String, String)> {
             return out;
         }
         if let Some((k, v)) = line.split_once(':') {
-            out.push((
-                k.trim().to_string(),
-                v.trim().trim_matches(|c| c == '"' || c == '\'').to_string(),
-            ));
+            out.push((k.trim().to_string(), v.trim().trim_matches(|c| c == '"' || c == '\'').to_string()));
         }
     }
     // No closing fence: not front matter.
@@ -124,13 +117,7 @@ mod tests {
     #[test]
     fn front_matter_parsing() {
         let fm = front_matter("---\nname: x\ndescription: \"Run: things\"\n---\nbody: no\n");
-        assert_eq!(
-            fm,
-            vec![
-                ("name".into(), "x".into()),
-                ("description".into(), "Run: things".into())
-            ]
-        );
+        assert_eq!(fm, vec![("name".into(), "x".into()), ("description".into(), "Run: things".into())]);
         assert!(front_matter("no front matter").is_empty());
         assert!(front_matter("---\nname: x\n").is_empty());
     }
@@ -139,11 +126,7 @@ mod tests {
     fn skills_listing() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("b")).unwrap();
-        std::fs::write(
-            d.path().join("b/SKILL.md"),
-            "---\nname: bee\ndescription: B\n---\n",
-        )
-        .unwrap();
+        std::fs::write(d.path().join("b/SKILL.md"), "---\nname: bee\ndescription: B\n---\n").unwrap();
         std::fs::create_dir_all(d.path().join("a")).unwrap();
         std::fs::write(d.path().join("a/SKILL.md"), "# no fm").unwrap();
         std::fs::create_dir_all(d.path().join("c")).unwrap(); // no SKILL.md

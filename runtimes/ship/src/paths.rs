@@ -49,11 +49,7 @@ impl std::fmt::Display for PathError {
 /// verbatim and may not contain `..` (it cannot be resolved safely). A
 /// dangling symlink is followed, so writing through it cannot create a file
 /// outside the workspace.
-pub fn resolve_path(
-    workspace: &Path,
-    workspace_canon: &Path,
-    input: &str,
-) -> Result<PathBuf, PathError> {
+pub fn resolve_path(workspace: &Path, workspace_canon: &Path, input: &str) -> Result<PathBuf, PathError> {
     if input.contains('\0') {
         return Err(PathError::Invalid("path contains a NUL byte".into()));
     }
@@ -70,20 +66,12 @@ pub fn resolve_path(
         workspace_canon.join(input_path)
     };
     let resolved = realpath_nonstrict(&candidate)?;
-    if resolved.starts_with(workspace_canon) {
-        Ok(resolved)
-    } else {
-        Err(PathError::OutsideWorkspace)
-    }
+    if resolved.starts_with(workspace_canon) { Ok(resolved) } else { Err(PathError::OutsideWorkspace) }
 }
 
 /// Like [`resolve_path`] but does not follow a symlink in the *last*
 /// component: deleting `link` must remove the link, not what it points to.
-pub fn resolve_path_nofollow(
-    workspace: &Path,
-    workspace_canon: &Path,
-    input: &str,
-) -> Result<PathBuf, PathError> {
+pub fn resolve_path_nofollow(workspace: &Path, workspace_canon: &Path, input: &str) -> Result<PathBuf, PathError> {
     // The workspace root itself (however spelled: ".", "/workspace/") has
     // no parent inside the workspace; callers decide what to do with it.
     if let Ok(p) = resolve_path(workspace, workspace_canon, input)
@@ -96,11 +84,7 @@ pub fn resolve_path_nofollow(
     match (p.parent(), p.components().next_back()) {
         (Some(parent), Some(Component::Normal(name))) => {
             let parent_str = parent.to_str().unwrap_or(".");
-            let parent_str = if parent_str.is_empty() {
-                "."
-            } else {
-                parent_str
-            };
+            let parent_str = if parent_str.is_empty() { "." } else { parent_str };
             let parent_resolved = resolve_path(workspace, workspace_canon, parent_str)?;
             let full = parent_resolved.join(name);
             match std::fs::symlink_metadata(&full) {
@@ -157,9 +141,7 @@ fn realpath_nonstrict(path: &Path) -> Result<PathBuf, PathError> {
             Ok(m) if m.file_type().is_symlink() => {
                 links += 1;
                 if links > MAX_SYMLINKS {
-                    return Err(PathError::Invalid(
-                        "too many levels of symbolic links".into(),
-                    ));
+                    return Err(PathError::Invalid("too many levels of symbolic links".into()));
                 }
                 let target = std::fs::read_link(&next).map_err(PathError::Io)?;
                 if target.is_absolute() {
@@ -168,10 +150,7 @@ fn realpath_nonstrict(path: &Path) -> Result<PathBuf, PathError> {
                 push_front_components(&mut pending, &target);
             }
             Ok(_) => resolved = next,
-            Err(e)
-                if e.kind() == io::ErrorKind::NotFound
-                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
-            {
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
                 // ENOTDIR: "file.txt/x" — let the actual operation report it.
                 missing = true;
                 resolved = next;
@@ -213,11 +192,7 @@ mod tests {
         let ws = dir.path().join("workspace");
         std::fs::create_dir(&ws).unwrap();
         let canon = ws.canonicalize().unwrap();
-        Ws {
-            _dir: dir,
-            ws,
-            canon,
-        }
+        Ws { _dir: dir, ws, canon }
     }
 
     fn res(w: &Ws, p: &str) -> Result<PathBuf, PathError> {
@@ -277,11 +252,7 @@ mod tests {
         symlink("../..", w.canon.join("up")).unwrap();
         assert!(denied(res(&w, "up/x")));
         // A dangling link pointing outside must not allow creating the target.
-        symlink(
-            "/tmp/ship-test-nonexistent-target",
-            w.canon.join("dangling"),
-        )
-        .unwrap();
+        symlink("/tmp/ship-test-nonexistent-target", w.canon.join("dangling")).unwrap();
         assert!(denied(res(&w, "dangling")));
     }
 
@@ -327,14 +298,8 @@ mod tests {
         assert!(denied(resolve_path_nofollow(&w.ws, &w.canon, "../x")));
         assert!(denied(resolve_path_nofollow(&w.ws, &w.canon, "out/x")));
         // The workspace root itself.
-        assert_eq!(
-            resolve_path_nofollow(&w.ws, &w.canon, ".").unwrap(),
-            w.canon
-        );
+        assert_eq!(resolve_path_nofollow(&w.ws, &w.canon, ".").unwrap(), w.canon);
         let with_slash = format!("{}/", w.ws.display());
-        assert_eq!(
-            resolve_path_nofollow(&w.ws, &w.canon, &with_slash).unwrap(),
-            w.canon
-        );
+        assert_eq!(resolve_path_nofollow(&w.ws, &w.canon, &with_slash).unwrap(), w.canon);
     }
 }

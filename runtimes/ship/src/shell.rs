@@ -80,12 +80,7 @@ pub struct ShellExecResponse {
 
 impl ShellExecResponse {
     fn failed(error: impl Into<String>) -> Self {
-        Self {
-            success: false,
-            return_code: Some(-1),
-            error: Some(error.into()),
-            ..Default::default()
-        }
+        Self { success: false, return_code: Some(-1), error: Some(error.into()), ..Default::default() }
     }
 }
 
@@ -144,10 +139,7 @@ struct Capture {
 }
 
 /// Reads a pipe to EOF, storing at most [`MAX_CAPTURE`] bytes.
-fn spawn_pump<R: AsyncRead + Unpin + Send + 'static>(
-    mut r: R,
-    cap: Arc<StdMutex<Capture>>,
-) -> JoinHandle<()> {
+fn spawn_pump<R: AsyncRead + Unpin + Send + 'static>(mut r: R, cap: Arc<StdMutex<Capture>>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
@@ -246,11 +238,7 @@ pub fn split_words(s: &str) -> Result<Vec<String>, String> {
 
 impl ShellManager {
     pub fn new(cfg: Arc<Config>) -> Self {
-        Self {
-            cfg,
-            background: StdMutex::new(Vec::new()),
-            running: Arc::new(StdMutex::new(HashSet::new())),
-        }
+        Self { cfg, background: StdMutex::new(Vec::new()), running: Arc::new(StdMutex::new(HashSet::new())) }
     }
 
     /// SIGKILLs every running command's process group (server shutdown).
@@ -262,11 +250,7 @@ impl ShellManager {
         }
     }
 
-    fn build_command(
-        &self,
-        req: &ShellExecRequest,
-        cwd: PathBuf,
-    ) -> Result<tokio::process::Command, String> {
+    fn build_command(&self, req: &ShellExecRequest, cwd: PathBuf) -> Result<tokio::process::Command, String> {
         let mut cmd = if req.shell {
             let env_file = self.cfg.env_file();
             let mut prefix = String::new();
@@ -342,10 +326,7 @@ impl ShellManager {
         if let Ok(mut s) = self.running.lock() {
             s.insert(pgid);
         }
-        let _guard = RunningGuard {
-            set: self.running.clone(),
-            pgid,
-        };
+        let _guard = RunningGuard { set: self.running.clone(), pgid };
         let out = Arc::new(StdMutex::new(Capture::default()));
         let err = Arc::new(StdMutex::new(Capture::default()));
         let mut pumps = Vec::new();
@@ -394,34 +375,14 @@ impl ShellManager {
         match status {
             Ok(st) => {
                 // Like Python's returncode: -N when killed by signal N.
-                let code = st
-                    .code()
-                    .or_else(|| std::os::unix::process::ExitStatusExt::signal(&st).map(|s| -s))
-                    .unwrap_or(-1);
-                ShellExecResponse {
-                    success: code == 0,
-                    return_code: Some(code),
-                    stdout,
-                    stderr,
-                    pid,
-                    process_id: None,
-                    error: None,
-                }
+                let code = st.code().or_else(|| std::os::unix::process::ExitStatusExt::signal(&st).map(|s| -s)).unwrap_or(-1);
+                ShellExecResponse { success: code == 0, return_code: Some(code), stdout, stderr, pid, process_id: None, error: None }
             }
-            Err(e) => ShellExecResponse {
-                stdout,
-                stderr,
-                pid,
-                ..ShellExecResponse::failed(format!("Failed to wait for command: {e}"))
-            },
+            Err(e) => ShellExecResponse { stdout, stderr, pid, ..ShellExecResponse::failed(format!("Failed to wait for command: {e}")) },
         }
     }
 
-    fn spawn_background(
-        self: Arc<Self>,
-        mut cmd: tokio::process::Command,
-        command: &str,
-    ) -> ShellExecResponse {
+    fn spawn_background(self: Arc<Self>, mut cmd: tokio::process::Command, command: &str) -> ShellExecResponse {
         // Nobody reads a background command's output: a pipe would fill up
         // and block it, so it goes to /dev/null.
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
@@ -433,12 +394,7 @@ impl ShellManager {
         let process_id = Uuid::new_v4().simple().to_string()[..8].to_string();
         let status = Arc::new(StdMutex::new(BgStatus::Running));
         if let Ok(mut bg) = self.background.lock() {
-            bg.push(BgEntry {
-                process_id: process_id.clone(),
-                pid,
-                command: command.to_string(),
-                status: status.clone(),
-            });
+            bg.push(BgEntry { process_id: process_id.clone(), pid, command: command.to_string(), status: status.clone() });
         }
         let pgid = pid as i32;
         if let Ok(mut s) = self.running.lock() {
@@ -485,10 +441,7 @@ impl ShellManager {
                     BgStatus::Completed => "completed",
                     BgStatus::Failed => "failed",
                 };
-                (
-                    json!({"process_id": e.process_id, "pid": e.pid, "command": e.command, "status": label}),
-                    st == BgStatus::Running,
-                )
+                (json!({"process_id": e.process_id, "pid": e.pid, "command": e.command, "status": label}), st == BgStatus::Running)
             })
             .collect();
         let keep: Vec<bool> = listed.iter().map(|(_, r)| *r).collect();
@@ -504,17 +457,12 @@ impl ShellManager {
 
 /// `POST /shell/exec`. Runs in its own task so a disconnecting client does
 /// not leave a half-handled command behind (the timeout still applies).
-pub async fn exec_handler(
-    State(state): State<AppState>,
-    ApiJson(req): ApiJson<ShellExecRequest>,
-) -> Result<Json<ShellExecResponse>, AppError> {
+pub async fn exec_handler(State(state): State<AppState>, ApiJson(req): ApiJson<ShellExecRequest>) -> Result<Json<ShellExecResponse>, AppError> {
     match tokio::spawn(state.shell.clone().exec(req)).await {
         Ok(r) => Ok(Json(r)),
         Err(e) => {
             warn!(error = %e, "shell task failed");
-            Err(AppError::internal(format!(
-                "Failed to execute command: {e}"
-            )))
+            Err(AppError::internal(format!("Failed to execute command: {e}")))
         }
     }
 }
@@ -529,14 +477,8 @@ mod tests {
 
     #[test]
     fn word_splitting() {
-        assert_eq!(
-            split_words("ls -la  /tmp").unwrap(),
-            vec!["ls", "-la", "/tmp"]
-        );
-        assert_eq!(
-            split_words(r#"echo 'a b' "c \"d\"" e\ f"#).unwrap(),
-            vec!["echo", "a b", "c \"d\"", "e f"]
-        );
+        assert_eq!(split_words("ls -la  /tmp").unwrap(), vec!["ls", "-la", "/tmp"]);
+        assert_eq!(split_words(r#"echo 'a b' "c \"d\"" e\ f"#).unwrap(), vec!["echo", "a b", "c \"d\"", "e f"]);
         assert_eq!(split_words("x ''").unwrap(), vec!["x", ""]);
         assert!(split_words("echo 'oops").is_err());
         assert!(split_words("").unwrap().is_empty());
@@ -555,23 +497,13 @@ mod tests {
     }
 
     fn req(command: &str) -> ShellExecRequest {
-        ShellExecRequest {
-            command: command.into(),
-            cwd: None,
-            env: None,
-            timeout: Some(10),
-            shell: true,
-            background: false,
-        }
+        ShellExecRequest { command: command.into(), cwd: None, env: None, timeout: Some(10), shell: true, background: false }
     }
 
     #[tokio::test]
     async fn runs_commands_with_env_and_exit_codes() {
         let (_d, m) = manager();
-        let r = m
-            .clone()
-            .exec(req("echo \"  $PROFILE_VAR  \"; echo err >&2"))
-            .await;
+        let r = m.clone().exec(req("echo \"  $PROFILE_VAR  \"; echo err >&2")).await;
         assert!(r.success);
         assert_eq!(r.return_code, Some(0));
         assert_eq!(r.stdout, "from-profile");
@@ -585,10 +517,7 @@ mod tests {
         let mut q = req("pwd");
         q.cwd = Some("../".into());
         let r = m.clone().exec(q).await;
-        assert_eq!(
-            r.error.as_deref(),
-            Some("403: Access denied: path outside workspace")
-        );
+        assert_eq!(r.error.as_deref(), Some("403: Access denied: path outside workspace"));
     }
 
     #[tokio::test]
@@ -607,10 +536,7 @@ mod tests {
     #[tokio::test]
     async fn output_is_capped() {
         let (_d, m) = manager();
-        let r = m
-            .clone()
-            .exec(req("head -c 20000000 /dev/zero | tr '\\0' x"))
-            .await;
+        let r = m.clone().exec(req("head -c 20000000 /dev/zero | tr '\\0' x")).await;
         assert!(r.success);
         assert!(r.stdout.len() <= MAX_CAPTURE + TRUNCATED_MARKER.len());
         assert!(r.stdout.ends_with("[output truncated]"));

@@ -105,10 +105,8 @@ impl DriverPlugin {
         shared: &crate::plugins::Shared,
         limits: crate::plugins::Limits,
     ) -> anyhow::Result<(DriverPlugin, String)> {
-        let instance_pre = shared
-            .linker_v0_1
-            .instantiate_pre(component)
-            .map_err(|e| anyhow::anyhow!("the component does not fit the host's imports: {e:#}"))?;
+        let instance_pre =
+            shared.linker_v0_1.instantiate_pre(component).map_err(|e| anyhow::anyhow!("the component does not fit the host's imports: {e:#}"))?;
         let pre = DriverExtensionPre::new(instance_pre)
             .map_err(|e| anyhow::anyhow!("the component does not export the driver-extension world of bay:plugin@0.1: {e:#}"))?;
         let plugin = DriverPlugin { name: manifest.name.clone(), version: manifest.version.clone(), pre, shared: shared.clone(), limits };
@@ -207,10 +205,7 @@ impl DriverPlugin {
 
     pub async fn list_containers(&self, link: &EngineLink, l: &Labels) -> Result<Vec<RuntimeInstance>, DriverError> {
         let list = call!(self, link, call_list_containers(&labels(l)))?;
-        Ok(list
-            .into_iter()
-            .map(|i| RuntimeInstance { id: i.id, name: i.name, labels: i.labels.into_iter().collect(), state: i.state })
-            .collect())
+        Ok(list.into_iter().map(|i| RuntimeInstance { id: i.id, name: i.name, labels: i.labels.into_iter().collect(), state: i.state }).collect())
     }
 
     pub async fn create_network(&self, link: &EngineLink, name: &str, l: &Labels) -> Result<(), DriverError> {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::OwnedSemaphorePermit;
-use wasmtime::component::{Component, HasSelf, Linker, Resource};
 use wasmtime::Store;
+use wasmtime::component::{Component, HasSelf, Linker, Resource};
 
 use super::PluginState;
 use super::body::HostBody;
@@ -112,15 +112,10 @@ impl wit_http::Host for PluginState {
         let result = target.send(out).await;
         self.resume_guest();
         self.observe(&result);
-        Ok(result
-            .map(|(status, headers, body)| wit_http::Response { status, headers, body })
-            .map_err(wit_http_error))
+        Ok(result.map(|(status, headers, body)| wit_http::Response { status, headers, body }).map_err(wit_http_error))
     }
 
-    async fn send_streamed(
-        &mut self,
-        req: wit_http::Request,
-    ) -> wasmtime::Result<Result<wit_http::StreamedResponse, wit_http::HttpError>> {
+    async fn send_streamed(&mut self, req: wit_http::Request) -> wasmtime::Result<Result<wit_http::StreamedResponse, wit_http::HttpError>> {
         let out = self.out_request(req)?;
         let target = self.target.clone();
         let result = target.send_streamed(out).await;
@@ -170,10 +165,8 @@ impl AdapterPlugin {
         shared: &super::Shared,
         limits: super::Limits,
     ) -> anyhow::Result<AdapterPlugin> {
-        let instance_pre = shared
-            .linker_v0_1
-            .instantiate_pre(component)
-            .map_err(|e| anyhow::anyhow!("the component does not fit the host's imports: {e:#}"))?;
+        let instance_pre =
+            shared.linker_v0_1.instantiate_pre(component).map_err(|e| anyhow::anyhow!("the component does not fit the host's imports: {e:#}"))?;
         let pre = RuntimeAdapterPre::new(instance_pre)
             .map_err(|e| anyhow::anyhow!("the component does not export the runtime-adapter world of bay:plugin@0.1: {e:#}"))?;
         let mut plugin = AdapterPlugin {
@@ -193,19 +186,12 @@ impl AdapterPlugin {
         plugin.info = host::AdapterInfo {
             runtime_type: info.runtime_type,
             version: info.version,
-            capabilities: info
-                .capabilities
-                .into_iter()
-                .map(|c| host::Capability { name: c.name, operations: c.operations })
-                .collect(),
+            capabilities: info.capabilities.into_iter().map(|c| host::Capability { name: c.name, operations: c.operations }).collect(),
         };
         Ok(plugin)
     }
 
-    async fn instantiate(
-        &self,
-        endpoint: Option<&str>,
-    ) -> Result<(Store<PluginState>, RuntimeAdapter, OwnedSemaphorePermit), AdapterError> {
+    async fn instantiate(&self, endpoint: Option<&str>) -> Result<(Store<PluginState>, RuntimeAdapter, OwnedSemaphorePermit), AdapterError> {
         // Calls beyond the pool's capacity wait for a slot instead of failing.
         let permit = self.shared.slots.clone().acquire_owned().await.map_err(|_| AdapterError::Plugin("plugin host is shutting down".into()))?;
         let target = OutboundTarget::new(endpoint, self.allow.clone(), self.shared.client.clone(), self.limits.max_response)
@@ -236,11 +222,7 @@ impl AdapterPlugin {
                 self.version,
                 super::describe_failure(&self.name, &e, store.data())
             ))),
-            Err(_) => Err(AdapterError::Timeout(format!(
-                "runtime adapter plugin {} did not finish within {}s",
-                self.name,
-                deadline.as_secs()
-            ))),
+            Err(_) => Err(AdapterError::Timeout(format!("runtime adapter plugin {} did not finish within {}s", self.name, deadline.as_secs()))),
         }
     }
 }
@@ -264,14 +246,8 @@ impl host::RuntimeAdapter for AdapterPlugin {
     async fn meta(&self, endpoint: &str) -> Result<host::RuntimeMeta, AdapterError> {
         let (mut store, b, _permit) = self.instantiate(Some(endpoint)).await?;
         let r = self.run(Duration::from_secs(30), &mut store, async |s| b.bay_plugin_adapter().call_meta(s).await).await?;
-        r.map(|m| host::RuntimeMeta {
-            name: m.name,
-            version: m.version,
-            api_version: m.api_version,
-            capabilities: m.capabilities,
-            raw: m.raw,
-        })
-        .map_err(from_wit_error)
+        r.map(|m| host::RuntimeMeta { name: m.name, version: m.version, api_version: m.api_version, capabilities: m.capabilities, raw: m.raw })
+            .map_err(from_wit_error)
     }
 
     async fn invoke(&self, endpoint: &str, call: CapabilityCall) -> Result<CapabilityOutcome, AdapterError> {
@@ -308,9 +284,7 @@ fn to_wit_call(store: &mut Store<PluginState>, call: CapabilityCall) -> wasmtime
     use wit::CapabilityRequest as R;
     Ok(match call {
         CapabilityCall::PythonExec { code, timeout_s } => R::PythonExec(wit::PythonExecRequest { code, timeout_s }),
-        CapabilityCall::ShellExec { command, timeout_s, cwd } => {
-            R::ShellExec(wit::ShellExecRequest { command, timeout_s, cwd })
-        }
+        CapabilityCall::ShellExec { command, timeout_s, cwd } => R::ShellExec(wit::ShellExecRequest { command, timeout_s, cwd }),
         CapabilityCall::FileRead { path } => R::FileRead(path),
         CapabilityCall::FileWrite { path, content } => R::FileWrite(wit::FileWriteRequest { path, content }),
         CapabilityCall::FileList { path } => R::FileList(path),
@@ -324,9 +298,7 @@ fn to_wit_call(store: &mut Store<PluginState>, call: CapabilityCall) -> wasmtime
         CapabilityCall::BrowserBatch { commands, timeout_s, stop_on_error } => {
             R::BrowserBatch(wit::BrowserBatchRequest { commands, timeout_s, stop_on_error })
         }
-        CapabilityCall::Custom { capability, operation, payload } => {
-            R::Custom(wit::CustomRequest { capability, operation, payload })
-        }
+        CapabilityCall::Custom { capability, operation, payload } => R::Custom(wit::CustomRequest { capability, operation, payload }),
     })
 }
 
@@ -367,9 +339,7 @@ fn from_wit_response(store: &mut Store<PluginState>, resp: wit::CapabilityRespon
             let content = store.data_mut().table.delete(d.content)?;
             CapabilityOutcome::Downloaded { content, size: d.size }
         }
-        R::BrowserExec(r) => {
-            CapabilityOutcome::BrowserExec(host::BrowserExecResult { stdout: r.stdout, stderr: r.stderr, exit_code: r.exit_code })
-        }
+        R::BrowserExec(r) => CapabilityOutcome::BrowserExec(host::BrowserExecResult { stdout: r.stdout, stderr: r.stderr, exit_code: r.exit_code }),
         R::BrowserBatch(r) => CapabilityOutcome::BrowserBatch(host::BrowserBatchResult {
             results: r
                 .results
