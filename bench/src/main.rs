@@ -499,8 +499,12 @@ async fn main() -> anyhow::Result<()> {
     let cached_load = t.elapsed();
     let adapter = plugins.adapter("ship").context("ship adapter")?;
     let no_io = time_n(plugin_n, 100, || async {
-        let r =
-            adapter.invoke(&endpoint, CapabilityCall::Custom { capability: "bench".into(), operation: "noop".into(), payload: "{}".into() }).await;
+        let r = adapter
+            .invoke(
+                &bay::adapter::RuntimeLink::new(endpoint.clone(), None),
+                CapabilityCall::Custom { capability: "bench".into(), operation: "noop".into(), payload: "{}".into() },
+            )
+            .await;
         anyhow::ensure!(r.is_err(), "the noop call is expected to be unsupported");
         Ok(())
     })
@@ -509,7 +513,7 @@ async fn main() -> anyhow::Result<()> {
     let (via_plugin, native_health) = time_pair(
         plugin_n / 3,
         50,
-        || async { adapter.health(&endpoint).await.map(|_| ()).map_err(|e| anyhow::anyhow!("{e}")) },
+        || async { adapter.health(&bay::adapter::RuntimeLink::new(endpoint.clone(), None)).await.map(|_| ()).map_err(|e| anyhow::anyhow!("{e}")) },
         || async {
             native.get(format!("{endpoint}/health")).send().await?.bytes().await?;
             Ok(())
@@ -556,7 +560,10 @@ async fn plugins_only() -> anyhow::Result<()> {
     let adapter = plugins.adapter("ship").context("ship adapter")?;
     let no_io = time_n(20000, 1000, || async {
         let r = adapter
-            .invoke("http://127.0.0.1:9", CapabilityCall::Custom { capability: "bench".into(), operation: "noop".into(), payload: "{}".into() })
+            .invoke(
+                &bay::adapter::RuntimeLink::new("http://127.0.0.1:9", None),
+                CapabilityCall::Custom { capability: "bench".into(), operation: "noop".into(), payload: "{}".into() },
+            )
             .await;
         anyhow::ensure!(r.is_err());
         Ok(())

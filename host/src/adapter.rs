@@ -4,6 +4,7 @@
 //! handlers and the session manager only know this version-independent trait
 //! and its types: each supported WIT version converts to and from them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,21 +41,68 @@ pub struct RuntimeMeta {
     pub raw: String,
 }
 
+/// Where one runtime container answers, and the secret it requires
+/// (`X-Bay-Token`, added by the host to every request an adapter sends there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeLink {
+    pub endpoint: String,
+    pub token: Option<Arc<str>>,
+}
+
+impl RuntimeLink {
+    pub fn new(endpoint: impl Into<String>, token: Option<&str>) -> RuntimeLink {
+        RuntimeLink { endpoint: endpoint.into(), token: token.map(Arc::from) }
+    }
+}
+
 /// One capability call, as Bay asks a runtime to perform it. Paths are
 /// already validated and normalised (relative to the workspace).
 #[derive(Debug)]
 pub enum CapabilityCall {
-    PythonExec { code: String, timeout_s: u32 },
-    ShellExec { command: String, timeout_s: u32, cwd: Option<String> },
-    FileRead { path: String },
-    FileWrite { path: String, content: String },
-    FileList { path: String },
-    FileDelete { path: String },
-    FileUpload { path: String, content: HostBody },
-    FileDownload { path: String },
-    BrowserExec { cmd: String, timeout_s: u32 },
-    BrowserBatch { commands: Vec<String>, timeout_s: u32, stop_on_error: bool },
-    Custom { capability: String, operation: String, payload: String },
+    PythonExec {
+        code: String,
+        timeout_s: u32,
+    },
+    ShellExec {
+        command: String,
+        timeout_s: u32,
+        cwd: Option<String>,
+    },
+    FileRead {
+        path: String,
+    },
+    /// `content` is the file's bytes (UTF-8 text), streamed from the request.
+    FileWrite {
+        path: String,
+        content: HostBody,
+    },
+    FileList {
+        path: String,
+    },
+    FileDelete {
+        path: String,
+    },
+    FileUpload {
+        path: String,
+        content: HostBody,
+    },
+    FileDownload {
+        path: String,
+    },
+    BrowserExec {
+        cmd: String,
+        timeout_s: u32,
+    },
+    BrowserBatch {
+        commands: Vec<String>,
+        timeout_s: u32,
+        stop_on_error: bool,
+    },
+    Custom {
+        capability: String,
+        operation: String,
+        payload: String,
+    },
 }
 
 impl CapabilityCall {
@@ -65,7 +113,7 @@ impl CapabilityCall {
             C::PythonExec { code, timeout_s } => C::PythonExec { code: code.clone(), timeout_s: *timeout_s },
             C::ShellExec { command, timeout_s, cwd } => C::ShellExec { command: command.clone(), timeout_s: *timeout_s, cwd: cwd.clone() },
             C::FileRead { path } => C::FileRead { path: path.clone() },
-            C::FileWrite { path, content } => C::FileWrite { path: path.clone(), content: content.clone() },
+            C::FileWrite { path, content } => C::FileWrite { path: path.clone(), content: content.try_clone()? },
             C::FileList { path } => C::FileList { path: path.clone() },
             C::FileDelete { path } => C::FileDelete { path: path.clone() },
             C::FileUpload { .. } => return None,
@@ -105,7 +153,10 @@ impl CapabilityCall {
             | CapabilityCall::BrowserExec { timeout_s, .. }
             | CapabilityCall::BrowserBatch { timeout_s, .. } => u64::from(*timeout_s) + 15,
             // Large transfers are streamed; give them time.
-            CapabilityCall::FileUpload { .. } | CapabilityCall::FileDownload { .. } => 3600,
+            CapabilityCall::FileUpload { .. }
+            | CapabilityCall::FileDownload { .. }
+            | CapabilityCall::FileRead { .. }
+            | CapabilityCall::FileWrite { .. } => 3600,
             _ => 60,
         };
         Duration::from_secs(secs)
@@ -171,11 +222,21 @@ pub struct BrowserBatchResult {
 pub enum CapabilityOutcome {
     PythonExec(PythonExecResult),
     ShellExec(ShellExecResult),
-    FileContent(String),
+    /// A file's bytes (the host checks they are UTF-8 and bounds their size).
+    FileContent {
+        content: HostBody,
+        size: Option<u64>,
+    },
     Done,
     FileList(Vec<FileEntry>),
-    Uploaded { path: String, size: u64 },
-    Downloaded { content: HostBody, size: Option<u64> },
+    Uploaded {
+        path: String,
+        size: u64,
+    },
+    Downloaded {
+        content: HostBody,
+        size: Option<u64>,
+    },
     BrowserExec(BrowserExecResult),
     BrowserBatch(BrowserBatchResult),
     Custom(String),
@@ -199,6 +260,9 @@ pub enum AdapterError {
     NotFound(String),
     #[error("{0}")]
     InvalidRequest(String),
+    /// A payload over a limit of the adapter or the runtime (413).
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{0}")]
     BadResponse(String),
     /// The plugin itself failed: it trapped, ran out of its CPU or memory
@@ -211,6 +275,16 @@ impl From<AdapterError> for BayError {
     fn from(err: AdapterError) -> BayError {
         match err {
             AdapterError::Unsupported(m) => BayError::new(ErrorCode::CapabilityNotSupported, m),
+            // The runtime refused a payload (over its read limit, or the
+            // cargo's size limit): the client's request was too large.
+            AdapterError::Runtime { status: 413, message, body } => {
+                let detail = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["detail"].as_str().or(v["error"].as_str()).map(str::to_owned))
+                    .unwrap_or(message);
+                BayError::new(ErrorCode::PayloadTooLarge, detail).with("runtime_status", 413)
+            }
+            AdapterError::TooLarge(m) => BayError::new(ErrorCode::PayloadTooLarge, m),
             AdapterError::Runtime { status, message, body } => {
                 let mut e = BayError::ship(message).with("runtime_status", status);
                 if !body.is_empty() {
@@ -227,14 +301,14 @@ impl From<AdapterError> for BayError {
     }
 }
 
-/// A runtime adapter bound to no endpoint: every call names the endpoint of
-/// the container it serves, and may reach only that endpoint.
+/// A runtime adapter bound to no endpoint: every call names the runtime it
+/// serves, and may reach only that runtime's endpoint.
 #[async_trait]
 pub trait RuntimeAdapter: Send + Sync {
     fn info(&self) -> &AdapterInfo;
     /// The plugin's name and version, for diagnostics.
     fn plugin(&self) -> String;
-    async fn health(&self, endpoint: &str) -> Result<HealthStatus, AdapterError>;
-    async fn meta(&self, endpoint: &str) -> Result<RuntimeMeta, AdapterError>;
-    async fn invoke(&self, endpoint: &str, call: CapabilityCall) -> Result<CapabilityOutcome, AdapterError>;
+    async fn health(&self, link: &RuntimeLink) -> Result<HealthStatus, AdapterError>;
+    async fn meta(&self, link: &RuntimeLink) -> Result<RuntimeMeta, AdapterError>;
+    async fn invoke(&self, link: &RuntimeLink, call: CapabilityCall) -> Result<CapabilityOutcome, AdapterError>;
 }

@@ -125,7 +125,9 @@ impl Cluster {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(LEADER_RENEW).await;
-                let Some(cluster) = this.upgrade() else { return };
+                let Some(cluster) = this.upgrade() else {
+                    return;
+                };
                 cluster.elect().await;
             }
         });

@@ -35,6 +35,8 @@ pub enum ErrorCode {
     Timeout,
     /// The route exists but not for this method (405).
     MethodNotAllowed,
+    /// A body, field or file over its limit (413).
+    PayloadTooLarge,
 }
 
 impl ErrorCode {
@@ -56,6 +58,7 @@ impl ErrorCode {
             ErrorCode::ShipError => "ship_error",
             ErrorCode::Timeout => "timeout",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
         }
     }
 
@@ -73,6 +76,7 @@ impl ErrorCode {
             ErrorCode::ShipError => StatusCode::BAD_GATEWAY,
             ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 }

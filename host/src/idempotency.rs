@@ -76,7 +76,9 @@ impl Idempotency {
     /// parsed request with defaults applied, so `{}` and the explicit defaults
     /// are the same request.
     pub async fn claim(&self, owner: &str, headers: &HeaderMap, method: &str, path: &str, canonical_body: &impl Serialize) -> BayResult<Claim> {
-        let Some(raw) = headers.get(HEADER) else { return Ok(Claim::None) };
+        let Some(raw) = headers.get(HEADER) else {
+            return Ok(Claim::None);
+        };
         if !self.enabled {
             return Ok(Claim::None);
         }
@@ -111,7 +113,9 @@ impl Idempotency {
             .bind(key)
             .fetch_optional(self.db.pool())
             .await?;
-            let Some((stored, snapshot, status, created_at, expires_at)) = row else { continue };
+            let Some((stored, snapshot, status, created_at, expires_at)) = row else {
+                continue;
+            };
             let abandoned = status.is_none() && now - created_at > STALE_CLAIM.as_micros() as Micros;
             if expires_at < now || abandoned {
                 self.db

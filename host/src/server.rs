@@ -38,19 +38,22 @@ impl Bay {
             other => tracing::info!(source = ?other, "API key provisioned"),
         }
         let plugins = Arc::new(PluginHost::new(&config.plugins, config.plugin_cache_dir())?);
-        let records = plugins.scan(&config.plugins.dir).await;
-        if config.plugins.watch_interval_ms > 0 {
-            plugins.watch(config.plugins.dir.clone(), std::time::Duration::from_millis(config.plugins.watch_interval_ms));
+        plugins.load_builtins().await;
+        if let Some(dir) = &config.plugins.dir {
+            plugins.scan(dir).await;
+            if config.plugins.watch_interval_ms > 0 {
+                plugins.watch(dir.clone(), std::time::Duration::from_millis(config.plugins.watch_interval_ms));
+            }
         }
         let driver: Arc<dyn Driver> = match config.driver.kind {
-            DriverType::Docker => Arc::new(DockerDriver::connect(&config.driver.docker).await?),
+            DriverType::Docker => Arc::new(DockerDriver::connect(&config.driver.docker, config.driver.image_pull_policy).await?),
             DriverType::Plugin => Arc::new(PluginDriver::new(plugins.clone(), &config.driver.plugin)?),
             DriverType::K8s => {
                 Arc::new(crate::driver::kubernetes::KubernetesDriver::connect(&config.driver.k8s, config.driver.image_pull_policy).await?)
             }
         };
-        if records.iter().all(|r| r.error.is_some() || r.runtime_type.is_none()) {
-            tracing::error!(dir = %config.plugins.dir.display(), "no runtime adapter plugin loaded: sandboxes cannot start (build them with `./dev plugins`)");
+        if plugins.runtime_types().is_empty() {
+            tracing::error!(dir = ?config.plugins.dir, "no runtime adapter plugin loaded (none built in, none in the plugins directory): sandboxes cannot start (build them with `./dev plugins`)");
         }
         for profile in config.effective_profiles() {
             for c in profile.containers() {
@@ -72,7 +75,7 @@ impl Bay {
         tracing::info!(
             kept = report.sessions_kept,
             reset = report.sessions_reset,
-            containers_removed = report.containers_removed,
+            orphan_sessions_removed = report.orphan_sessions_removed,
             volumes_removed = report.volumes_removed,
             errors = report.errors.len(),
             "reconciled state with the engine"

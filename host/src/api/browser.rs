@@ -88,7 +88,9 @@ pub async fn exec(State(state): State<AppState>, Owner(owner): Owner, Path(id): 
     check_range(body.timeout, 1, 300, &["body", "timeout"])?;
     let call = CapabilityCall::BrowserExec { cmd: body.cmd.clone(), timeout_s: body.timeout as u32 };
     let (outcome, session_id) = state.sandboxes.call(&sandbox, &profile, call).await?;
-    let CapabilityOutcome::BrowserExec(r) = outcome else { return Err(unexpected("browser", &outcome)) };
+    let CapabilityOutcome::BrowserExec(r) = outcome else {
+        return Err(unexpected("browser", &outcome));
+    };
     let payload_ref = if body.include_trace || body.learn {
         let step = BrowserStep {
             cmd: body.cmd.clone(),
@@ -178,7 +180,9 @@ async fn run_batch(state: &AppState, owner: &str, b: Batch<'_>) -> BayResult<(Br
     let started = Instant::now();
     let call = CapabilityCall::BrowserBatch { commands: b.commands.clone(), timeout_s: b.timeout as u32, stop_on_error: b.stop_on_error };
     let (outcome, session_id) = state.sandboxes.call(b.sandbox, b.profile, call).await?;
-    let CapabilityOutcome::BrowserBatch(r) = outcome else { return Err(unexpected("browser batch", &outcome)) };
+    let CapabilityOutcome::BrowserBatch(r) = outcome else {
+        return Err(unexpected("browser batch", &outcome));
+    };
     let payload_ref = if b.include_trace || b.learn {
         let trace = json!({
             "kind": "browser_batch_trace",

@@ -133,7 +133,9 @@ pub async fn python(State(state): State<AppState>, Owner(owner): Owner, Path(id)
     check_range(body.timeout, 1, 300, &["body", "timeout"])?;
     let call = CapabilityCall::PythonExec { code: body.code.clone(), timeout_s: body.timeout as u32 };
     let (outcome, session_id) = state.sandboxes.call(&sandbox, &profile, call).await?;
-    let CapabilityOutcome::PythonExec(r) = outcome else { return Err(unexpected("python", &outcome)) };
+    let CapabilityOutcome::PythonExec(r) = outcome else {
+        return Err(unexpected("python", &outcome));
+    };
     let elapsed_ms = started.elapsed().as_millis() as i64;
     let images: Vec<Value> = r.images.iter().map(|(mime, data)| json!({ mime.clone(): data })).collect();
     let data = json!({ "execution_count": r.execution_count, "output": { "text": r.text, "images": images } });
@@ -179,7 +181,9 @@ pub async fn shell(State(state): State<AppState>, Owner(owner): Owner, Path(id):
     check_range(body.timeout, 1, 300, &["body", "timeout"])?;
     let call = CapabilityCall::ShellExec { command: body.command.clone(), timeout_s: body.timeout as u32, cwd };
     let (outcome, session_id) = state.sandboxes.call(&sandbox, &profile, call).await?;
-    let CapabilityOutcome::ShellExec(r) = outcome else { return Err(unexpected("shell", &outcome)) };
+    let CapabilityOutcome::ShellExec(r) = outcome else {
+        return Err(unexpected("shell", &outcome));
+    };
     let elapsed_ms = started.elapsed().as_millis() as i64;
     // Shipyard Neo has no separate stderr field: `error` is the runtime's
     // error, else stderr, else null.

@@ -17,7 +17,8 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
 use super::AppState;
-use super::extract::{Owner, parse_body, parse_query, require};
+use super::extract::{Owner, parse_query, require};
+use super::file_text;
 use crate::adapter::{CapabilityCall, CapabilityOutcome, FileEntry};
 use crate::config::ProfileConfig;
 use crate::db::sandboxes::Sandbox;
@@ -55,26 +56,20 @@ fn query_path(q: Option<&str>, default: Option<&str>) -> BayResult<String> {
     validate_relative_path(&path, "path")
 }
 
-pub async fn read(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>, RawQuery(q): RawQuery) -> BayResult<Json<Value>> {
+pub async fn read(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>, RawQuery(q): RawQuery) -> BayResult<Response> {
     let (sandbox, profile) = target(&state, &owner, &id).await?;
     let path = query_path(q.as_deref(), None)?;
     match run(&state, &sandbox, &profile, CapabilityCall::FileRead { path }).await? {
-        CapabilityOutcome::FileContent(content) => Ok(Json(json!({ "content": content }))),
+        CapabilityOutcome::FileContent { content, size } => file_text::content_response(content, size, file_text::READ_LIMIT).await,
         other => Err(unexpected(other)),
     }
 }
 
-#[derive(Deserialize)]
-struct WriteBody {
-    path: String,
-    content: String,
-}
-
-pub async fn write(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>, body: Bytes) -> BayResult<Json<Value>> {
+pub async fn write(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>, body: Body) -> BayResult<Json<Value>> {
     let (sandbox, profile) = target(&state, &owner, &id).await?;
-    let body: WriteBody = parse_body(&body)?;
-    let path = validate_relative_path(&body.path, "path")?;
-    match run(&state, &sandbox, &profile, CapabilityCall::FileWrite { path, content: body.content }).await? {
+    let request = file_text::read_write_request(body, file_text::WRITE_LIMIT).await?;
+    let path = validate_relative_path(&request.path, "path")?;
+    match run(&state, &sandbox, &profile, CapabilityCall::FileWrite { path, content: request.content }).await? {
         CapabilityOutcome::Done => Ok(Json(json!({ "status": "ok" }))),
         other => Err(unexpected(other)),
     }

@@ -5,9 +5,11 @@ mod browser;
 mod cargos;
 mod exec;
 mod extract;
+mod file_text;
 mod filesystem;
 mod health;
 mod history;
+mod json_stream;
 pub mod middleware;
 mod profiles;
 mod sandboxes;
@@ -53,7 +55,11 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/browser/skills/{skill_key}/run", post(browser::run_skill))
         .route("/sandboxes/{id}/browser/traces/{trace_ref}", get(browser::trace))
         .route("/sandboxes/{id}/shell/exec", post(exec::shell))
-        .route("/sandboxes/{id}/filesystem/files", get(filesystem::read).put(filesystem::write).delete(filesystem::delete))
+        .route(
+            "/sandboxes/{id}/filesystem/files",
+            // Writes stream the content (bounded by their own limit).
+            get(filesystem::read).put(filesystem::write).layer(DefaultBodyLimit::disable()).delete(filesystem::delete),
+        )
         .route("/sandboxes/{id}/filesystem/directories", get(filesystem::list))
         .route(
             "/sandboxes/{id}/filesystem/upload",

@@ -32,9 +32,24 @@ pub async fn check(path: &Path) -> anyhow::Result<()> {
             }
         }
     } else {
-        let info = host.check_component(path).await.with_context(|| format!("{} is not a valid runtime adapter", path.display()))?;
-        println!("ok: {} implements bay:plugin@0.1 runtime-adapter; runtime type {:?}, version {}", path.display(), info.runtime_type, info.version);
-        print_capabilities(&info);
+        // A bare component names no version: try the newest first.
+        let mut failures = Vec::new();
+        for wit in ["bay:plugin@0.2.0", "bay:plugin@0.1.0"] {
+            match host.check_component(path, wit).await {
+                Ok(info) => {
+                    println!(
+                        "ok: {} implements {wit} runtime-adapter; runtime type {:?}, version {}",
+                        path.display(),
+                        info.runtime_type,
+                        info.version
+                    );
+                    print_capabilities(&info);
+                    return Ok(());
+                }
+                Err(e) => failures.push(format!("{wit}: {e:#}")),
+            }
+        }
+        bail!("{} is not a valid runtime adapter:\n  {}", path.display(), failures.join("\n  "));
     }
     Ok(())
 }
@@ -53,7 +68,12 @@ pub async fn list(config: Option<&Path>, url: Option<String>, key: Option<String
     let items: Vec<serde_json::Value> = if local {
         let cache = tempfile::tempdir()?;
         let host = PluginHost::new(&config.plugins, cache.path().to_path_buf())?;
-        host.scan(&config.plugins.dir).await.into_iter().map(|r| serde_json::to_value(r).unwrap_or_default()).collect()
+        host.load_builtins().await;
+        let records = match &config.plugins.dir {
+            Some(dir) => host.scan(dir).await,
+            None => host.records(),
+        };
+        records.into_iter().map(|r| serde_json::to_value(r).unwrap_or_default()).collect()
     } else {
         let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}", config.server.port));
         let key = key

@@ -139,6 +139,16 @@ pub struct DockerConfig {
     pub host_address: String,
     pub publish_ports: bool,
     pub host_port: Option<u16>,
+    /// Bay extension: Bay's own container when Bay runs in one (joined to
+    /// every session network in `container_network` mode); found by the
+    /// container's host name when unset.
+    pub self_container: Option<String>,
+    /// Bay extension: where each session network's subnet comes from (one
+    /// network per session; empty: the engine's default pools, which hold
+    /// only about thirty networks).
+    pub session_subnet_pool: Option<String>,
+    /// Bay extension: the prefix length of each session's subnet (28: 14 hosts).
+    pub session_subnet_prefix: u8,
 }
 impl Default for DockerConfig {
     fn default() -> Self {
@@ -149,6 +159,9 @@ impl Default for DockerConfig {
             host_address: "127.0.0.1".into(),
             publish_ports: true,
             host_port: None,
+            self_container: None,
+            session_subnet_pool: Some(bay_driver_kit::docker_api::DEFAULT_SUBNET_POOL.into()),
+            session_subnet_prefix: bay_driver_kit::docker_api::DEFAULT_SUBNET_PREFIX,
         }
     }
 }
@@ -393,8 +406,11 @@ impl ProxyConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PluginsConfig {
-    /// Where plugins are found: one sub-directory per plugin with a `plugin.toml`.
-    pub dir: PathBuf,
+    /// Where plugins are found: one sub-directory per plugin with a
+    /// `plugin.toml`. Unset: only the plugins built into Bay (the Ship and
+    /// Gull adapters). A plugin here serving a runtime type overrides the
+    /// built-in one.
+    pub dir: Option<PathBuf>,
     /// Where compiled components are cached (keyed by the engine's compatibility hash).
     pub cache_dir: Option<PathBuf>,
     /// Concurrent plugin instances (pooling allocator slots); calls beyond it wait.
@@ -412,7 +428,7 @@ pub struct PluginsConfig {
 impl Default for PluginsConfig {
     fn default() -> Self {
         PluginsConfig {
-            dir: PathBuf::from("target/plugins"),
+            dir: None,
             cache_dir: None,
             max_instances: 256,
             memory_limit_mb: 128,
@@ -499,7 +515,9 @@ impl Config {
         let mut report = LoadReport::default();
         let mut overrides: BTreeMap<String, String> = BTreeMap::new();
         for (key, value) in env {
-            let Some(rest) = key.strip_prefix("BAY_") else { continue };
+            let Some(rest) = key.strip_prefix("BAY_") else {
+                continue;
+            };
             // Only nested keys are config paths; BAY_API_KEY, BAY_DATA_DIR and
             // BAY_CONFIG_FILE are handled where they are used.
             if !rest.contains("__") {

@@ -76,6 +76,21 @@ impl Default for SecurityConfig {
     }
 }
 
+impl SecurityConfig {
+    /// As the driver contract carries it.
+    pub fn to_driver(&self) -> crate::driver::Security {
+        crate::driver::Security {
+            read_only_rootfs: self.read_only_rootfs,
+            no_new_privileges: self.no_new_privileges,
+            cap_drop: self.cap_drop.clone(),
+            cap_add: self.cap_add.clone(),
+            pids_limit: self.pids_limit,
+            tmpfs: self.tmpfs.clone(),
+            user: self.user.clone(),
+        }
+    }
+}
+
 fn default_runtime_type() -> String {
     "ship".into()
 }

@@ -211,7 +211,9 @@ impl Db {
             clauses.push(format!("({})", any.join(" OR ")));
         }
         let filter_sql = clauses.join(" AND ");
-        let fix = |sql: String| if self.dialect() == super::Dialect::Sqlite { sql.replace('$', "?") } else { sql };
+        let fix = |sql: String| {
+            if self.dialect() == super::Dialect::Sqlite { sql.replace('$', "?") } else { sql }
+        };
         let count_sql = fix(format!("SELECT COUNT(*) FROM execution_history WHERE {filter_sql}"));
         let mut count = sqlx::query_as::<_, (i64,)>(sqlx::AssertSqlSafe(count_sql));
         for b in &binds {

@@ -73,6 +73,9 @@ pub struct Session {
     pub last_observed_at: Option<Micros>,
     pub created_at: Micros,
     pub last_active_at: Micros,
+    /// The secret its runtimes require (`X-Bay-Token`); `None` for sessions
+    /// started before Bay had one.
+    pub runtime_token: Option<String>,
 }
 
 impl Session {
@@ -88,7 +91,7 @@ impl Session {
 macro_rules! select {
     ($rest:literal) => {
         concat!(
-            "SELECT id, sandbox_id, runtime_type, profile_id, container_id, endpoint, containers, desired_state, observed_state, last_observed_at, created_at, last_active_at FROM sessions ",
+            "SELECT id, sandbox_id, runtime_type, profile_id, container_id, endpoint, containers, desired_state, observed_state, last_observed_at, created_at, last_active_at, runtime_token FROM sessions ",
             $rest
         )
     };
@@ -97,7 +100,7 @@ macro_rules! select {
 impl Db {
     pub async fn insert_session(&self, s: &Session) -> sqlx::Result<()> {
         self.query(
-            "INSERT INTO sessions (id, sandbox_id, runtime_type, profile_id, container_id, endpoint, containers, desired_state, observed_state, last_observed_at, created_at, last_active_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "INSERT INTO sessions (id, sandbox_id, runtime_type, profile_id, container_id, endpoint, containers, desired_state, observed_state, last_observed_at, created_at, last_active_at, runtime_token) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&s.id)
         .bind(&s.sandbox_id)
@@ -111,6 +114,7 @@ impl Db {
         .bind(s.last_observed_at)
         .bind(s.created_at)
         .bind(s.last_active_at)
+        .bind(&s.runtime_token)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -171,18 +175,6 @@ impl Db {
             .bind(endpoint)
             .bind(containers)
             .bind(now)
-            .bind(id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
-    /// Records the containers of a session before they are ready, so a crash
-    /// mid-start leaves a trace to clean up.
-    pub async fn set_session_containers(&self, id: &str, container_id: Option<&str>, containers: Option<&str>) -> sqlx::Result<()> {
-        self.query("UPDATE sessions SET container_id = $1, containers = $2 WHERE id = $3")
-            .bind(container_id)
-            .bind(containers)
             .bind(id)
             .execute(self.pool())
             .await?;

@@ -9,11 +9,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{ContainerLaunch, ContainerStatus, Driver, DriverError, Labels, Named, RuntimeInstance};
+use super::{ContainerInfo, Driver, DriverError, Labels, LaunchedContainer, Named, SessionInfo, SessionSpec};
 use crate::config::PluginDriverConfig;
-use crate::plugins::PluginHost;
 use crate::plugins::outbound::OutboundTarget;
-use crate::plugins::v0_1::driver::{DriverPlugin, EngineLink};
+use crate::plugins::{EngineLink, PluginHost};
 
 pub struct PluginDriver {
     plugins: Arc<PluginHost>,
@@ -35,50 +34,48 @@ impl PluginDriver {
         Ok(PluginDriver { plugins, name: config.name.clone(), link: EngineLink { target, settings: Arc::new(config.settings.clone()) } })
     }
 
-    fn current(&self) -> Result<Arc<DriverPlugin>, DriverError> {
-        self.plugins.driver(&self.name).ok_or_else(|| DriverError::Engine(format!("the driver plugin {:?} is not loaded any more", self.name)))
+    fn current(&self) -> Result<Box<dyn Driver>, DriverError> {
+        let plugin = self
+            .plugins
+            .driver(&self.name)
+            .ok_or_else(|| DriverError::Engine(format!("the driver plugin {:?} is not loaded any more", self.name)))?;
+        Ok(plugin.bind(self.link.clone()))
     }
 }
 
 #[async_trait]
 impl Driver for PluginDriver {
+    async fn launch_session(&self, spec: &SessionSpec) -> Result<Vec<LaunchedContainer>, DriverError> {
+        self.current()?.launch_session(spec).await
+    }
+    async fn destroy_session(&self, session_id: &str) -> Result<(), DriverError> {
+        self.current()?.destroy_session(session_id).await
+    }
+    async fn session_status(&self, session_id: &str) -> Result<Vec<ContainerInfo>, DriverError> {
+        self.current()?.session_status(session_id).await
+    }
+    async fn list_sessions(&self, labels: &Labels) -> Result<Vec<SessionInfo>, DriverError> {
+        self.current()?.list_sessions(labels).await
+    }
+    async fn session_logs(&self, session_id: &str, lines: u32) -> Result<String, DriverError> {
+        self.current()?.session_logs(session_id, lines).await
+    }
+    async fn pause_session(&self, session_id: &str) -> Result<(), DriverError> {
+        self.current()?.pause_session(session_id).await
+    }
+    async fn resume_session(&self, session_id: &str) -> Result<(), DriverError> {
+        self.current()?.resume_session(session_id).await
+    }
     async fn create_volume(&self, name: &str, labels: &Labels) -> Result<String, DriverError> {
-        self.current()?.create_volume(&self.link, name, labels).await
+        self.current()?.create_volume(name, labels).await
     }
     async fn delete_volume(&self, driver_ref: &str) -> Result<(), DriverError> {
-        self.current()?.delete_volume(&self.link, driver_ref).await
+        self.current()?.delete_volume(driver_ref).await
     }
     async fn volume_exists(&self, driver_ref: &str) -> Result<bool, DriverError> {
-        self.current()?.volume_exists(&self.link, driver_ref).await
-    }
-    async fn create_container(&self, spec: &ContainerLaunch) -> Result<String, DriverError> {
-        self.current()?.create_container(&self.link, spec).await
-    }
-    async fn start_container(&self, id: &str, runtime_port: u16) -> Result<String, DriverError> {
-        self.current()?.start_container(&self.link, id, runtime_port).await
-    }
-    async fn destroy_container(&self, id: &str) -> Result<(), DriverError> {
-        self.current()?.destroy_container(&self.link, id).await
-    }
-    async fn container_status(&self, id: &str) -> Result<ContainerStatus, DriverError> {
-        self.current()?.container_status(&self.link, id).await
-    }
-    async fn container_logs(&self, id: &str, lines: usize) -> Result<String, DriverError> {
-        self.current()?.container_logs(&self.link, id, lines).await
-    }
-    async fn list_containers(&self, labels: &Labels) -> Result<Vec<RuntimeInstance>, DriverError> {
-        self.current()?.list_containers(&self.link, labels).await
+        self.current()?.volume_exists(driver_ref).await
     }
     async fn list_volumes(&self, labels: &Labels) -> Result<Vec<Named>, DriverError> {
-        self.current()?.list_volumes(&self.link, labels).await
-    }
-    async fn create_network(&self, name: &str, labels: &Labels) -> Result<(), DriverError> {
-        self.current()?.create_network(&self.link, name, labels).await
-    }
-    async fn remove_network(&self, name: &str) -> Result<(), DriverError> {
-        self.current()?.remove_network(&self.link, name).await
-    }
-    async fn list_networks(&self, labels: &Labels) -> Result<Vec<Named>, DriverError> {
-        self.current()?.list_networks(&self.link, labels).await
+        self.current()?.list_volumes(labels).await
     }
 }

@@ -203,7 +203,7 @@ impl Gc {
             let mut l = Labels::new();
             l.insert(labels::CARGO_ID.into(), c.id.clone());
             l.insert(labels::MANAGED.into(), "true".into());
-            match m.driver.list_containers(&l).await {
+            match m.driver.list_sessions(&l).await {
                 Ok(users) if !users.is_empty() => {
                     r.skipped_count += 1;
                     continue;
@@ -233,27 +233,27 @@ impl Gc {
         let mut l = Labels::new();
         l.insert(labels::MANAGED.into(), "true".into());
         l.insert(labels::INSTANCE_ID.into(), self.instance_id.clone());
-        let containers = match m.driver.list_containers(&l).await {
-            Ok(c) => c,
+        let sessions = match m.driver.list_sessions(&l).await {
+            Ok(s) => s,
             Err(e) => {
                 r.errors.push(format!("Task failed: {e}"));
                 return r;
             }
         };
         let required = [labels::SESSION_ID, labels::SANDBOX_ID, labels::CARGO_ID, labels::INSTANCE_ID, labels::MANAGED];
-        for c in containers {
-            if !c.name.starts_with("bay-") || !required.iter().all(|k| c.labels.contains_key(*k)) {
+        for s in sessions {
+            if !required.iter().all(|k| s.labels.contains_key(*k)) {
                 r.skipped_count += 1;
                 continue;
             }
-            let session_id = &c.labels[labels::SESSION_ID];
-            match m.db().session_exists(session_id).await {
+            match m.db().session_exists(&s.session_id).await {
                 Ok(true) => continue,
-                Ok(false) => match m.driver.destroy_container(&c.id).await {
-                    Ok(()) => r.cleaned_count += 1,
-                    Err(e) => r.errors.push(format!("container {}: {e}", c.id)),
+                // Counted in containers, as Shipyard Neo does.
+                Ok(false) => match m.driver.destroy_session(&s.session_id).await {
+                    Ok(()) => r.cleaned_count += s.containers.len().max(1) as u64,
+                    Err(e) => r.errors.push(format!("session {}: {e}", s.session_id)),
                 },
-                Err(e) => r.errors.push(format!("container {}: {e}", c.id)),
+                Err(e) => r.errors.push(format!("session {}: {e}", s.session_id)),
             }
         }
         r

@@ -26,23 +26,24 @@ pub fn engine_key(engine: &Engine) -> String {
     format!("{:016x}", h.finish())
 }
 
-/// Loads `wasm`, from the cache when possible.
-pub fn load(engine: &Engine, wasm: &Path, cache_dir: &Path) -> anyhow::Result<(Component, CacheOutcome)> {
-    let bytes = std::fs::read(wasm).with_context(|| format!("reading component {}", wasm.display()))?;
-    let digest = hex::encode(&Sha256::digest(&bytes)[..12]);
-    let stem = wasm.file_stem().and_then(|s| s.to_str()).unwrap_or("component");
+/// Compiles the component `bytes` (named `stem` in the cache), or loads it
+/// from the cache when this engine compiled the same bytes before.
+pub fn load(engine: &Engine, stem: &str, bytes: &[u8], cache_dir: &Path) -> anyhow::Result<(Component, CacheOutcome)> {
+    let digest = hex::encode(&Sha256::digest(bytes)[..12]);
     let cached = cache_dir.join(format!("{stem}-{digest}-{}.cwasm", engine_key(engine)));
     if cached.is_file() {
         // SAFETY: the file name carries the engine's compatibility hash and the
         // digest of the source component; only this host writes the directory.
         match unsafe { Component::deserialize_file(engine, &cached) } {
             Ok(c) => return Ok((c, CacheOutcome::Hit)),
-            Err(e) => tracing::warn!(file = %cached.display(), error = %e, "discarding unreadable cached component"),
+            Err(e) => {
+                tracing::warn!(file = %cached.display(), error = %e, "discarding unreadable cached component")
+            }
         }
     }
-    let component = Component::new(engine, &bytes)
+    let component = Component::new(engine, bytes)
         .map_err(|e| anyhow::anyhow!("{e:#}"))
-        .with_context(|| format!("{} is not a valid WebAssembly component", wasm.display()))?;
+        .with_context(|| format!("{stem} is not a valid WebAssembly component"))?;
     if let Err(e) = store(&component, &cached) {
         tracing::warn!(dir = %cache_dir.display(), error = %e, "cannot write the component cache");
     }

@@ -107,8 +107,13 @@ impl Manifest {
     pub fn load(dir: &Path) -> anyhow::Result<Manifest> {
         let path = dir.join("plugin.toml");
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let m: Manifest = toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
-        m.validate().with_context(|| format!("invalid {}", path.display()))?;
+        Manifest::parse(&text).with_context(|| format!("invalid {}", path.display()))
+    }
+
+    /// Parses and validates a manifest's text.
+    pub fn parse(text: &str) -> anyhow::Result<Manifest> {
+        let m: Manifest = toml::from_str(text)?;
+        m.validate()?;
         Ok(m)
     }
 

@@ -1,25 +1,33 @@
 //! The WebAssembly plugin host.
 //!
-//! Runtime adapters are WASI 0.2 components found in a plugins directory (one
-//! sub-directory per plugin, with a `plugin.toml` manifest). The host keeps
-//! one [`Engine`] with the pooling allocator, one `InstancePre` per plugin,
-//! and gives every call a fresh [`Store`]: a plugin keeps no state between
-//! calls, and one that traps, loops or eats memory only fails its own call.
+//! Runtime adapters and driver extensions are WASI 0.2 components: built into
+//! the `bay` binary (the first-party Ship and Gull adapters, see
+//! [`builtin`]), or found in a plugins directory (one sub-directory per
+//! plugin, with a `plugin.toml` manifest), where a plugin serving the same
+//! runtime type overrides the built-in one. The host keeps one [`Engine`]
+//! with the pooling allocator and one pre-linked component per plugin, and
+//! gives every call a fresh store ([`state`]): a plugin keeps no state
+//! between calls, and one that traps, loops or eats memory only fails its own
+//! call.
 //!
-//! Per call, a plugin gets:
-//! - a linear-memory limit (manifest `limits.memory_mb`, else the default);
-//! - a guest CPU budget between host calls, enforced with epoch interruption
-//!   (time spent waiting on the host's HTTP import does not count);
-//! - a wall-clock deadline around the whole call;
-//! - outbound HTTP only to the runtime endpoint it serves (plus the
-//!   manifest's allow-list), through the host's connection pool;
-//! - WASI with nothing granted: no files, no environment, no sockets.
+//! One module per supported WIT version (`v0_1`, `v0_2`) generates that
+//! version's bindings and converts them to the version-neutral traits the
+//! rest of Bay uses: [`crate::adapter::RuntimeAdapter`] (through
+//! [`adapter::AdapterWorld`]) and [`crate::driver::Driver`] (through
+//! [`driver::DriverWorld`]). Nothing outside a version module names a version.
 
+pub(crate) mod adapter;
 pub mod body;
-pub mod compile_cache;
+mod builtin;
+pub(crate) mod compile_cache;
+mod convert;
+pub(crate) mod driver;
+mod imports;
 pub mod manifest;
-pub mod outbound;
-pub mod v0_1;
+pub(crate) mod outbound;
+mod state;
+mod v0_1;
+mod v0_2;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,146 +37,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Serialize;
-use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::adapter::RuntimeAdapter;
 use crate::config::PluginsConfig;
+pub(crate) use driver::{DriverExtension, EngineLink};
 use manifest::{Manifest, PluginKind};
-use outbound::OutboundTarget;
-
-/// How often the engine's epoch advances; the granularity of CPU budgets.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// Per-call limits of one plugin.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub memory_bytes: usize,
-    pub guest_time: Duration,
-    pub max_response: u64,
-}
-
-/// The data of a plugin call's [`Store`].
-pub struct PluginState {
-    pub(crate) table: ResourceTable,
-    wasi: WasiCtx,
-    limits: CallLimits,
-    pub(crate) target: OutboundTarget,
-    pub(crate) plugin: Arc<str>,
-    /// When the guest last (re)gained control; the CPU budget counts from here.
-    guest_since: Instant,
-    guest_budget: Duration,
-    /// Whether any request of this call got an answer, and whether one
-    /// failed to connect: together they tell "the runtime never saw it".
-    answered: bool,
-    connect_failed: bool,
-    /// Operator settings (driver extensions' `settings` import).
-    pub(crate) settings: Arc<std::collections::BTreeMap<String, String>>,
-}
-
-impl PluginState {
-    pub(crate) fn observe<T>(&mut self, result: &Result<T, outbound::OutError>) {
-        match result {
-            Ok(_) => self.answered = true,
-            Err(outbound::OutError::ConnectFailed(_)) => self.connect_failed = true,
-            Err(_) => {}
-        }
-    }
-
-    /// True when the call's requests all failed to connect.
-    pub(crate) fn never_connected(&self) -> bool {
-        self.connect_failed && !self.answered
-    }
-
-    /// Called by host imports when they return to the guest.
-    pub(crate) fn resume_guest(&mut self) {
-        self.guest_since = Instant::now();
-    }
-}
-
-impl WasiView for PluginState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
-    }
-}
-
-/// A call's resource limits, remembering whether the guest hit the memory
-/// limit (it then usually aborts, which only shows as a generic trap).
-pub(crate) struct CallLimits {
-    inner: StoreLimits,
-    memory_bytes: usize,
-    memory_denied: bool,
-}
-
-impl wasmtime::ResourceLimiter for CallLimits {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let allowed = self.inner.memory_growing(current, desired, maximum)?;
-        self.memory_denied |= !allowed;
-        Ok(allowed)
-    }
-    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        self.inner.table_growing(current, desired, maximum)
-    }
-    fn instances(&self) -> usize {
-        self.inner.instances()
-    }
-    fn tables(&self) -> usize {
-        self.inner.tables()
-    }
-    fn memories(&self) -> usize {
-        self.inner.memories()
-    }
-}
-
-/// Why a plugin call failed, in words an operator can act on (the full
-/// error, with the wasm backtrace, goes to the log).
-pub(crate) fn describe_failure(plugin: &str, e: &wasmtime::Error, state: &PluginState) -> String {
-    tracing::warn!(plugin, error = ?e, "plugin call failed");
-    if state.limits.memory_denied {
-        return format!("it exceeded its memory limit of {} MiB", state.limits.memory_bytes >> 20);
-    }
-    match e.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::UnreachableCodeReached) => "it trapped (a panic or abort inside the plugin)".into(),
-        Some(trap) => format!("it trapped: {trap}"),
-        None => e.root_cause().to_string(),
-    }
-}
-
-/// A fresh store for one call.
-pub(crate) fn new_store(engine: &Engine, plugin: &str, target: OutboundTarget, limits: Limits) -> Store<PluginState> {
-    let mut wasi = WasiCtx::builder();
-    wasi.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
-    let state = PluginState {
-        table: ResourceTable::new(),
-        wasi: wasi.build(),
-        limits: CallLimits {
-            inner: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).instances(16).tables(32).memories(4).build(),
-            memory_bytes: limits.memory_bytes,
-            memory_denied: false,
-        },
-        target,
-        plugin: Arc::from(plugin),
-        guest_since: Instant::now(),
-        guest_budget: limits.guest_time,
-        answered: false,
-        connect_failed: false,
-        settings: Default::default(),
-    };
-    let mut store = Store::new(engine, state);
-    store.limiter(|s| &mut s.limits);
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|ctx| {
-        let s = ctx.data();
-        if s.guest_since.elapsed() > s.guest_budget {
-            Err(wasmtime::Error::msg(format!("plugin exceeded its CPU budget of {} ms without yielding to the host", s.guest_budget.as_millis())))
-        } else {
-            // Let other tasks run, then check again at the next tick.
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
-    store
-}
+pub(crate) use state::{Limits, PluginState};
 
 /// A plugin that was found, and whether it loaded.
 #[derive(Debug, Clone, Serialize)]
@@ -180,6 +56,7 @@ pub struct PluginRecord {
     pub runtime_type: Option<String>,
     /// For driver extensions: the name `driver.plugin.name` selects.
     pub driver: Option<String>,
+    /// Its directory, or `builtin:<name>` for a plugin built into Bay.
     pub dir: PathBuf,
     pub state: String,
     pub error: Option<String>,
@@ -187,12 +64,13 @@ pub struct PluginRecord {
     pub cached: bool,
 }
 
-/// What every loaded plugin shares: the engine, the linkers, the HTTP
+/// What every loaded plugin shares: the engine, the linker, the HTTP
 /// client and the pool of instance slots.
 #[derive(Clone)]
 pub(crate) struct Shared {
     pub(crate) engine: Engine,
-    pub(crate) linker_v0_1: Arc<Linker<PluginState>>,
+    /// WASI (nothing granted) and the host imports of every supported version.
+    pub(crate) linker: Arc<Linker<PluginState>>,
     pub(crate) client: reqwest::Client,
     pub(crate) slots: Arc<tokio::sync::Semaphore>,
 }
@@ -205,19 +83,22 @@ pub struct PluginHost {
     ticker_stop: Arc<AtomicBool>,
 }
 
-/// Loaded plugins: per directory what was loaded last, and per runtime type
-/// the adapter serving it (and the directory it came from).
+/// Loaded plugins: per directory what was loaded last, per runtime type the
+/// adapter serving it (and the directory it came from), per name the driver
+/// extensions; built-in adapters serve a runtime type no directory serves.
 #[derive(Default)]
 struct Registry {
     dirs: std::collections::BTreeMap<PathBuf, DirState>,
     adapters: HashMap<String, (PathBuf, Arc<dyn RuntimeAdapter>)>,
-    drivers: HashMap<String, (PathBuf, Arc<v0_1::driver::DriverPlugin>)>,
+    drivers: HashMap<String, (PathBuf, Arc<dyn DriverExtension>)>,
+    builtin_adapters: HashMap<String, Arc<dyn RuntimeAdapter>>,
+    builtin_records: Vec<PluginRecord>,
 }
 
-/// What loading a plugin directory produced.
-pub enum Loaded {
+/// What loading a plugin produced.
+pub(crate) enum Loaded {
     Adapter(Arc<dyn RuntimeAdapter>),
-    Driver(String, Arc<v0_1::driver::DriverPlugin>),
+    Driver(String, Arc<dyn DriverExtension>),
 }
 
 struct DirState {
@@ -285,6 +166,11 @@ fn engine_config(config: &PluginsConfig, pooling: bool) -> wasmtime::Config {
     c
 }
 
+/// Which WIT versions this host loads (`bay:plugin@0.1`, `@0.2`).
+fn supported(wit: manifest::WitVersion) -> bool {
+    wit.major == 0 && (wit.minor == v0_1::MINOR || wit.minor == v0_2::MINOR)
+}
+
 impl PluginHost {
     pub fn new(config: &PluginsConfig, cache_dir: PathBuf) -> anyhow::Result<PluginHost> {
         let engine = match Engine::new(&engine_config(config, true)) {
@@ -297,7 +183,7 @@ impl PluginHost {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
         v0_1::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
-        v0_1::driver::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
+        v0_2::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         {
@@ -307,7 +193,7 @@ impl PluginHost {
                 .name("bay-epoch".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
+                        std::thread::sleep(state::EPOCH_TICK);
                         engine.increment_epoch();
                     }
                 })
@@ -316,7 +202,7 @@ impl PluginHost {
         Ok(PluginHost {
             shared: Shared {
                 engine,
-                linker_v0_1: Arc::new(linker),
+                linker: Arc::new(linker),
                 client: outbound::shared_client(),
                 slots: Arc::new(tokio::sync::Semaphore::new(config.max_instances as usize)),
             },
@@ -327,15 +213,43 @@ impl PluginHost {
         })
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.shared.engine
+    /// Loads the plugins built into this binary (see [`builtin`]).
+    pub async fn load_builtins(&self) -> Vec<PluginRecord> {
+        let mut records = Vec::new();
+        for b in builtin::PLUGINS {
+            let origin = PathBuf::from(format!("builtin:{}", b.name));
+            let started = Instant::now();
+            let mut record = empty_record(&origin);
+            let loaded = async {
+                let manifest = Manifest::parse(b.manifest).context("built-in manifest")?;
+                self.load_component(&manifest, b.wasm.to_vec(), &mut record).await
+            }
+            .await;
+            finish_record(&mut record, &loaded, started);
+            if let Ok(Loaded::Adapter(adapter)) = loaded {
+                let rt = adapter.info().runtime_type.clone();
+                self.registry.write().expect("registry").builtin_adapters.insert(rt, adapter);
+            }
+            match &record.error {
+                None => {
+                    tracing::debug!(plugin = %record.name, load_ms = record.load_ms, cached = record.cached, "built-in plugin loaded")
+                }
+                Some(e) => {
+                    tracing::error!(plugin = %record.name, error = %e, "built-in plugin failed to load")
+                }
+            }
+            records.push(record);
+        }
+        self.registry.write().expect("registry").builtin_records = records.clone();
+        release_compiler_memory();
+        records
     }
 
     /// Loads (or reloads) the plugins under `dir`: new and changed plugin
     /// directories are loaded, removed ones unloaded, unchanged ones left as
     /// they are. A plugin that fails to load is recorded with its error; if an
     /// earlier version of it was serving, that version keeps serving. Returns
-    /// the records of every plugin directory.
+    /// the records of every plugin.
     pub async fn scan(&self, dir: &Path) -> Vec<PluginRecord> {
         let mut dirs: Vec<PathBuf> = match std::fs::read_dir(dir) {
             Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("plugin.toml").is_file()).collect(),
@@ -413,37 +327,23 @@ impl PluginHost {
     }
 
     /// Loads one plugin directory.
-    pub async fn load_plugin(&self, dir: &Path) -> (PluginRecord, Option<Loaded>) {
+    pub(crate) async fn load_plugin(&self, dir: &Path) -> (PluginRecord, Option<Loaded>) {
         let started = Instant::now();
-        let mut record = PluginRecord {
-            name: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            version: String::new(),
-            kind: String::new(),
-            wit: String::new(),
-            runtime_type: None,
-            driver: None,
-            dir: dir.to_path_buf(),
-            state: "failed".into(),
-            error: None,
-            load_ms: 0,
-            cached: false,
-        };
-        let loaded = match self.try_load(dir, &mut record).await {
-            Ok(loaded) => {
-                record.state = "active".into();
-                Some(loaded)
-            }
-            Err(e) => {
-                record.error = Some(format!("{e:#}"));
-                None
-            }
-        };
-        record.load_ms = started.elapsed().as_millis() as u64;
-        (record, loaded)
+        let mut record = empty_record(dir);
+        let loaded = async {
+            let manifest = Manifest::load(dir)?;
+            let wasm = dir.join(&manifest.component);
+            let bytes = std::fs::read(&wasm).with_context(|| format!("reading component {}", wasm.display()))?;
+            self.load_component(&manifest, bytes, &mut record).await
+        }
+        .await;
+        finish_record(&mut record, &loaded, started);
+        (record, loaded.ok())
     }
 
-    async fn try_load(&self, dir: &Path, record: &mut PluginRecord) -> anyhow::Result<Loaded> {
-        let manifest = Manifest::load(dir)?;
+    /// Compiles (or takes from the cache), links and describes one component
+    /// of the version its manifest names.
+    async fn load_component(&self, manifest: &Manifest, wasm: Vec<u8>, record: &mut PluginRecord) -> anyhow::Result<Loaded> {
         record.name = manifest.name.clone();
         record.version = manifest.version.clone();
         record.wit = manifest.wit.clone();
@@ -453,54 +353,70 @@ impl PluginHost {
         }
         .into();
         let wit = manifest.wit_version();
-        if !wit.compatible_with(v0_1::VERSION) {
-            bail!("{} is not supported (this host implements {})", manifest.wit, v0_1::VERSION);
+        if !supported(wit) {
+            bail!("{} is not supported (this host implements {} and {})", manifest.wit, v0_1::PACKAGE, v0_2::PACKAGE);
         }
-        let wasm = dir.join(&manifest.component);
         let engine = self.shared.engine.clone();
         let cache_dir = self.cache_dir.clone();
-        let (component, outcome) = tokio::task::spawn_blocking(move || compile_cache::load(&engine, &wasm, &cache_dir))
+        let stem = manifest.component.file_stem().and_then(|s| s.to_str()).unwrap_or("component").to_owned();
+        let (component, outcome) = tokio::task::spawn_blocking(move || compile_cache::load(&engine, &stem, &wasm, &cache_dir))
             .await
             .context("component compilation panicked")??;
         record.cached = outcome == compile_cache::CacheOutcome::Hit;
-        let limits = Limits {
-            memory_bytes: (manifest.limits.memory_mb.unwrap_or(self.config.memory_limit_mb).min(self.config.memory_limit_mb) as usize) << 20,
-            guest_time: Duration::from_millis(manifest.limits.guest_time_ms.unwrap_or(self.config.guest_time_limit_ms)),
-            max_response: self.config.max_response_mb << 20,
-        };
+        let limits = self.limits(manifest);
         if manifest.kind == PluginKind::Driver {
-            let (plugin, name) = v0_1::driver::DriverPlugin::load(&manifest, &component, &self.shared, limits).await?;
+            let (plugin, name): (Arc<dyn DriverExtension>, String) = if wit.minor == v0_1::MINOR {
+                let (p, n) = driver::DriverPlugin::<v0_1::driver::Driver>::load(manifest, &component, &self.shared, limits).await?;
+                (Arc::new(p), n)
+            } else {
+                let (p, n) = driver::DriverPlugin::<v0_2::driver::Driver>::load(manifest, &component, &self.shared, limits).await?;
+                (Arc::new(p), n)
+            };
             let declared = manifest.driver.as_ref().map(|d| d.name.as_str()).unwrap_or_default();
             if name != declared {
                 bail!("the manifest declares driver {declared:?} but the component describes itself as {name:?}");
             }
             record.driver = Some(name.clone());
-            return Ok(Loaded::Driver(name, Arc::new(plugin)));
+            return Ok(Loaded::Driver(name, plugin));
         }
-        let plugin = v0_1::AdapterPlugin::load(&manifest, &component, &self.shared, limits).await?;
+        let plugin = self.load_adapter(manifest, &component, limits, wit.minor).await?;
         let runtime_type = plugin.info().runtime_type.clone();
         let declared = manifest.runtime.as_ref().map(|r| r.runtime_type.as_str()).unwrap_or_default();
         if runtime_type != declared {
             bail!("the manifest declares runtime type {declared:?} but the component describes itself as {runtime_type:?}");
         }
         record.runtime_type = Some(runtime_type);
-        Ok(Loaded::Adapter(Arc::new(plugin)))
+        Ok(Loaded::Adapter(plugin))
     }
 
-    /// Validates a component against the runtime-adapter world without a
-    /// manifest (for `bay plugin check`): compiles it, links it against this
-    /// host's imports, checks its exports and calls `describe`.
-    pub async fn check_component(&self, wasm: &Path) -> anyhow::Result<crate::adapter::AdapterInfo> {
+    async fn load_adapter(&self, manifest: &Manifest, component: &Component, limits: Limits, minor: u64) -> anyhow::Result<Arc<dyn RuntimeAdapter>> {
+        Ok(if minor == v0_1::MINOR {
+            Arc::new(adapter::AdapterPlugin::<v0_1::Adapter>::load(manifest, component, &self.shared, limits).await?)
+        } else {
+            Arc::new(adapter::AdapterPlugin::<v0_2::Adapter>::load(manifest, component, &self.shared, limits).await?)
+        })
+    }
+
+    fn limits(&self, manifest: &Manifest) -> Limits {
+        Limits {
+            memory_bytes: (manifest.limits.memory_mb.unwrap_or(self.config.memory_limit_mb).min(self.config.memory_limit_mb) as usize) << 20,
+            guest_time: Duration::from_millis(manifest.limits.guest_time_ms.unwrap_or(self.config.guest_time_limit_ms)),
+            max_response: self.config.max_response_mb << 20,
+        }
+    }
+
+    /// Validates a runtime-adapter component without a manifest (for `bay
+    /// plugin check`): compiles it, links it against this host's imports for
+    /// `wit`, checks its exports and calls `describe`.
+    pub async fn check_component(&self, wasm: &Path, wit: &str) -> anyhow::Result<crate::adapter::AdapterInfo> {
         let engine = self.shared.engine.clone();
         let path = wasm.to_path_buf();
-        let component =
-            tokio::task::spawn_blocking(move || wasmtime::component::Component::from_file(&engine, &path).map_err(|e| anyhow::anyhow!("{e:#}")))
-                .await??;
+        let component = tokio::task::spawn_blocking(move || Component::from_file(&engine, &path).map_err(|e| anyhow::anyhow!("{e:#}"))).await??;
         let manifest = Manifest {
             name: wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
             version: "0.0.0".into(),
             kind: PluginKind::RuntimeAdapter,
-            wit: v0_1::VERSION.to_string(),
+            wit: wit.to_owned(),
             component: wasm.to_path_buf(),
             description: None,
             runtime: None,
@@ -508,36 +424,70 @@ impl PluginHost {
             limits: Default::default(),
             outbound: Default::default(),
         };
-        let limits = Limits {
-            memory_bytes: (self.config.memory_limit_mb as usize) << 20,
-            guest_time: Duration::from_millis(self.config.guest_time_limit_ms),
-            max_response: self.config.max_response_mb << 20,
-        };
-        let plugin = v0_1::AdapterPlugin::load(&manifest, &component, &self.shared, limits).await?;
+        let version = manifest::WitVersion::parse(wit)?;
+        if !supported(version) {
+            bail!("{wit} is not supported");
+        }
+        let plugin = self.load_adapter(&manifest, &component, self.limits(&manifest), version.minor).await?;
         Ok(plugin.info().clone())
     }
 
-    /// The adapter serving a runtime type.
+    /// The adapter serving a runtime type: a plugin directory's, else the built-in one.
     pub fn adapter(&self, runtime_type: &str) -> Option<Arc<dyn RuntimeAdapter>> {
-        self.registry.read().expect("registry").adapters.get(runtime_type).map(|(_, a)| a.clone())
+        let reg = self.registry.read().expect("registry");
+        reg.adapters.get(runtime_type).map(|(_, a)| a.clone()).or_else(|| reg.builtin_adapters.get(runtime_type).cloned())
     }
 
     /// The driver extension registered under `name` (its current version).
-    pub fn driver(&self, name: &str) -> Option<Arc<v0_1::driver::DriverPlugin>> {
+    pub(crate) fn driver(&self, name: &str) -> Option<Arc<dyn DriverExtension>> {
         self.registry.read().expect("registry").drivers.get(name).map(|(_, d)| d.clone())
     }
 
     /// Runtime types with an active adapter.
     pub fn runtime_types(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.registry.read().expect("registry").adapters.keys().cloned().collect();
+        let reg = self.registry.read().expect("registry");
+        let mut v: Vec<String> = reg.adapters.keys().chain(reg.builtin_adapters.keys()).cloned().collect();
         v.sort();
+        v.dedup();
         v
     }
 
-    /// What was found in the plugins directory, and its state.
+    /// Every plugin: built-in ones, then what was found in the plugins directory.
     pub fn records(&self) -> Vec<PluginRecord> {
-        self.registry.read().expect("registry").dirs.values().map(|s| s.record.clone()).collect()
+        let reg = self.registry.read().expect("registry");
+        let mut records = reg.builtin_records.clone();
+        for r in &mut records {
+            if r.runtime_type.as_ref().is_some_and(|rt| reg.adapters.contains_key(rt)) {
+                r.state = "overridden by a plugin in the plugins directory".into();
+            }
+        }
+        records.extend(reg.dirs.values().map(|s| s.record.clone()));
+        records
     }
+}
+
+fn empty_record(origin: &Path) -> PluginRecord {
+    PluginRecord {
+        name: origin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        version: String::new(),
+        kind: String::new(),
+        wit: String::new(),
+        runtime_type: None,
+        driver: None,
+        dir: origin.to_path_buf(),
+        state: "failed".into(),
+        error: None,
+        load_ms: 0,
+        cached: false,
+    }
+}
+
+fn finish_record(record: &mut PluginRecord, loaded: &anyhow::Result<Loaded>, started: Instant) {
+    match loaded {
+        Ok(_) => record.state = "active".into(),
+        Err(e) => record.error = Some(format!("{e:#}")),
+    }
+    record.load_ms = started.elapsed().as_millis() as u64;
 }
 
 /// Compiling components leaves several MB of freed Cranelift allocations in

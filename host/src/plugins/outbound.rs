@@ -15,11 +15,18 @@ use reqwest::header::{HeaderName, HeaderValue};
 use url::Url;
 
 use super::body::HostBody;
+use crate::adapter::RuntimeLink;
+
+/// The header carrying a session's secret to its runtimes.
+pub const TOKEN_HEADER: &str = "x-bay-token";
 
 /// Where a call may send requests.
 #[derive(Clone)]
 pub struct OutboundTarget {
     base: Option<Url>,
+    /// The served runtime's secret, added to every request to `base` (and
+    /// only there: a plugin never sees it, nor can it send it elsewhere).
+    token: Option<Arc<str>>,
     allow: Arc<Vec<String>>,
     client: reqwest::Client,
     max_response: u64,
@@ -75,18 +82,19 @@ pub fn origin(url: &Url) -> String {
 }
 
 impl OutboundTarget {
-    /// A target bound to one runtime endpoint (`None`: no outbound access).
-    pub fn new(endpoint: Option<&str>, allow: Arc<Vec<String>>, client: reqwest::Client, max_response: u64) -> Result<OutboundTarget, String> {
-        let base = match endpoint {
-            Some(e) => Some(Url::parse(e).map_err(|err| format!("invalid runtime endpoint {e:?}: {err}"))?),
+    /// A target bound to one runtime (`None`: no outbound access).
+    pub fn new(runtime: Option<&RuntimeLink>, allow: Arc<Vec<String>>, client: reqwest::Client, max_response: u64) -> Result<OutboundTarget, String> {
+        let base = match runtime {
+            Some(r) => Some(Url::parse(&r.endpoint).map_err(|err| format!("invalid runtime endpoint {:?}: {err}", r.endpoint))?),
             None => None,
         };
-        Ok(OutboundTarget { base, allow, client, max_response, default_timeout: Duration::from_secs(30) })
+        let token = runtime.and_then(|r| r.token.clone());
+        Ok(OutboundTarget { base, token, allow, client, max_response, default_timeout: Duration::from_secs(30) })
     }
 
     /// A target that may reach nothing (for `describe` at load time).
     pub fn none(client: reqwest::Client) -> OutboundTarget {
-        OutboundTarget { base: None, allow: Arc::new(vec![]), client, max_response: 1 << 20, default_timeout: Duration::from_secs(30) }
+        OutboundTarget { base: None, token: None, allow: Arc::new(vec![]), client, max_response: 1 << 20, default_timeout: Duration::from_secs(30) }
     }
 
     /// A target bound to a container engine's API (driver extensions):
@@ -104,7 +112,7 @@ impl OutboundTarget {
             return Err(format!("engine endpoint {endpoint:?}: expected unix:///path, tcp://host:port or http(s)://host:port"));
         };
         let client = client.build().map_err(|e| format!("engine endpoint {endpoint:?}: {e}"))?;
-        let mut t = OutboundTarget::new(Some(&base), Arc::new(vec![]), client, max_response)?;
+        let mut t = OutboundTarget::new(Some(&RuntimeLink::new(base, None)), Arc::new(vec![]), client, max_response)?;
         t.default_timeout = Duration::from_secs(60);
         Ok(t)
     }
@@ -130,11 +138,18 @@ impl OutboundTarget {
             url.query_pairs_mut().extend_pairs(req.query.iter());
         }
         let timeout = req.timeout.unwrap_or(self.default_timeout);
+        let to_runtime = self.base.as_ref().is_some_and(|b| origin(b) == origin(&url));
         let mut builder = self.client.request(req.method, url);
         for (k, v) in &req.headers {
+            if k.eq_ignore_ascii_case(TOKEN_HEADER) {
+                continue;
+            }
             let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| OutError::InvalidRequest(format!("header {k:?}: {e}")))?;
             let value = HeaderValue::from_str(v).map_err(|e| OutError::InvalidRequest(format!("header {k:?}: {e}")))?;
             builder = builder.header(name, value);
+        }
+        if let (true, Some(token)) = (to_runtime, &self.token) {
+            builder = builder.header(TOKEN_HEADER, &**token);
         }
         builder = match req.body {
             OutBody::Empty => builder,
@@ -257,7 +272,25 @@ mod tests {
     use super::*;
 
     fn target(endpoint: Option<&str>, allow: &[&str]) -> OutboundTarget {
-        OutboundTarget::new(endpoint, Arc::new(allow.iter().map(|s| s.to_string()).collect()), reqwest::Client::new(), 1024).unwrap()
+        let link = endpoint.map(|e| RuntimeLink::new(e, Some("s3cret")));
+        OutboundTarget::new(link.as_ref(), Arc::new(allow.iter().map(|s| s.to_string()).collect()), reqwest::Client::new(), 1024).unwrap()
+    }
+
+    #[test]
+    fn the_token_goes_to_the_runtime_only() {
+        let t = target(Some("http://127.0.0.1:32768"), &["http://127.0.0.1:9000"]);
+        let req = |url: &str| OutRequest {
+            method: reqwest::Method::GET,
+            url: url.into(),
+            query: vec![],
+            headers: vec![(TOKEN_HEADER.into(), "forged".into())],
+            body: OutBody::Empty,
+            timeout: None,
+        };
+        let built = t.build(req("/meta"), true).unwrap().0.build().unwrap();
+        assert_eq!(built.headers().get_all(TOKEN_HEADER).iter().collect::<Vec<_>>(), ["s3cret"]);
+        let built = t.build(req("http://127.0.0.1:9000/x"), true).unwrap().0.build().unwrap();
+        assert!(built.headers().get(TOKEN_HEADER).is_none());
     }
 
     #[test]

@@ -303,7 +303,7 @@ impl SandboxManager {
     async fn container_views(&self, active: &ActiveSession) -> Vec<ContainerRuntimeView> {
         let single = active.containers.len() == 1;
         let probes = active.containers.iter().map(|c| async move {
-            tokio::time::timeout(Duration::from_secs(2), c.adapter.health(&c.endpoint)).await.ok().and_then(|r| r.ok()).map(|h| h.healthy)
+            tokio::time::timeout(Duration::from_secs(2), c.adapter.health(&c.link)).await.ok().and_then(|r| r.ok()).map(|h| h.healthy)
         });
         let health = futures::future::join_all(probes).await;
         active
@@ -437,13 +437,13 @@ impl SandboxManager {
     /// Deletes a sandbox; the caller holds its lock.
     pub(crate) async fn destroy_sandbox(&self, sandbox: &Sandbox) -> BayResult<()> {
         self.teardown_sessions(&sandbox.id).await?;
-        // Containers of sessions whose rows are gone (a crash mid-start) would
-        // keep the volume in use: remove whatever carries the sandbox's label.
-        let mut by_label = crate::driver::Labels::new();
-        by_label.insert(crate::driver::labels::SANDBOX_ID.into(), sandbox.id.clone());
-        for c in self.driver.list_containers(&by_label).await.unwrap_or_default() {
-            if let Err(e) = self.driver.destroy_container(&c.id).await {
-                tracing::warn!(container_id = %c.id, error = %e, "cannot remove container");
+        // Sessions whose rows are gone (a crash mid-start, a replica killed
+        // before recording) would keep the volume in use: remove whatever
+        // carries the sandbox's label.
+        let by_label = crate::driver::Labels::from([(crate::driver::labels::SANDBOX_ID.to_owned(), sandbox.id.clone())]);
+        for s in self.driver.list_sessions(&by_label).await.unwrap_or_default() {
+            if let Err(e) = self.driver.destroy_session(&s.session_id).await {
+                tracing::warn!(session_id = %s.session_id, error = %e, "cannot remove session");
             }
         }
         self.db.soft_delete_sandbox(&sandbox.id, now_micros()).await?;
@@ -507,7 +507,7 @@ impl SandboxManager {
         // The plugin serving the runtime type now (hot reload), else the one
         // the session started with.
         let adapter = self.plugins.adapter(&container.runtime_type).unwrap_or_else(|| container.adapter.clone());
-        match adapter.invoke(&container.endpoint, call).await {
+        match adapter.invoke(&container.link, call).await {
             Ok(outcome) => Ok(Ok((outcome, active.session_id.clone()))),
             Err(e @ (crate::adapter::AdapterError::Unreachable(_) | crate::adapter::AdapterError::NotConnected(_))) => {
                 let never_connected = matches!(e, crate::adapter::AdapterError::NotConnected(_));

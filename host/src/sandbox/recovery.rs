@@ -17,7 +17,7 @@ use futures::StreamExt;
 
 use super::SandboxManager;
 use crate::db::sessions::SessionState;
-use crate::driver::{ContainerExit, ContainerState, Labels, labels};
+use crate::driver::{ContainerExit, ContainerState, ContainerStatus, Labels, finished_micros, labels};
 use crate::error::BayError;
 use crate::ids::{Micros, now_micros};
 
@@ -40,11 +40,17 @@ impl SandboxManager {
         let this = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
-                let Some(manager) = this.upgrade() else { return };
-                let Some(mut exits) = manager.driver.container_exits(&l) else { return };
+                let Some(manager) = this.upgrade() else {
+                    return;
+                };
+                let Some(mut exits) = manager.driver.container_exits(&l) else {
+                    return;
+                };
                 drop(manager);
                 while let Some(exit) = exits.next().await {
-                    let Some(manager) = this.upgrade() else { return };
+                    let Some(manager) = this.upgrade() else {
+                        return;
+                    };
                     manager.on_exit(exit).await;
                 }
                 // The feed broke (engine restart): reconnect.
@@ -54,7 +60,9 @@ impl SandboxManager {
     }
 
     async fn on_exit(&self, exit: ContainerExit) {
-        let Some(sandbox_id) = exit.labels.get(labels::SANDBOX_ID) else { return };
+        let Some(sandbox_id) = exit.labels.get(labels::SANDBOX_ID) else {
+            return;
+        };
         let removed = self.active.remove_if(sandbox_id, |_, a| {
             a.containers.iter().any(|c| exit.container_id.starts_with(&c.container_id) || c.container_id.starts_with(&exit.container_id))
         });
@@ -79,20 +87,24 @@ impl SandboxManager {
         // after its port stopped answering: give the engine a second to settle.
         let mut status = None;
         for _ in 0..10 {
-            match self.driver.container_status(container_id).await {
-                Ok(s) if s.state == ContainerState::Running => tokio::time::sleep(Duration::from_millis(100)).await,
-                Ok(s) => {
-                    status = Some(s);
-                    break;
-                }
+            let found = match self.driver.session_status(session_id).await {
+                Ok(containers) => containers.into_iter().find(|c| c.id == container_id).map(|c| c.status).unwrap_or_else(ContainerStatus::not_found),
                 Err(_) => return Recovery::Alive,
+            };
+            if found.state == ContainerState::Running {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            } else {
+                status = Some(found);
+                break;
             }
         }
-        let Some(status) = status else { return Recovery::Alive };
+        let Some(status) = status else {
+            return Recovery::Alive;
+        };
         // Drop the dead session so the next call (or the retry) starts a new one.
         self.active.remove_if(sandbox_id, |_, a| a.session_id == session_id);
         let _ = self.db.update_session_state(session_id, SessionState::Running, SessionState::Failed, now_micros()).await;
-        let died_before = status.finished_at.is_some_and(|t| t <= call_started) || status.state == ContainerState::NotFound;
+        let died_before = finished_micros(&status).is_some_and(|t| t <= call_started) || status.state == ContainerState::NotFound;
         if never_connected || died_before {
             tracing::warn!(sandbox_id, container_id, cause = %status.describe(), "runtime was dead before the call; retrying on a new session");
             Recovery::Retry

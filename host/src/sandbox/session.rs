@@ -1,20 +1,24 @@
-//! Sessions: starting, adopting and tearing down a sandbox's containers.
+//! Sessions: starting, adopting and tearing down a sandbox's compute.
 //!
 //! A session starts lazily on a sandbox's first capability call (or right
 //! after create, as a background warmup), always under the sandbox lock:
-//! create the container, start it, poll the runtime's `/health` through its
-//! adapter plugin until it answers, read its `/meta`, then record it running.
-//! Any failure removes what was created, so nothing is left half-started.
+//! generate the session's secret, record the session, ask the driver to
+//! launch it (one call: whatever the engine needs — containers, a network of
+//! its own, a Pod), poll each runtime's health through its adapter plugin
+//! until it answers, read its `/meta`, then record it running. Any failure
+//! destroys what the driver created, so nothing is left half-started. Nothing
+//! here knows which engine runs the session.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::adapter::{AdapterError, RuntimeAdapter};
+use crate::adapter::{AdapterError, RuntimeAdapter, RuntimeLink};
 use crate::config::{ContainerSpec, ProfileConfig, parse_memory};
+use crate::db::cargos::Cargo;
 use crate::db::sandboxes::Sandbox;
 use crate::db::sessions::{Session, SessionContainer, SessionState};
-use crate::driver::{ContainerLaunch, ContainerState, DriverError, Labels, labels};
+use crate::driver::{self, ContainerState, DriverError, Labels, LaunchedContainer, SessionSpec, labels};
 use crate::error::{BayError, BayResult};
 use crate::ids::{self, now_micros};
 
@@ -26,7 +30,8 @@ pub struct ActiveContainer {
     pub name: String,
     pub runtime_type: String,
     pub container_id: String,
-    pub endpoint: String,
+    /// Where its runtime answers, and the session's secret.
+    pub link: RuntimeLink,
     pub adapter: Arc<dyn RuntimeAdapter>,
     /// Capability keys from the runtime's `/meta` (the level-2 check).
     pub runtime_capabilities: Vec<String>,
@@ -61,13 +66,18 @@ impl ActiveSession {
     }
 }
 
-fn driver_error(err: DriverError) -> BayError {
+pub(crate) fn driver_error(err: DriverError) -> BayError {
     match err {
-        DriverError::ImageMissing(image) => {
-            BayError::internal(format!("image {image:?} is not available on the container engine (build the runtime images with `./dev images`)"))
-        }
+        DriverError::ImageMissing(image) => BayError::internal(format!(
+            "image {image:?} is not available on the container engine (build the runtime images with `./dev images`, or set driver.image_pull_policy)"
+        )),
         other => BayError::internal(format!("container engine error: {other}")),
     }
+}
+
+/// A new session secret: 32 random bytes, hex.
+fn new_token() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
 }
 
 impl SandboxManager {
@@ -131,21 +141,22 @@ impl SandboxManager {
         if recorded.len() != specs.len() {
             return None;
         }
+        let live = self.driver.session_status(&session.id).await.ok()?;
         let mut containers = Vec::new();
         for spec in specs {
             let rec = recorded.iter().find(|c| c.name == spec.name)?;
-            let endpoint = rec.endpoint.clone()?;
-            let alive = matches!(self.driver.container_status(&rec.container_id).await.map(|s| s.state), Ok(ContainerState::Running));
-            if !alive {
+            let running = live.iter().any(|c| c.id == rec.container_id && c.status.state == ContainerState::Running);
+            if !running {
                 return None;
             }
+            let link = RuntimeLink::new(rec.endpoint.clone()?, session.runtime_token.as_deref());
             let adapter = self.plugins.adapter(&spec.runtime_type)?;
-            let meta = adapter.meta(&endpoint).await.ok()?;
+            let meta = adapter.meta(&link).await.ok()?;
             containers.push(ActiveContainer {
                 name: spec.name.clone(),
                 runtime_type: spec.runtime_type.clone(),
                 container_id: rec.container_id.clone(),
-                endpoint,
+                link,
                 adapter,
                 runtime_capabilities: meta.capabilities,
                 profile_capabilities: spec.capabilities.clone(),
@@ -189,22 +200,23 @@ impl SandboxManager {
             last_observed_at: Some(now),
             created_at: now,
             last_active_at: now,
+            runtime_token: Some(new_token()),
         };
+        let spec = self.session_spec(sandbox, profile, &specs, &session, &cargo)?;
+        // Recorded before the driver creates anything, so a crash mid-start
+        // leaves a row whose objects reconcile finds by label.
         self.db.insert_session(&session).await?;
         self.db.set_current_session(&sandbox.id, Some(&session.id)).await?;
 
         let _slot = self.start_slots.acquire().await.map_err(|_| BayError::internal("shutting down"))?;
         let started = Instant::now();
-        let created = std::sync::Mutex::new(Vec::new());
-        let network = (specs.len() > 1).then(|| session_network(&session.id));
-        let result = self.start_containers(sandbox, profile, &session, &specs, adapters, &cargo.driver_ref, network.as_deref(), &created).await;
-        match result {
+        match self.launch(profile, &session, &spec, &specs, adapters).await {
             Ok(containers) => {
                 let now = now_micros();
                 let primary_name = profile.primary().name;
                 let primary = containers.iter().find(|c| c.name == primary_name).unwrap_or(&containers[0]);
                 let json = session_containers_json(&containers);
-                self.db.mark_session_running(&session.id, &primary.container_id, &primary.endpoint, Some(&json), now).await?;
+                self.db.mark_session_running(&session.id, &primary.container_id, &primary.link.endpoint, Some(&json), now).await?;
                 self.db.touch_sandbox(&sandbox.id, now, Some(now + ids::secs(profile.idle_timeout))).await?;
                 let active = Arc::new(ActiveSession {
                     session_id: session.id.clone(),
@@ -227,88 +239,51 @@ impl SandboxManager {
             Err(err) => {
                 // All or nothing: remove whatever was created.
                 tracing::warn!(sandbox_id = %sandbox.id, session_id = %session.id, error = %err.message, "session start failed");
-                let ids = std::mem::take(&mut *created.lock().expect("created"));
-                futures::future::join_all(ids.iter().map(|id| self.driver.destroy_container(id))).await;
-                if let Some(net) = &network {
-                    let _ = self.driver.remove_network(net).await;
-                }
-                let _ = self.db.delete_session(&session.id).await;
+                self.destroy_session(&session).await;
                 let _ = self.db.set_current_session(&sandbox.id, None).await;
                 Err(err)
             }
         }
     }
 
-    /// Creates the session network (if any) and the containers, then starts
-    /// them and waits for every runtime in parallel. Created container ids are
-    /// pushed to `created` as they appear, for the caller's cleanup.
-    #[allow(clippy::too_many_arguments)]
-    async fn start_containers(
+    /// Launches the session on the engine and waits until every runtime is ready.
+    async fn launch(
         &self,
-        sandbox: &Sandbox,
         profile: &ProfileConfig,
         session: &Session,
+        spec: &SessionSpec,
         specs: &[ContainerSpec],
         adapters: Vec<Arc<dyn RuntimeAdapter>>,
-        volume: &str,
-        network: Option<&str>,
-        created: &std::sync::Mutex<Vec<String>>,
     ) -> BayResult<Vec<ActiveContainer>> {
-        if let Some(net) = network {
-            let mut l = Labels::new();
-            l.insert(labels::MANAGED.into(), "true".into());
-            l.insert(labels::SESSION_ID.into(), session.id.clone());
-            l.insert(labels::SANDBOX_ID.into(), sandbox.id.clone());
-            l.insert(labels::INSTANCE_ID.into(), self.instance_id.clone());
-            self.driver.create_network(net, &l).await.map_err(driver_error)?;
-        }
-        let launches =
-            specs.iter().map(|spec| self.launch_spec(sandbox, profile, spec, &session.id, volume, network)).collect::<BayResult<Vec<_>>>()?;
-        let creations = launches.iter().map(|launch| async move {
-            let id = self.driver.create_container(launch).await.map_err(driver_error)?;
-            created.lock().expect("created").push(id.clone());
-            Ok::<_, BayError>(id)
-        });
-        let ids = futures::future::join_all(creations).await.into_iter().collect::<BayResult<Vec<_>>>()?;
-        // Record the containers before anything else can fail, so a crash leaves a trace.
-        let pending: Vec<SessionContainer> = specs
-            .iter()
-            .zip(&ids)
-            .map(|(spec, id)| SessionContainer {
-                name: spec.name.clone(),
-                container_id: id.clone(),
-                endpoint: None,
-                status: "created".into(),
-                runtime_type: spec.runtime_type.clone(),
-                capabilities: spec.capabilities.clone(),
-            })
-            .collect();
-        self.db.set_session_containers(&session.id, ids.first().map(String::as_str), serde_json::to_string(&pending).ok().as_deref()).await?;
-
+        let launched = &self.driver.launch_session(spec).await.map_err(driver_error)?;
         let ready_timeout = Duration::from_secs(profile.startup.ready_timeout_seconds.unwrap_or(self.config.sessions.ready_timeout_seconds));
-        let starts = specs.iter().zip(ids).zip(adapters).map(|((spec, container_id), adapter)| async move {
-            let endpoint = self.driver.start_container(&container_id, spec.runtime_port).await.map_err(driver_error)?;
-            let meta = self.wait_ready(&container_id, &endpoint, adapter.as_ref(), &session.sandbox_id, ready_timeout).await?;
+        let waits = specs.iter().zip(adapters).map(|(spec, adapter)| async move {
+            let c: &LaunchedContainer = launched
+                .iter()
+                .find(|c| c.name == spec.name)
+                .ok_or_else(|| BayError::internal(format!("the driver launched no container named {:?}", spec.name)))?;
+            let link = RuntimeLink::new(c.endpoint.clone(), session.runtime_token.as_deref());
+            let meta = self.wait_ready(&session.id, &link, adapter.as_ref(), &session.sandbox_id, ready_timeout).await?;
             Ok::<_, BayError>(ActiveContainer {
                 name: spec.name.clone(),
                 runtime_type: spec.runtime_type.clone(),
-                container_id,
-                endpoint,
+                container_id: c.id.clone(),
+                link,
                 adapter,
                 runtime_capabilities: meta.capabilities,
                 profile_capabilities: spec.capabilities.clone(),
                 version: Some(meta.version),
             })
         });
-        futures::future::join_all(starts).await.into_iter().collect()
+        futures::future::join_all(waits).await.into_iter().collect()
     }
 
     /// Polls the runtime's health through its adapter until it answers, then
-    /// reads its `/meta`. Fails fast when the container exits.
+    /// reads its `/meta`. Fails fast when a container of the session exits.
     async fn wait_ready(
         &self,
-        container_id: &str,
-        endpoint: &str,
+        session_id: &str,
+        link: &RuntimeLink,
         adapter: &dyn RuntimeAdapter,
         sandbox_id: &str,
         ready_timeout: Duration,
@@ -318,7 +293,7 @@ impl SandboxManager {
         let mut last_check = Instant::now();
         let mut last_error;
         loop {
-            match adapter.health(endpoint).await {
+            match adapter.health(link).await {
                 Ok(h) if h.healthy => break,
                 Ok(h) => last_error = format!("unhealthy: {}", h.detail.unwrap_or_default()),
                 Err(e @ AdapterError::Plugin(_)) => return Err(e.into()),
@@ -326,14 +301,14 @@ impl SandboxManager {
             }
             if last_check.elapsed() > Duration::from_millis(500) {
                 last_check = Instant::now();
-                if let Ok(status) = self.driver.container_status(container_id).await
-                    && matches!(status.state, ContainerState::Exited | ContainerState::NotFound)
+                if let Ok(status) = self.driver.session_status(session_id).await
+                    && let Some(dead) = status.iter().find(|c| matches!(c.status.state, ContainerState::Exited | ContainerState::NotFound))
                 {
-                    let logs = self.driver.container_logs(container_id, 20).await.unwrap_or_default();
+                    let logs = self.driver.session_logs(session_id, 20).await.unwrap_or_default();
                     return Err(BayError::internal(format!(
-                        "the runtime container exited during start (exit code {:?}{}): {}",
-                        status.exit_code,
-                        if status.oom_killed { ", out of memory" } else { "" },
+                        "the runtime container {:?} exited during start ({}): {}",
+                        dead.name,
+                        dead.status.describe(),
                         logs.trim()
                     )));
                 }
@@ -344,18 +319,62 @@ impl SandboxManager {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(250));
         }
-        adapter.meta(endpoint).await.map_err(BayError::from)
+        adapter.meta(link).await.map_err(BayError::from)
     }
 
-    fn launch_spec(
+    /// What the driver needs to launch a session of `profile` for `sandbox`.
+    fn session_spec(
+        &self,
+        sandbox: &Sandbox,
+        profile: &ProfileConfig,
+        specs: &[ContainerSpec],
+        session: &Session,
+        cargo: &Cargo,
+    ) -> BayResult<SessionSpec> {
+        let mut l = Labels::new();
+        l.insert(labels::MANAGED.into(), "true".into());
+        l.insert(labels::OWNER.into(), sandbox.owner.clone());
+        l.insert(labels::SANDBOX_ID.into(), sandbox.id.clone());
+        l.insert(labels::SESSION_ID.into(), session.id.clone());
+        l.insert(labels::CARGO_ID.into(), sandbox.cargo_id.clone());
+        l.insert(labels::PROFILE_ID.into(), profile.id.clone());
+        l.insert(labels::INSTANCE_ID.into(), self.instance_id.clone());
+        let containers = specs
+            .iter()
+            .map(|spec| {
+                let memory_bytes = parse_memory(&spec.resources.memory).map_err(|e| BayError::internal(format!("{e:#}")))?;
+                Ok(driver::ContainerSpec {
+                    name: spec.name.clone(),
+                    image: spec.image.clone(),
+                    env: self.container_env(sandbox, profile, spec, session, cargo, specs.len() > 1),
+                    labels: Labels::from([(labels::RUNTIME_TYPE.to_owned(), spec.runtime_type.clone())]),
+                    cpus: spec.resources.cpus,
+                    memory_bytes,
+                    security: profile.security_for(spec).to_driver(),
+                    runtime_port: spec.runtime_port,
+                })
+            })
+            .collect::<BayResult<Vec<_>>>()?;
+        Ok(SessionSpec {
+            session_id: session.id.clone(),
+            labels: l,
+            volume: cargo.driver_ref.clone(),
+            mount_path: self.config.cargo.mount_path.clone(),
+            containers,
+        })
+    }
+
+    /// A runtime container's environment: the profile's, the proxy, and
+    /// what Bay tells every runtime (its session, secret and cargo limit).
+    fn container_env(
         &self,
         sandbox: &Sandbox,
         profile: &ProfileConfig,
         spec: &ContainerSpec,
-        session_id: &str,
-        volume: &str,
-        network: Option<&str>,
-    ) -> BayResult<ContainerLaunch> {
+        session: &Session,
+        cargo: &Cargo,
+        several: bool,
+    ) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = Vec::new();
         let profile_env = profile.env_for(spec);
         for (k, v) in &profile_env {
@@ -364,80 +383,31 @@ impl SandboxManager {
         let proxy = spec.proxy.as_ref().or(profile.proxy.as_ref()).unwrap_or(&self.config.proxy);
         env.extend(proxy.env());
         if !profile_env.is_empty() {
-            // Ship turns this into /workspace/.bay_env.sh (reference §7.1).
+            // Ship turns this into /workspace/.bay_env.sh (Shipyard Neo's Ship does the same).
             let joined: Vec<String> = profile_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
             env.push(("BAY_PROFILE_ENV".into(), joined.join(":")));
         }
-        env.push(("BAY_SESSION_ID".into(), session_id.to_owned()));
+        env.push(("BAY_SESSION_ID".into(), session.id.clone()));
         env.push(("BAY_SANDBOX_ID".into(), sandbox.id.clone()));
         env.push(("BAY_WORKSPACE_PATH".into(), self.config.cargo.mount_path.clone()));
+        if let Some(token) = &session.runtime_token {
+            env.push(("BAY_RUNTIME_TOKEN".into(), token.clone()));
+        }
+        if cargo.size_limit_mb > 0 {
+            env.push(("BAY_CARGO_LIMIT_BYTES".into(), (cargo.size_limit_mb as u64).saturating_mul(1 << 20).to_string()));
+        }
         env.push(("SHIP_IMAGE".into(), spec.image.clone()));
-        if network.is_some() {
+        if several {
             env.push(("BAY_CONTAINER_NAME".into(), spec.name.clone()));
         }
-
-        let mut l = Labels::new();
-        l.insert(labels::MANAGED.into(), "true".into());
-        l.insert(labels::OWNER.into(), sandbox.owner.clone());
-        l.insert(labels::SANDBOX_ID.into(), sandbox.id.clone());
-        l.insert(labels::SESSION_ID.into(), session_id.to_owned());
-        l.insert(labels::CARGO_ID.into(), sandbox.cargo_id.clone());
-        l.insert(labels::PROFILE_ID.into(), profile.id.clone());
-        l.insert(labels::RUNTIME_PORT.into(), spec.runtime_port.to_string());
-        l.insert(labels::INSTANCE_ID.into(), self.instance_id.clone());
-        l.insert(labels::CONTAINER_NAME.into(), spec.name.clone());
-        l.insert(labels::RUNTIME_TYPE.into(), spec.runtime_type.clone());
-
-        let memory_bytes = parse_memory(&spec.resources.memory).map_err(|e| BayError::internal(format!("{e:#}")))?;
-        Ok(ContainerLaunch {
-            // Shipyard Neo's names: one container per session, or one per spec.
-            name: match network {
-                None => format!("bay-session-{session_id}"),
-                Some(_) => format!("bay-{session_id}-{}", spec.name),
-            },
-            image: spec.image.clone(),
-            env,
-            labels: l,
-            cpus: spec.resources.cpus,
-            memory_bytes,
-            security: profile.security_for(spec),
-            volume: volume.to_owned(),
-            mount_path: self.config.cargo.mount_path.clone(),
-            runtime_port: spec.runtime_port,
-            hostname: network.map(|_| spec.name.clone()),
-            network: network.map(str::to_owned),
-        })
+        env
     }
 
-    /// Removes a session's containers and its row (best effort on the engine).
+    /// Removes a session's compute (everything the driver finds of it, so a
+    /// crash between launch and recording leaves nothing behind) and its row.
     pub(super) async fn destroy_session(&self, session: &Session) {
-        let mut ids: Vec<String> = session.container_list().into_iter().map(|c| c.container_id).collect();
-        if let Some(id) = &session.container_id
-            && !ids.contains(id)
-        {
-            ids.push(id.clone());
-        }
-        // Also what carries the session's label but was never recorded (a
-        // replica or Bay killed between creating a container and recording it).
-        let mut by_label = Labels::new();
-        by_label.insert(labels::SESSION_ID.into(), session.id.clone());
-        if let Ok(found) = self.driver.list_containers(&by_label).await {
-            for c in found {
-                if !ids.contains(&c.id) {
-                    ids.push(c.id);
-                }
-            }
-        }
-        let several = ids.len() > 1;
-        for id in ids {
-            if let Err(e) = self.driver.destroy_container(&id).await {
-                tracing::warn!(container_id = %id, error = %e, "cannot remove container");
-            }
-        }
-        if (several || session.container_list().len() > 1)
-            && let Err(e) = self.driver.remove_network(&session_network(&session.id)).await
-        {
-            tracing::warn!(session_id = %session.id, error = %e, "cannot remove the session network");
+        if let Err(e) = self.driver.destroy_session(&session.id).await {
+            tracing::warn!(session_id = %session.id, error = %e, "cannot remove the session from the engine");
         }
         if let Err(e) = self.db.delete_session(&session.id).await {
             tracing::warn!(session_id = %session.id, error = %e, "cannot delete session row");
@@ -453,14 +423,10 @@ impl SandboxManager {
         if now - last >= window {
             active.last_touch.store(now, Ordering::Relaxed);
             self.db.touch_sandbox(&active.sandbox_id, now, Some(now + ids::secs(profile.idle_timeout))).await?;
+            self.db.touch_cargo(&active.sandbox.cargo_id, now).await?;
         }
         Ok(())
     }
-}
-
-/// The private network of a multi-container session (reference §6.2).
-pub(crate) fn session_network(session_id: &str) -> String {
-    format!("bay_net_{session_id}")
 }
 
 fn session_containers_json(containers: &[ActiveContainer]) -> String {
@@ -469,7 +435,7 @@ fn session_containers_json(containers: &[ActiveContainer]) -> String {
         .map(|c| SessionContainer {
             name: c.name.clone(),
             container_id: c.container_id.clone(),
-            endpoint: Some(c.endpoint.clone()),
+            endpoint: Some(c.link.endpoint.clone()),
             status: "running".into(),
             runtime_type: c.runtime_type.clone(),
             capabilities: c.profile_capabilities.clone(),

@@ -128,7 +128,9 @@ impl SandboxManager {
             tokio::spawn(async move {
                 loop {
                     let id = queue.pop().await;
-                    let Some(manager) = this.upgrade() else { return };
+                    let Some(manager) = this.upgrade() else {
+                        return;
+                    };
                     manager.warm_up(&id).await;
                 }
             });
@@ -137,8 +139,12 @@ impl SandboxManager {
 
     /// Starts a sandbox's session in the background; a warm sandbox becomes available.
     async fn warm_up(&self, sandbox_id: &str) {
-        let Ok(Some(sandbox)) = self.db.sandbox(sandbox_id).await else { return };
-        let Some(profile) = self.profile(&sandbox.profile_id).cloned() else { return };
+        let Ok(Some(sandbox)) = self.db.sandbox(sandbox_id).await else {
+            return;
+        };
+        let Some(profile) = self.profile(&sandbox.profile_id).cloned() else {
+            return;
+        };
         match self.ensure_running(&sandbox, &profile).await {
             Ok(_) if sandbox.is_warm_pool != 0 => {
                 let now = now_micros();
@@ -166,7 +172,9 @@ impl SandboxManager {
             let Some(id) = self.db.claim_warm_sandbox(&profile.id, &hash, owner, now, expires_at).await? else {
                 return Ok(None);
             };
-            let Some(sandbox) = self.db.sandbox(&id).await? else { continue };
+            let Some(sandbox) = self.db.sandbox(&id).await? else {
+                continue;
+            };
             self.db.reown_cargo(&sandbox.cargo_id, owner).await?;
             // The cached session still carries the warm owner: re-key it.
             if let Some(active) = self.active.get(&sandbox.id).map(|a| a.clone()) {
@@ -218,9 +226,13 @@ impl SandboxManager {
     }
 
     async fn session_running(&self, sandbox_id: &str) -> bool {
-        let Ok(Some(s)) = self.db.sandbox(sandbox_id).await else { return false };
+        let Ok(Some(s)) = self.db.sandbox(sandbox_id).await else {
+            return false;
+        };
         match &s.current_session_id {
-            Some(sid) => matches!(self.db.session(sid).await, Ok(Some(sess)) if sess.observed() == crate::db::sessions::SessionState::Running),
+            Some(sid) => {
+                matches!(self.db.session(sid).await, Ok(Some(sess)) if sess.observed() == crate::db::sessions::SessionState::Running)
+            }
             None => false,
         }
     }
@@ -280,7 +292,9 @@ impl SandboxManager {
         tokio::spawn(async move {
             let mut first = true;
             loop {
-                let Some(manager) = this.upgrade() else { return };
+                let Some(manager) = this.upgrade() else {
+                    return;
+                };
                 if (!first || config.run_on_startup) && manager.cluster.is_leader() {
                     if let Err(e) = manager.maintain_warm_pool().await {
                         tracing::warn!(error = %e.message, "warm pool maintenance failed");

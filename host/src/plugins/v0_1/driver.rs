@@ -1,21 +1,23 @@
-//! Host side of the `driver-extension` world of `bay:plugin@0.1.x`.
+//! The container-shaped `driver-extension` world of `bay:plugin@0.1`, behind
+//! a shim that speaks the session-shaped contract.
 //!
-//! The world shares the `http` and `log` imports with runtime adapters (their
-//! host implementations live in the parent module and are reused here); it
-//! adds `settings`, and exports `driver`, whose functions map one to one onto
-//! [`crate::driver::Driver`].
+//! A session becomes what Bay's lifecycle code used to do by hand: a network
+//! `bay_net_<session>` (create-network), one container per runtime on it with
+//! its name as DNS alias (create-container), each started (start-container).
+//! Everything carries the session's labels, so the shim keeps no state:
+//! status, listing and destruction find the session's objects by label.
+//! 0.1 has no way to choose a network's subnet (the engine's default pools
+//! hold only a few dozen networks) and cannot pause; drivers that need either
+//! move to 0.2.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::sync::OwnedSemaphorePermit;
+use bay_driver_kit::docker_api::{container_name, network_name};
+use bay_driver_kit::spec::group_sessions;
 use wasmtime::Store;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{HasSelf, InstancePre, Linker};
 
-use crate::driver::{ContainerLaunch, ContainerState, ContainerStatus, DriverError, Labels, Named, RuntimeInstance};
+use crate::driver::{ContainerInfo, ContainerState, ContainerStatus, DriverError, Labels, LaunchedContainer, Named, SessionSpec, labels};
 use crate::plugins::PluginState;
-use crate::plugins::outbound::OutboundTarget;
+use crate::plugins::driver::{DriverOp, DriverOut, DriverWorld, label_list};
 
 wasmtime::component::bindgen!({
     world: "driver-extension",
@@ -30,9 +32,8 @@ wasmtime::component::bindgen!({
 
 use exports::bay::plugin::driver as wit;
 
-/// Adds the imports only this world has (`settings`) to a linker that has
-/// the runtime-adapter imports already.
-pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+/// Adds the imports only this world has (`settings`).
+pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
     self::bay::plugin::settings::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
 }
 
@@ -42,29 +43,8 @@ impl self::bay::plugin::settings::Host for PluginState {
     }
 }
 
-/// Where a driver's calls go: the engine endpoint and the operator's settings.
-#[derive(Clone)]
-pub struct EngineLink {
-    pub target: OutboundTarget,
-    pub settings: Arc<BTreeMap<String, String>>,
-}
-
-/// A loaded driver-extension plugin of this WIT version.
-pub struct DriverPlugin {
-    name: String,
-    version: String,
-    pre: DriverExtensionPre<PluginState>,
-    shared: crate::plugins::Shared,
-    limits: crate::plugins::Limits,
-}
-
-/// Engine calls may wait on the engine (stopping a container takes up to its
-/// grace period), so a driver call gets longer than a plugin's CPU budget.
-const CALL_DEADLINE: Duration = Duration::from_secs(120);
-
-fn labels(l: &Labels) -> Vec<(String, String)> {
-    l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
+/// This version's instantiated driver-extension world.
+pub(crate) struct Driver(DriverExtension);
 
 fn from_wit(e: wit::DriverError) -> DriverError {
     match e {
@@ -74,149 +54,172 @@ fn from_wit(e: wit::DriverError) -> DriverError {
     }
 }
 
-fn named(v: Vec<wit::Named>) -> Vec<Named> {
-    v.into_iter().map(|n| Named { name: n.name, labels: n.labels.into_iter().collect() }).collect()
+fn status(s: wit::ContainerStatus) -> ContainerStatus {
+    let state = match s.state {
+        wit::ContainerState::Created => ContainerState::Created,
+        wit::ContainerState::Running => ContainerState::Running,
+        wit::ContainerState::Exited => ContainerState::Exited,
+        wit::ContainerState::Removing => ContainerState::Removing,
+        wit::ContainerState::NotFound => ContainerState::NotFound,
+    };
+    ContainerStatus { state, exit_code: s.exit_code, oom_killed: s.oom_killed, finished_at: s.finished_at }
 }
 
-/// Calls one export of a fresh instance: `call!(self, link, method(args...))`.
+fn session_label(session_id: &str) -> Vec<(String, String)> {
+    vec![(labels::SESSION_ID.to_owned(), session_id.to_owned())]
+}
+
+/// A listed container as a session member (state from the list; no inspect).
+fn member(i: &wit::Instance) -> (Labels, ContainerInfo) {
+    let labels: Labels = i.labels.iter().cloned().collect();
+    let name = labels.get(labels::CONTAINER_NAME).cloned().unwrap_or_else(|| i.name.clone());
+    let status = ContainerStatus { state: ContainerState::parse(&i.state), exit_code: None, oom_killed: false, finished_at: None };
+    (labels, ContainerInfo { name, id: i.id.clone(), status })
+}
+
+/// Runs one export: `call!(d, store, call_x(args))` → `Result<T, DriverError>`
+/// inside a `wasmtime::Result`.
 macro_rules! call {
-    ($self:ident, $link:ident, $method:ident($($arg:expr),*)) => {{
-        let (mut store, bindings, _permit) = $self.instantiate($link).await?;
-        let outcome = tokio::time::timeout(CALL_DEADLINE, bindings.bay_plugin_driver().$method(&mut store $(, $arg)*)).await;
-        match outcome {
-            Ok(Ok(r)) => r.map_err(from_wit),
-            Ok(Err(e)) => Err(DriverError::Engine(format!(
-                "driver plugin {} {} failed: {}",
-                $self.name,
-                $self.version,
-                crate::plugins::describe_failure(&$self.name, &e, store.data())
-            ))),
-            Err(_) => Err(DriverError::Engine(format!("driver plugin {} did not answer within {}s", $self.name, CALL_DEADLINE.as_secs()))),
+    ($d:ident, $store:ident, $method:ident($($arg:expr),*)) => {
+        match $d.$method(&mut *$store $(, $arg)*).await? {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(from_wit(e))),
         }
-    }};
+    };
 }
 
-impl DriverPlugin {
-    /// Links `component` against this version's imports, checks its exports,
-    /// and calls `describe`; returns the plugin and its self-declared name.
-    pub(crate) async fn load(
-        manifest: &crate::plugins::manifest::Manifest,
-        component: &Component,
-        shared: &crate::plugins::Shared,
-        limits: crate::plugins::Limits,
-    ) -> anyhow::Result<(DriverPlugin, String)> {
-        let instance_pre =
-            shared.linker_v0_1.instantiate_pre(component).map_err(|e| anyhow::anyhow!("the component does not fit the host's imports: {e:#}"))?;
-        let pre = DriverExtensionPre::new(instance_pre)
-            .map_err(|e| anyhow::anyhow!("the component does not export the driver-extension world of bay:plugin@0.1: {e:#}"))?;
-        let plugin = DriverPlugin { name: manifest.name.clone(), version: manifest.version.clone(), pre, shared: shared.clone(), limits };
-        let link = EngineLink { target: OutboundTarget::none(shared.client.clone()), settings: Default::default() };
-        let (mut store, bindings, _permit) = plugin.instantiate(&link).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let info = tokio::time::timeout(Duration::from_secs(10), bindings.bay_plugin_driver().call_describe(&mut store))
-            .await
-            .map_err(|_| anyhow::anyhow!("describe() did not return within 10 s"))?
-            .map_err(|e| anyhow::anyhow!("describe() failed: {e:#}"))?;
-        Ok((plugin, info.name))
+impl Driver {
+    async fn launch(&self, store: &mut Store<PluginState>, spec: &SessionSpec) -> wasmtime::Result<Result<DriverOut, DriverError>> {
+        let d = self.0.bay_plugin_driver();
+        let net = network_name(&spec.session_id);
+        let mut session_labels = spec.labels.clone();
+        session_labels.insert(labels::SESSION_ID.into(), spec.session_id.clone());
+        call!(d, store, call_create_network(&net, &label_list(&session_labels)));
+        // Adopt what a launch before a crash created.
+        let existing = call!(d, store, call_list_containers(&session_label(&spec.session_id)));
+        let mut launched = Vec::new();
+        for c in &spec.containers {
+            let adopted = existing.iter().map(member).find(|(_, m)| m.name == c.name).map(|(_, m)| m.id);
+            let id = match adopted {
+                Some(id) => id,
+                None => {
+                    let mut l = session_labels.clone();
+                    l.extend(c.labels.clone());
+                    l.insert(labels::CONTAINER_NAME.into(), c.name.clone());
+                    l.insert(labels::RUNTIME_PORT.into(), c.runtime_port.to_string());
+                    let s = &c.security;
+                    let launch = wit::ContainerSpec {
+                        name: container_name(spec, &c.name),
+                        image: c.image.clone(),
+                        env: c.env.clone(),
+                        labels: label_list(&l),
+                        cpus: c.cpus,
+                        memory_bytes: c.memory_bytes,
+                        security: wit::Security {
+                            read_only_rootfs: s.read_only_rootfs,
+                            no_new_privileges: s.no_new_privileges,
+                            cap_drop: s.cap_drop.clone(),
+                            cap_add: s.cap_add.clone(),
+                            pids_limit: s.pids_limit,
+                            tmpfs: s.tmpfs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                            user: s.user.clone(),
+                        },
+                        volume: spec.volume.clone(),
+                        mount_path: spec.mount_path.clone(),
+                        runtime_port: c.runtime_port,
+                        hostname: Some(c.name.clone()),
+                        network: Some(net.clone()),
+                    };
+                    call!(d, store, call_create_container(&launch))
+                }
+            };
+            launched.push((c, id));
+        }
+        let mut out = Vec::new();
+        for (c, id) in launched {
+            let endpoint = call!(d, store, call_start_container(&id, c.runtime_port));
+            out.push(LaunchedContainer { name: c.name.clone(), id, endpoint });
+        }
+        Ok(Ok(DriverOut::Launched(out)))
     }
 
-    pub fn label(&self) -> String {
-        format!("{} {}", self.name, self.version)
+    async fn destroy(&self, store: &mut Store<PluginState>, session_id: &str) -> wasmtime::Result<Result<DriverOut, DriverError>> {
+        let d = self.0.bay_plugin_driver();
+        for c in call!(d, store, call_list_containers(&session_label(session_id))) {
+            call!(d, store, call_destroy_container(&c.id));
+        }
+        for n in call!(d, store, call_list_networks(&session_label(session_id))) {
+            call!(d, store, call_remove_network(&n.name));
+        }
+        Ok(Ok(DriverOut::Done))
     }
 
-    async fn instantiate(&self, link: &EngineLink) -> Result<(Store<PluginState>, DriverExtension, OwnedSemaphorePermit), DriverError> {
-        let permit = self.shared.slots.clone().acquire_owned().await.map_err(|_| DriverError::Engine("plugin host is shutting down".into()))?;
-        let mut store = crate::plugins::new_store(&self.shared.engine, &self.name, link.target.clone(), self.limits);
-        store.data_mut().settings = link.settings.clone();
-        let bindings = self.pre.instantiate_async(&mut store).await.map_err(|e| self.trap(e))?;
-        Ok((store, bindings, permit))
+    async fn status(&self, store: &mut Store<PluginState>, session_id: &str) -> wasmtime::Result<Result<DriverOut, DriverError>> {
+        let d = self.0.bay_plugin_driver();
+        let mut out = Vec::new();
+        for c in call!(d, store, call_list_containers(&session_label(session_id))) {
+            let (_, mut info) = member(&c);
+            info.status = status(call!(d, store, call_inspect_container(&c.id)));
+            out.push(info);
+        }
+        Ok(Ok(DriverOut::Status(out)))
     }
 
-    fn trap(&self, e: wasmtime::Error) -> DriverError {
-        DriverError::Engine(format!("driver plugin {} {} failed: {e:#}", self.name, self.version))
+    async fn sessions(&self, store: &mut Store<PluginState>, l: &Labels) -> wasmtime::Result<Result<DriverOut, DriverError>> {
+        let d = self.0.bay_plugin_driver();
+        let containers = call!(d, store, call_list_containers(&label_list(l)));
+        let networks = call!(d, store, call_list_networks(&label_list(l)));
+        let grouped = group_sessions(containers.iter().map(member), networks.into_iter().map(|n| n.labels.into_iter().collect()));
+        Ok(Ok(DriverOut::Sessions(grouped)))
     }
 
-    pub async fn create_volume(&self, link: &EngineLink, name: &str, l: &Labels) -> Result<String, DriverError> {
-        call!(self, link, call_create_volume(name, &labels(l)))
+    async fn logs(&self, store: &mut Store<PluginState>, session_id: &str, lines: u32) -> wasmtime::Result<Result<DriverOut, DriverError>> {
+        let d = self.0.bay_plugin_driver();
+        let mut out = String::new();
+        for c in call!(d, store, call_list_containers(&session_label(session_id))) {
+            out.push_str(&call!(d, store, call_container_logs(&c.id, lines)));
+        }
+        Ok(Ok(DriverOut::Logs(out)))
+    }
+}
+
+impl DriverWorld for Driver {
+    type Pre = DriverExtensionPre<PluginState>;
+    const PACKAGE: &'static str = super::PACKAGE;
+
+    fn prepare(pre: InstancePre<PluginState>) -> wasmtime::Result<Self::Pre> {
+        DriverExtensionPre::new(pre)
     }
 
-    pub async fn delete_volume(&self, link: &EngineLink, driver_ref: &str) -> Result<(), DriverError> {
-        call!(self, link, call_delete_volume(driver_ref))
+    async fn instantiate(pre: &Self::Pre, store: &mut Store<PluginState>) -> wasmtime::Result<Self> {
+        Ok(Driver(pre.instantiate_async(store).await?))
     }
 
-    pub async fn volume_exists(&self, link: &EngineLink, driver_ref: &str) -> Result<bool, DriverError> {
-        call!(self, link, call_volume_exists(driver_ref))
+    async fn describe(&self, store: &mut Store<PluginState>) -> wasmtime::Result<String> {
+        Ok(self.0.bay_plugin_driver().call_describe(store).await?.name)
     }
 
-    pub async fn list_volumes(&self, link: &EngineLink, l: &Labels) -> Result<Vec<Named>, DriverError> {
-        call!(self, link, call_list_volumes(&labels(l))).map(named)
-    }
-
-    pub async fn create_container(&self, link: &EngineLink, spec: &ContainerLaunch) -> Result<String, DriverError> {
-        let s = &spec.security;
-        let spec = wit::ContainerSpec {
-            name: spec.name.clone(),
-            image: spec.image.clone(),
-            env: spec.env.clone(),
-            labels: labels(&spec.labels),
-            cpus: spec.cpus,
-            memory_bytes: spec.memory_bytes,
-            security: wit::Security {
-                read_only_rootfs: s.read_only_rootfs,
-                no_new_privileges: s.no_new_privileges,
-                cap_drop: s.cap_drop.clone(),
-                cap_add: s.cap_add.clone(),
-                pids_limit: s.pids_limit,
-                tmpfs: s.tmpfs.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                user: s.user.clone(),
-            },
-            volume: spec.volume.clone(),
-            mount_path: spec.mount_path.clone(),
-            runtime_port: spec.runtime_port,
-            hostname: spec.hostname.clone(),
-            network: spec.network.clone(),
-        };
-        call!(self, link, call_create_container(&spec))
-    }
-
-    pub async fn start_container(&self, link: &EngineLink, id: &str, runtime_port: u16) -> Result<String, DriverError> {
-        call!(self, link, call_start_container(id, runtime_port))
-    }
-
-    pub async fn destroy_container(&self, link: &EngineLink, id: &str) -> Result<(), DriverError> {
-        call!(self, link, call_destroy_container(id))
-    }
-
-    pub async fn container_status(&self, link: &EngineLink, id: &str) -> Result<ContainerStatus, DriverError> {
-        let s = call!(self, link, call_inspect_container(id))?;
-        let state = match s.state {
-            wit::ContainerState::Created => ContainerState::Created,
-            wit::ContainerState::Running => ContainerState::Running,
-            wit::ContainerState::Exited => ContainerState::Exited,
-            wit::ContainerState::Removing => ContainerState::Removing,
-            wit::ContainerState::NotFound => ContainerState::NotFound,
-        };
-        let finished_at = s.finished_at.as_deref().and_then(crate::ids::parse_rfc3339_micros);
-        Ok(ContainerStatus { state, exit_code: s.exit_code, oom_killed: s.oom_killed, finished_at })
-    }
-
-    pub async fn container_logs(&self, link: &EngineLink, id: &str, lines: usize) -> Result<String, DriverError> {
-        call!(self, link, call_container_logs(id, lines.min(u32::MAX as usize) as u32))
-    }
-
-    pub async fn list_containers(&self, link: &EngineLink, l: &Labels) -> Result<Vec<RuntimeInstance>, DriverError> {
-        let list = call!(self, link, call_list_containers(&labels(l)))?;
-        Ok(list.into_iter().map(|i| RuntimeInstance { id: i.id, name: i.name, labels: i.labels.into_iter().collect(), state: i.state }).collect())
-    }
-
-    pub async fn create_network(&self, link: &EngineLink, name: &str, l: &Labels) -> Result<(), DriverError> {
-        call!(self, link, call_create_network(name, &labels(l)))
-    }
-
-    pub async fn remove_network(&self, link: &EngineLink, name: &str) -> Result<(), DriverError> {
-        call!(self, link, call_remove_network(name))
-    }
-
-    pub async fn list_networks(&self, link: &EngineLink, l: &Labels) -> Result<Vec<Named>, DriverError> {
-        call!(self, link, call_list_networks(&labels(l))).map(named)
+    async fn call(&self, store: &mut Store<PluginState>, op: DriverOp<'_>) -> wasmtime::Result<Result<DriverOut, DriverError>> {
+        let d = self.0.bay_plugin_driver();
+        match op {
+            DriverOp::Launch(spec) => self.launch(store, spec).await,
+            DriverOp::Destroy(id) => self.destroy(store, id).await,
+            DriverOp::Status(id) => self.status(store, id).await,
+            DriverOp::ListSessions(l) => self.sessions(store, l).await,
+            DriverOp::Logs(id, lines) => self.logs(store, id, lines).await,
+            DriverOp::Pause(_) | DriverOp::Resume(_) => {
+                Ok(Err(DriverError::Unsupported(format!("{} drivers cannot pause sessions", super::PACKAGE))))
+            }
+            DriverOp::CreateVolume(name, l) => Ok(Ok(DriverOut::Volume(call!(d, store, call_create_volume(name, &label_list(l)))))),
+            DriverOp::DeleteVolume(r) => Ok(Ok({
+                call!(d, store, call_delete_volume(r));
+                DriverOut::Done
+            })),
+            DriverOp::VolumeExists(r) => Ok(Ok(DriverOut::Exists(call!(d, store, call_volume_exists(r))))),
+            DriverOp::ListVolumes(l) => {
+                let v = call!(d, store, call_list_volumes(&label_list(l)));
+                Ok(Ok(DriverOut::Volumes(v.into_iter().map(|n| Named { name: n.name, labels: n.labels.into_iter().collect() }).collect())))
+            }
+        }
     }
 }

@@ -1,23 +1,18 @@
-//! Host side of the `bay:plugin@0.1.x` contract (`wit/bay-plugin-0.1`).
+//! `bay:plugin@0.1.x` (`wit/bay-plugin-0.1`): the first contract, kept so
+//! plugins built against it keep loading.
 //!
-//! One module per supported WIT version: it generates the bindings, links the
-//! host imports (`http`, `log`), and converts between the generated types and
-//! the version-independent ones of [`crate::adapter`].
+//! Its runtime adapters take and return file contents as strings in guest
+//! memory, so a write or read through one is bounded by [`LEGACY_TEXT_LIMIT`]
+//! (0.2 streams them); its drivers are container-shaped and run behind the
+//! shim in [`driver`].
 
-pub mod driver;
+pub(crate) mod driver;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use wasmtime::component::{HasSelf, Linker};
 
-use async_trait::async_trait;
-use tokio::sync::OwnedSemaphorePermit;
-use wasmtime::Store;
-use wasmtime::component::{Component, HasSelf, Linker, Resource};
-
-use super::PluginState;
-use super::body::HostBody;
-use super::outbound::{OutBody, OutError, OutPart, OutPartValue, OutRequest, OutboundTarget};
-use crate::adapter::{self as host, AdapterError, CapabilityCall, CapabilityOutcome};
+use crate::adapter::{AdapterError, CapabilityCall, CapabilityOutcome};
+use crate::plugins::PluginState;
+use crate::plugins::body::{BodyError, HostBody};
 
 wasmtime::component::bindgen!({
     world: "runtime-adapter",
@@ -27,337 +22,53 @@ wasmtime::component::bindgen!({
     with: { "bay:plugin/http.body": crate::plugins::body::HostBody },
 });
 
-use self::bay::plugin::http::{self as wit_http};
 use exports::bay::plugin::adapter as wit;
 
-/// The WIT version this module implements.
-pub const VERSION: super::manifest::WitVersion = super::manifest::WitVersion { major: 0, minor: 1, patch: 0 };
+pub(crate) const PACKAGE: &str = "bay:plugin@0.1";
+/// The minor version this module implements.
+pub(crate) const MINOR: u64 = 1;
+
+/// The largest file content a 0.1 adapter is given or may answer: it passes
+/// through the plugin's memory (and is copied there more than once).
+pub(crate) const LEGACY_TEXT_LIMIT: u64 = 16 << 20;
 
 /// Adds the host imports of this version to a linker.
-pub fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
-    RuntimeAdapter::add_to_linker::<_, HasSelf<_>>(linker, |s| s)
+pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    RuntimeAdapter::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    driver::add_to_linker(linker)
 }
 
-impl self::bay::plugin::types::Host for PluginState {}
+crate::plugins::imports::host_imports!();
 
-impl wit_http::HostBody for PluginState {
-    async fn size_hint(&mut self, body: Resource<HostBody>) -> wasmtime::Result<Option<u64>> {
-        Ok(self.table.get(&body)?.size())
-    }
+/// This version's instantiated runtime-adapter world.
+pub(crate) struct Adapter(RuntimeAdapter);
 
-    async fn drop(&mut self, body: Resource<HostBody>) -> wasmtime::Result<()> {
-        self.table.delete(body)?;
-        Ok(())
-    }
-}
-
-impl PluginState {
-    fn take_body(&mut self, body: Resource<HostBody>) -> wasmtime::Result<HostBody> {
-        Ok(self.table.delete(body)?)
-    }
-
-    fn out_request(&mut self, req: wit_http::Request) -> wasmtime::Result<OutRequest> {
-        use wit_http::{Method, PartValue, RequestBody};
-        let method = match req.method {
-            Method::Get => reqwest::Method::GET,
-            Method::Head => reqwest::Method::HEAD,
-            Method::Post => reqwest::Method::POST,
-            Method::Put => reqwest::Method::PUT,
-            Method::Patch => reqwest::Method::PATCH,
-            Method::Delete => reqwest::Method::DELETE,
-        };
-        let body = match req.body {
-            RequestBody::Empty => OutBody::Empty,
-            RequestBody::Bytes(b) => OutBody::Bytes(b),
-            RequestBody::Json(j) => OutBody::Json(j),
-            RequestBody::Stream(b) => OutBody::Stream(self.take_body(b)?),
-            RequestBody::Multipart(parts) => {
-                let mut out = Vec::with_capacity(parts.len());
-                for p in parts {
-                    let value = match p.value {
-                        PartValue::Text(t) => OutPartValue::Text(t),
-                        PartValue::Bytes(b) => OutPartValue::Bytes(b),
-                        PartValue::Stream(b) => OutPartValue::Stream(self.take_body(b)?),
-                    };
-                    out.push(OutPart { name: p.name, filename: p.filename, content_type: p.content_type, value });
-                }
-                OutBody::Multipart(out)
-            }
-        };
-        Ok(OutRequest {
-            method,
-            url: req.url,
-            query: req.query,
-            headers: req.headers,
-            body,
-            timeout: req.timeout_ms.map(|ms| Duration::from_millis(ms.into())),
-        })
-    }
-}
-
-fn wit_http_error(e: OutError) -> wit_http::HttpError {
-    match e {
-        OutError::Denied(m) => wit_http::HttpError::Denied(m),
-        OutError::Unreachable(m) | OutError::ConnectFailed(m) => wit_http::HttpError::Unreachable(m),
-        OutError::Timeout => wit_http::HttpError::Timeout,
-        OutError::InvalidRequest(m) => wit_http::HttpError::InvalidRequest(m),
-        OutError::TooLarge(n) => wit_http::HttpError::TooLarge(n),
-    }
-}
-
-impl wit_http::Host for PluginState {
-    async fn send(&mut self, req: wit_http::Request) -> wasmtime::Result<Result<wit_http::Response, wit_http::HttpError>> {
-        let out = self.out_request(req)?;
-        let target = self.target.clone();
-        let result = target.send(out).await;
-        self.resume_guest();
-        self.observe(&result);
-        Ok(result.map(|(status, headers, body)| wit_http::Response { status, headers, body }).map_err(wit_http_error))
-    }
-
-    async fn send_streamed(&mut self, req: wit_http::Request) -> wasmtime::Result<Result<wit_http::StreamedResponse, wit_http::HttpError>> {
-        let out = self.out_request(req)?;
-        let target = self.target.clone();
-        let result = target.send_streamed(out).await;
-        self.resume_guest();
-        self.observe(&result);
-        match result {
-            Ok((status, headers, body)) => {
-                let body = self.table.push(body)?;
-                Ok(Ok(wit_http::StreamedResponse { status, headers, body }))
-            }
-            Err(e) => Ok(Err(wit_http_error(e))),
+/// A file write's content arrives as a stream; 0.1 takes a string.
+async fn prepare_call(call: CapabilityCall) -> Result<CapabilityCall, AdapterError> {
+    match call {
+        CapabilityCall::FileWrite { path, content } => {
+            let bytes = content.read_to_vec(LEGACY_TEXT_LIMIT).await.map_err(|e| match e {
+                BodyError::TooLarge(n) => AdapterError::TooLarge(format!(
+                    "this runtime's adapter ({PACKAGE}) takes file contents through its memory: at most {n} bytes; use the upload endpoint"
+                )),
+                BodyError::Io(e) => AdapterError::InvalidRequest(format!("reading the file content: {e}")),
+            })?;
+            Ok(CapabilityCall::FileWrite { path, content: HostBody::from_bytes(bytes) })
         }
+        other => Ok(other),
     }
 }
 
-impl self::bay::plugin::log::Host for PluginState {
-    async fn log(&mut self, level: self::bay::plugin::log::Level, message: String) -> wasmtime::Result<()> {
-        use self::bay::plugin::log::Level;
-        let plugin = &*self.plugin;
-        match level {
-            Level::Trace => tracing::trace!(plugin, "{message}"),
-            Level::Debug => tracing::debug!(plugin, "{message}"),
-            Level::Info => tracing::info!(plugin, "{message}"),
-            Level::Warn => tracing::warn!(plugin, "{message}"),
-            Level::Error => tracing::error!(plugin, "{message}"),
-        }
-        Ok(())
-    }
+fn file_write(_: &mut wasmtime::Store<PluginState>, path: String, content: HostBody) -> wasmtime::Result<wit::FileWriteRequest> {
+    // `prepare_call` made it an in-memory body of UTF-8 text.
+    let bytes = content.in_memory().unwrap_or_default();
+    let content = String::from_utf8(bytes.to_vec()).map_err(|_| wasmtime::Error::msg("file content is not UTF-8"))?;
+    Ok(wit::FileWriteRequest { path, content })
 }
 
-/// A loaded runtime-adapter plugin of this WIT version.
-pub struct AdapterPlugin {
-    name: String,
-    version: String,
-    info: host::AdapterInfo,
-    pre: RuntimeAdapterPre<PluginState>,
-    shared: super::Shared,
-    limits: super::Limits,
-    allow: Arc<Vec<String>>,
+fn file_content(_: &mut wasmtime::Store<PluginState>, text: String) -> wasmtime::Result<CapabilityOutcome> {
+    let size = text.len() as u64;
+    Ok(CapabilityOutcome::FileContent { content: HostBody::from_bytes(text), size: Some(size) })
 }
 
-impl AdapterPlugin {
-    /// Links `component` against this version's imports and checks its exports.
-    pub(crate) async fn load(
-        manifest: &super::manifest::Manifest,
-        component: &Component,
-        shared: &super::Shared,
-        limits: super::Limits,
-    ) -> anyhow::Result<AdapterPlugin> {
-        let instance_pre =
-            shared.linker_v0_1.instantiate_pre(component).map_err(|e| anyhow::anyhow!("the component does not fit the host's imports: {e:#}"))?;
-        let pre = RuntimeAdapterPre::new(instance_pre)
-            .map_err(|e| anyhow::anyhow!("the component does not export the runtime-adapter world of bay:plugin@0.1: {e:#}"))?;
-        let mut plugin = AdapterPlugin {
-            name: manifest.name.clone(),
-            version: manifest.version.clone(),
-            info: host::AdapterInfo { runtime_type: String::new(), version: String::new(), capabilities: vec![] },
-            pre,
-            shared: shared.clone(),
-            limits,
-            allow: Arc::new(manifest.outbound.allow.clone()),
-        };
-        let (mut store, bindings, _permit) = plugin.instantiate(None).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let info = tokio::time::timeout(Duration::from_secs(10), bindings.bay_plugin_adapter().call_describe(&mut store))
-            .await
-            .map_err(|_| anyhow::anyhow!("describe() did not return within 10 s"))?
-            .map_err(|e| anyhow::anyhow!("describe() failed: {e:#}"))?;
-        plugin.info = host::AdapterInfo {
-            runtime_type: info.runtime_type,
-            version: info.version,
-            capabilities: info.capabilities.into_iter().map(|c| host::Capability { name: c.name, operations: c.operations }).collect(),
-        };
-        Ok(plugin)
-    }
-
-    async fn instantiate(&self, endpoint: Option<&str>) -> Result<(Store<PluginState>, RuntimeAdapter, OwnedSemaphorePermit), AdapterError> {
-        // Calls beyond the pool's capacity wait for a slot instead of failing.
-        let permit = self.shared.slots.clone().acquire_owned().await.map_err(|_| AdapterError::Plugin("plugin host is shutting down".into()))?;
-        let target = OutboundTarget::new(endpoint, self.allow.clone(), self.shared.client.clone(), self.limits.max_response)
-            .map_err(AdapterError::InvalidRequest)?;
-        let mut store = super::new_store(&self.shared.engine, &self.name, target, self.limits);
-        let bindings = self.pre.instantiate_async(&mut store).await.map_err(|e| self.trap(e))?;
-        Ok((store, bindings, permit))
-    }
-
-    fn trap(&self, e: wasmtime::Error) -> AdapterError {
-        AdapterError::Plugin(format!("runtime adapter plugin {} {} failed: {e:#}", self.name, self.version))
-    }
-
-    /// Runs one export under the call's deadline; a failure is described
-    /// with what the store saw (memory limit hit, trap kind, CPU budget).
-    async fn run<T>(
-        &self,
-        deadline: Duration,
-        store: &mut Store<PluginState>,
-        f: impl AsyncFnOnce(&mut Store<PluginState>) -> wasmtime::Result<T>,
-    ) -> Result<T, AdapterError> {
-        let outcome = tokio::time::timeout(deadline, f(&mut *store)).await;
-        match outcome {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(AdapterError::Plugin(format!(
-                "runtime adapter plugin {} {} failed: {}",
-                self.name,
-                self.version,
-                super::describe_failure(&self.name, &e, store.data())
-            ))),
-            Err(_) => Err(AdapterError::Timeout(format!("runtime adapter plugin {} did not finish within {}s", self.name, deadline.as_secs()))),
-        }
-    }
-}
-
-#[async_trait]
-impl host::RuntimeAdapter for AdapterPlugin {
-    fn info(&self) -> &host::AdapterInfo {
-        &self.info
-    }
-
-    fn plugin(&self) -> String {
-        format!("{} {}", self.name, self.version)
-    }
-
-    async fn health(&self, endpoint: &str) -> Result<host::HealthStatus, AdapterError> {
-        let (mut store, b, _permit) = self.instantiate(Some(endpoint)).await?;
-        let r = self.run(Duration::from_secs(30), &mut store, async |s| b.bay_plugin_adapter().call_health(s).await).await?;
-        r.map(|h| host::HealthStatus { healthy: h.healthy, detail: h.detail }).map_err(from_wit_error)
-    }
-
-    async fn meta(&self, endpoint: &str) -> Result<host::RuntimeMeta, AdapterError> {
-        let (mut store, b, _permit) = self.instantiate(Some(endpoint)).await?;
-        let r = self.run(Duration::from_secs(30), &mut store, async |s| b.bay_plugin_adapter().call_meta(s).await).await?;
-        r.map(|m| host::RuntimeMeta { name: m.name, version: m.version, api_version: m.api_version, capabilities: m.capabilities, raw: m.raw })
-            .map_err(from_wit_error)
-    }
-
-    async fn invoke(&self, endpoint: &str, call: CapabilityCall) -> Result<CapabilityOutcome, AdapterError> {
-        let started = Instant::now();
-        let deadline = call.deadline();
-        let (mut store, b, _permit) = self.instantiate(Some(endpoint)).await?;
-        let request = to_wit_call(&mut store, call).map_err(|e| self.trap(e))?;
-        let r = self.run(deadline, &mut store, async |s| b.bay_plugin_adapter().call_invoke(s, &request).await).await?;
-        let outcome = match r {
-            Ok(resp) => from_wit_response(&mut store, resp).map_err(|e| self.trap(e)),
-            // Nothing reached the runtime: the caller may safely retry elsewhere.
-            Err(wit::AdapterError::Unreachable(m)) if store.data().never_connected() => Err(AdapterError::NotConnected(m)),
-            Err(e) => Err(from_wit_error(e)),
-        };
-        tracing::trace!(plugin = %self.name, elapsed_us = started.elapsed().as_micros() as u64, "plugin call");
-        outcome
-    }
-}
-
-fn from_wit_error(e: wit::AdapterError) -> AdapterError {
-    use self::bay::plugin::types::AdapterError as E;
-    match e {
-        E::Unsupported(m) => AdapterError::Unsupported(m),
-        E::Runtime(f) => AdapterError::Runtime { status: f.status, message: f.message, body: f.body },
-        E::Unreachable(m) => AdapterError::Unreachable(m),
-        E::Timeout(m) => AdapterError::Timeout(m),
-        E::NotFound(m) => AdapterError::NotFound(m),
-        E::InvalidRequest(m) => AdapterError::InvalidRequest(m),
-        E::BadResponse(m) => AdapterError::BadResponse(m),
-    }
-}
-
-fn to_wit_call(store: &mut Store<PluginState>, call: CapabilityCall) -> wasmtime::Result<wit::CapabilityRequest> {
-    use wit::CapabilityRequest as R;
-    Ok(match call {
-        CapabilityCall::PythonExec { code, timeout_s } => R::PythonExec(wit::PythonExecRequest { code, timeout_s }),
-        CapabilityCall::ShellExec { command, timeout_s, cwd } => R::ShellExec(wit::ShellExecRequest { command, timeout_s, cwd }),
-        CapabilityCall::FileRead { path } => R::FileRead(path),
-        CapabilityCall::FileWrite { path, content } => R::FileWrite(wit::FileWriteRequest { path, content }),
-        CapabilityCall::FileList { path } => R::FileList(path),
-        CapabilityCall::FileDelete { path } => R::FileDelete(path),
-        CapabilityCall::FileUpload { path, content } => {
-            let content = store.data_mut().table.push(content)?;
-            R::FileUpload(wit::FileUploadRequest { path, content })
-        }
-        CapabilityCall::FileDownload { path } => R::FileDownload(path),
-        CapabilityCall::BrowserExec { cmd, timeout_s } => R::BrowserExec(wit::BrowserExecRequest { cmd, timeout_s }),
-        CapabilityCall::BrowserBatch { commands, timeout_s, stop_on_error } => {
-            R::BrowserBatch(wit::BrowserBatchRequest { commands, timeout_s, stop_on_error })
-        }
-        CapabilityCall::Custom { capability, operation, payload } => R::Custom(wit::CustomRequest { capability, operation, payload }),
-    })
-}
-
-fn from_wit_response(store: &mut Store<PluginState>, resp: wit::CapabilityResponse) -> wasmtime::Result<CapabilityOutcome> {
-    use wit::CapabilityResponse as R;
-    Ok(match resp {
-        R::PythonExec(r) => CapabilityOutcome::PythonExec(host::PythonExecResult {
-            success: r.success,
-            execution_count: r.execution_count,
-            text: r.text,
-            images: r.images.into_iter().map(|i| (i.mime_type, i.data_base64)).collect(),
-            error: r.error,
-        }),
-        R::ShellExec(r) => CapabilityOutcome::ShellExec(host::ShellExecResult {
-            success: r.success,
-            exit_code: r.exit_code,
-            stdout: r.stdout,
-            stderr: r.stderr,
-            error: r.error,
-        }),
-        R::FileContent(c) => CapabilityOutcome::FileContent(c),
-        R::Done => CapabilityOutcome::Done,
-        R::FileList(entries) => CapabilityOutcome::FileList(
-            entries
-                .into_iter()
-                .map(|e| host::FileEntry {
-                    name: e.name,
-                    path: e.path,
-                    is_file: e.is_file,
-                    is_dir: e.is_dir,
-                    size: e.size,
-                    modified_time: e.modified_time,
-                })
-                .collect(),
-        ),
-        R::Uploaded(u) => CapabilityOutcome::Uploaded { path: u.path, size: u.size },
-        R::Downloaded(d) => {
-            let content = store.data_mut().table.delete(d.content)?;
-            CapabilityOutcome::Downloaded { content, size: d.size }
-        }
-        R::BrowserExec(r) => CapabilityOutcome::BrowserExec(host::BrowserExecResult { stdout: r.stdout, stderr: r.stderr, exit_code: r.exit_code }),
-        R::BrowserBatch(r) => CapabilityOutcome::BrowserBatch(host::BrowserBatchResult {
-            results: r
-                .results
-                .into_iter()
-                .map(|s| host::BrowserStep {
-                    cmd: s.cmd,
-                    stdout: s.stdout,
-                    stderr: s.stderr,
-                    exit_code: s.exit_code,
-                    step_index: s.step_index,
-                    duration_ms: s.duration_ms,
-                })
-                .collect(),
-            total_steps: r.total_steps,
-            completed_steps: r.completed_steps,
-            success: r.success,
-            duration_ms: r.duration_ms,
-        }),
-        R::Custom(json) => CapabilityOutcome::Custom(json),
-    })
-}
+crate::plugins::convert::adapter_conversions!(file_write: file_write, file_content: file_content);
