@@ -938,4 +938,91 @@ mod tests {
             "attachment; filename=\"__.pdf\"; filename*=UTF-8''%E6%8A%A5%E5%91%8A.pdf"
         );
     }
+
+    /// The attack this module is built against: one thread swaps a
+    /// directory of the workspace with a symlink to a directory outside (a
+    /// stand-in for `/etc` holding a secret) as fast as it can, while this
+    /// thread reads and writes through that path 100 000 times. Not one read
+    /// may return the outside content, not one write may land outside.
+    #[test]
+    fn swapping_a_directory_for_a_symlink_never_escapes() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        const ITERATIONS: usize = 100_000;
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("etc");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("passwd"), "SECRET").unwrap();
+        let wsdir = tmp.path().join("workspace");
+        std::fs::create_dir_all(wsdir.join("d")).unwrap();
+        std::fs::write(wsdir.join("d/passwd"), "inside").unwrap();
+        std::os::unix::fs::symlink(&outside, wsdir.join("alt")).unwrap();
+        let ws = Workspace::open(&wsdir).unwrap();
+        let quota = Quota::new(Arc::new(Workspace::open(&wsdir).unwrap()), None);
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let swaps = Arc::new(AtomicU64::new(0));
+        let swapper = {
+            let (stop, swaps, dir) = (stop.clone(), swaps.clone(), wsdir.clone());
+            std::thread::spawn(move || {
+                let root = File::open(&dir).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    // `d` and `alt` trade places atomically: `d` is the real
+                    // directory one moment and the link to `etc` the next.
+                    rustix::fs::renameat_with(
+                        &root,
+                        "d",
+                        &root,
+                        "alt",
+                        rustix::fs::RenameFlags::EXCHANGE,
+                    )
+                    .unwrap();
+                    swaps.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+
+        let (mut read_ok, mut refused) = (0u64, 0u64);
+        for i in 0..ITERATIONS {
+            match i % 4 {
+                0 | 1 => match read_text(&ws, "d/passwd", &Enc::Utf8) {
+                    Ok((text, _, path)) => {
+                        assert_ne!(text, "SECRET", "read escaped the workspace at {i}");
+                        assert!(path.starts_with(ws.canon()));
+                        read_ok += 1;
+                    }
+                    Err(_) => refused += 1,
+                },
+                2 => match write_bytes(&ws, &quota, "d/written.txt", b"w", false) {
+                    Ok((path, _)) => assert!(path.starts_with(ws.canon())),
+                    Err(_) => refused += 1,
+                },
+                _ => {
+                    let p = format!("d/sub{}/new.txt", i % 7);
+                    if write_bytes(&ws, &quota, &p, b"n", true).is_err() {
+                        refused += 1;
+                    }
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap();
+
+        let mut names: Vec<_> = std::fs::read_dir(&outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["passwd"], "a write landed outside the workspace");
+        assert_eq!(
+            std::fs::read_to_string(outside.join("passwd")).unwrap(),
+            "SECRET"
+        );
+        // The race really ran (both outcomes seen, thousands of swaps).
+        eprintln!(
+            "{} swaps, {read_ok} inside reads, {refused} refused operations",
+            swaps.load(Ordering::Relaxed)
+        );
+        assert!(swaps.load(Ordering::Relaxed) > 1000);
+        assert!(read_ok > 0);
+    }
 }

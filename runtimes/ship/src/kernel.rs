@@ -1152,4 +1152,17 @@ mod tests {
         assert!(out.text.len() <= MAX_PYTHON_TEXT + TRUNCATED_MARKER.len());
         assert!(out.text.ends_with("[output truncated]"));
     }
+
+    #[test]
+    fn images_are_capped_per_execution() {
+        let mut a = Accumulator::default();
+        let ten_mib = "A".repeat(10 * 1024 * 1024);
+        a.push_image(&ten_mib);
+        a.push_image(&ten_mib); // 20 MiB in all: over the 16 MiB cap, dropped
+        a.push_image("iVBORw0K");
+        let out = a.take_output();
+        assert_eq!(out.images.len(), 2);
+        assert!(out.text.ends_with("[output truncated]"));
+        assert_eq!(MAX_PYTHON_IMAGES, 16 * 1024 * 1024);
+    }
 }

@@ -140,3 +140,280 @@ fn router(state: AppState, token: RuntimeToken) -> Router {
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use runtime_common::limits::{MAX_PYTHON_CODE, MAX_SHELL_COMMAND, MAX_TEXT_FILE};
+    use serde_json::{Value, json};
+    use std::path::Path;
+    use tower::ServiceExt;
+
+    /// The real router and state on a temp workspace (the kernel is not
+    /// started until a cell runs).
+    fn app(dir: &Path, vars: &[(&str, &str)], token: RuntimeToken) -> Router {
+        let ws_path = dir.to_string_lossy().into_owned();
+        let mut cfg = Config::from_lookup(|k| {
+            if k == "SHIP_WORKSPACE" {
+                return Some(ws_path.clone());
+            }
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        });
+        cfg.prepare_workspace().unwrap();
+        let ws = Arc::new(Workspace::open(&cfg.workspace).unwrap());
+        let cfg = Arc::new(cfg);
+        let kernel = Arc::new(KernelManager::new(kernel::KernelSettings {
+            python: cfg.python.clone(),
+            cwd: cfg.workspace_canon.clone(),
+            workspace_display: ws_path.clone(),
+            env: Vec::new(),
+        }));
+        let state = AppState {
+            quota: Arc::new(Quota::new(ws.clone(), cfg.cargo_limit)),
+            shell: Arc::new(ShellManager::new(cfg.clone(), ws.clone())),
+            cfg,
+            ws,
+            kernel,
+        };
+        router(state, token)
+    }
+
+    async fn send(app: &Router, req: axum::http::Request<Body>) -> (u16, Value) {
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn post(app: &Router, uri: &str, body: Value) -> (u16, Value) {
+        let req = axum::http::Request::post(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        send(app, req).await
+    }
+
+    async fn upload(app: &Router, path: &str, data: &[u8]) -> (u16, Value) {
+        let b = "ship-test-boundary";
+        let mut body = format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"file_path\"\r\n\r\n{path}\r\n\
+             --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(data);
+        body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+        let req = axum::http::Request::post("/fs/upload")
+            .header("content-type", format!("multipart/form-data; boundary={b}"))
+            .body(Body::from(body))
+            .unwrap();
+        send(app, req).await
+    }
+
+    #[tokio::test]
+    async fn token_guards_the_api() {
+        let d = tempfile::tempdir().unwrap();
+        let a = app(d.path(), &[], RuntimeToken::new(Some("t0k")));
+        let list = |token: Option<&'static str>| {
+            let mut r = axum::http::Request::post("/fs/list_dir")
+                .header("content-type", "application/json");
+            if let Some(t) = token {
+                r = r.header("x-bay-token", t);
+            }
+            r.body(Body::from("{}")).unwrap()
+        };
+        assert_eq!(
+            send(&a, list(None)).await,
+            (
+                401,
+                json!({"detail": "Missing or invalid X-Bay-Token header"})
+            )
+        );
+        assert_eq!(send(&a, list(Some("t0"))).await.0, 401);
+        assert_eq!(send(&a, list(Some("t0k"))).await.0, 200);
+        let health = axum::http::Request::get("/health")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&a, health).await.0, 200);
+        // Unset: as before.
+        let a = app(d.path(), &[], RuntimeToken::default());
+        assert_eq!(send(&a, list(None)).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn cargo_limit_refuses_api_writes() {
+        let d = tempfile::tempdir().unwrap();
+        let a = app(
+            d.path(),
+            &[("BAY_CARGO_LIMIT_BYTES", "1000")],
+            RuntimeToken::default(),
+        );
+        let write = |p: &str, n: usize| json!({"path": p, "content": "x".repeat(n)});
+        assert_eq!(post(&a, "/fs/write_file", write("a.txt", 600)).await.0, 200);
+        assert_eq!(
+            post(&a, "/fs/write_file", write("b.txt", 500)).await,
+            (
+                413,
+                json!({"detail": "Cargo size limit exceeded: 600 + 500 > 1000 bytes"})
+            )
+        );
+        assert!(!d.path().join("b.txt").exists());
+        // Replacing a.txt: its old 600 bytes do not count.
+        assert_eq!(post(&a, "/fs/write_file", write("a.txt", 900)).await.0, 200);
+        // Appending does count them.
+        let mut app100 = write("a.txt", 101);
+        app100["mode"] = json!("a");
+        assert_eq!(post(&a, "/fs/write_file", app100).await.0, 413);
+        let (s, v) = post(
+            &a,
+            "/fs/edit_file",
+            json!({"path": "a.txt", "old_string": "x", "new_string": "yy", "replace_all": true}),
+        )
+        .await;
+        assert_eq!(
+            (s, v["detail"].as_str()),
+            (
+                413,
+                Some("Cargo size limit exceeded: 0 + 1800 > 1000 bytes")
+            )
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("a.txt")).unwrap(),
+            "x".repeat(900)
+        );
+        let (s, _) = post(
+            &a,
+            "/fs/create_file",
+            json!({"path": "c.txt", "content": "x".repeat(101)}),
+        )
+        .await;
+        assert_eq!(s, 413);
+        assert!(!d.path().join("c.txt").exists());
+        // An upload is cut off once it crosses the limit, its part file gone.
+        let (s, v) = upload(&a, "up/big.bin", &[7u8; 5000]).await;
+        assert_eq!(s, 413, "{v}");
+        assert!(
+            v["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("Cargo size limit exceeded: 900 + ")
+        );
+        assert!(!d.path().join("up/big.bin").exists());
+        let leftovers: Vec<_> = std::fs::read_dir(d.path().join("up"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        let (s, v) = upload(&a, "up/small.bin", &[7u8; 100]).await;
+        assert_eq!((s, v["size"].as_u64()), (200, Some(100)));
+        // User code is not held to the limit (documented in quota.rs).
+        let (s, v) = post(
+            &a,
+            "/shell/exec",
+            json!({"command": "head -c 5000 /dev/zero > big"}),
+        )
+        .await;
+        assert_eq!((s, v["success"].as_bool()), (200, Some(true)));
+    }
+
+    #[tokio::test]
+    async fn text_reads_up_to_64_mib() {
+        let d = tempfile::tempdir().unwrap();
+        let a = app(d.path(), &[], RuntimeToken::default());
+        let f = std::fs::File::create(d.path().join("big.txt")).unwrap();
+        f.set_len(MAX_TEXT_FILE).unwrap();
+        let (s, v) = post(&a, "/fs/read_file", json!({"path": "big.txt"})).await;
+        assert_eq!(s, 200);
+        assert_eq!(v["size"].as_u64(), Some(MAX_TEXT_FILE));
+        assert_eq!(
+            v["content"].as_str().map(str::len),
+            Some(MAX_TEXT_FILE as usize)
+        );
+        f.set_len(MAX_TEXT_FILE + 1).unwrap();
+        let (s, v) = post(&a, "/fs/read_file", json!({"path": "big.txt"})).await;
+        assert_eq!(
+            (s, v["detail"].as_str()),
+            (
+                413,
+                Some(
+                    "File is too large to read as text (67108865 bytes > 67108864 bytes); use /fs/download"
+                )
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn oversized_code_and_commands_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let a = app(d.path(), &[], RuntimeToken::default());
+        let (s, v) = post(
+            &a,
+            "/ipython/exec",
+            json!({"code": "#".repeat(MAX_PYTHON_CODE + 1)}),
+        )
+        .await;
+        assert_eq!(s, 413, "{v}");
+        let (s, _) = post(
+            &a,
+            "/shell/exec",
+            json!({"command": "#".repeat(MAX_SHELL_COMMAND + 1)}),
+        )
+        .await;
+        assert_eq!(s, 413);
+        // Exactly at the limit it runs.
+        let cmd = format!("#{}\necho ok", "x".repeat(MAX_SHELL_COMMAND - 9));
+        assert_eq!(cmd.len(), MAX_SHELL_COMMAND);
+        let (s, v) = post(&a, "/shell/exec", json!({"command": cmd})).await;
+        assert_eq!((s, v["stdout"].as_str()), (200, Some("ok")));
+    }
+
+    /// A 4 MiB cell runs in a real kernel. Needs a Python with ipykernel
+    /// (`SHIP_TEST_PYTHON`, else `python3`); skipped without one.
+    #[tokio::test]
+    async fn python_cells_up_to_4_mib_run() {
+        let python = std::env::var("SHIP_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let has_kernel = std::process::Command::new(&python)
+            .args(["-c", "import ipykernel"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !has_kernel {
+            eprintln!("skipped: {python} has no ipykernel (set SHIP_TEST_PYTHON)");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let a = app(
+            d.path(),
+            &[("SHIP_PYTHON", &python)],
+            RuntimeToken::default(),
+        );
+        let head = "s = '";
+        let tail = "'\nprint(len(s))";
+        let code = format!(
+            "{head}{}{tail}",
+            "a".repeat(MAX_PYTHON_CODE - head.len() - tail.len())
+        );
+        assert_eq!(code.len(), MAX_PYTHON_CODE);
+        let (s, v) = post(&a, "/ipython/exec", json!({"code": code, "timeout": 120})).await;
+        assert_eq!(s, 200);
+        assert_eq!(v["success"], json!(true), "{}", v["error"]);
+        let n = MAX_PYTHON_CODE - head.len() - tail.len();
+        assert_eq!(v["output"]["text"], json!(n.to_string()));
+        // And the kernel does not see the runtime token.
+        let (_, v) = post(
+            &a,
+            "/ipython/exec",
+            json!({"code": "import os; print(os.environ.get('BAY_RUNTIME_TOKEN', 'unset'))"}),
+        )
+        .await;
+        assert_eq!(v["output"]["text"], json!("unset"));
+    }
+}
