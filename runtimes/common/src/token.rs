@@ -7,12 +7,19 @@
 //! changes (images started by an older Bay keep working). Another sandbox
 //! on the same network therefore cannot drive this one.
 //!
-//! The secret is taken out of the process environment at startup
-//! ([`RuntimeToken::take_from_env`]), before any thread or child exists, so
-//! no child (Python kernel, shell command, background process,
-//! agent-browser, Chromium) inherits it; the code the runtime serves must
-//! not be able to read it. Spawners also `env_remove` it ([`TOKEN_ENV`]) in
-//! case it gets back into the environment some other way.
+//! The code the runtime serves runs as the same user as the runtime and must
+//! not be able to read the secret, so [`RuntimeToken::take_from_env`], at
+//! the top of `main` while the process has one thread:
+//! * removes it from the environment, so no child (Python kernel, shell
+//!   command, background process, agent-browser, Chromium) inherits it;
+//! * overwrites the value in the process' initial environment block, which
+//!   `/proc/<pid>/environ` would otherwise keep showing;
+//! * marks the process not dumpable (`PR_SET_DUMPABLE` 0): its `/proc/<pid>`
+//!   files become root's and same-user `ptrace` is refused, so its memory
+//!   cannot be read either. (Children are dumpable again after `execve`.)
+//!
+//! Spawners also `env_remove` it ([`TOKEN_ENV`]) in case it gets back into
+//! the environment some other way.
 
 use std::sync::Arc;
 
@@ -62,10 +69,20 @@ impl RuntimeToken {
         let value = std::env::var(TOKEN_ENV).ok();
         if std::env::var_os(TOKEN_ENV).is_some() {
             // SAFETY: called at the top of main (see above): no other thread
-            // can be reading the environment concurrently.
-            unsafe { std::env::remove_var(TOKEN_ENV) };
+            // can be reading or changing the environment concurrently.
+            unsafe {
+                scrub_environ_value(TOKEN_ENV);
+                std::env::remove_var(TOKEN_ENV);
+            }
         }
-        Self::new(value.as_deref())
+        let token = Self::new(value.as_deref());
+        if token.is_enabled() {
+            // SAFETY: plain prctl on this process.
+            unsafe {
+                libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+            }
+        }
+        token
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -79,6 +96,36 @@ impl RuntimeToken {
             (None, _) => true,
             (Some(expected), Some(p)) => bool::from(expected.as_ref().ct_eq(p)),
             (Some(_), None) => false,
+        }
+    }
+}
+
+unsafe extern "C" {
+    static mut environ: *mut *mut libc::c_char;
+}
+
+/// Overwrites the value of `name` in place in every `environ` entry.
+///
+/// # Safety
+/// No other thread may use the environment meanwhile.
+unsafe fn scrub_environ_value(name: &str) {
+    let prefix = format!("{name}=");
+    // SAFETY: `environ` is a NULL-terminated array of NUL-terminated strings
+    // in writable memory (the initial block on the stack, or the heap).
+    unsafe {
+        let mut p = environ;
+        if p.is_null() {
+            return;
+        }
+        while !(*p).is_null() {
+            let entry = std::ffi::CStr::from_ptr(*p).to_bytes();
+            if entry.starts_with(prefix.as_bytes()) {
+                let value = (*p).add(prefix.len());
+                for i in 0..entry.len() - prefix.len() {
+                    std::ptr::write_volatile(value.add(i), 0);
+                }
+            }
+            p = p.add(1);
         }
     }
 }
