@@ -325,6 +325,138 @@ mod tests {
         assert_eq!((s, v["success"].as_bool()), (200, Some(true)));
     }
 
+    /// The filesystem API end to end, with the path contract: links inside
+    /// the workspace work, links out of it are 403 (listings skip them), a
+    /// deleted link leaves its target alone.
+    #[tokio::test]
+    async fn filesystem_api_keeps_its_contract() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (d, outside) = (tmp.path().join("ws"), tmp.path().join("etc"));
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("passwd"), "SECRET").unwrap();
+        let a = app(&d, &[], RuntimeToken::default());
+        let canon = d.canonicalize().unwrap();
+        let w = json!({"path": "dir/sub/a.txt", "content": "one\r\ntwo\n"});
+        let (s, v) = post(&a, "/fs/write_file", w).await;
+        assert_eq!(
+            (s, v["path"].as_str()),
+            (200, canon.join("dir/sub/a.txt").to_str())
+        );
+        std::os::unix::fs::symlink("dir/sub", canon.join("alias")).unwrap();
+        std::os::unix::fs::symlink(&outside, canon.join("out")).unwrap();
+        let (s, v) = post(&a, "/fs/read_file", json!({"path": "alias/a.txt"})).await;
+        assert_eq!((s, v["content"].as_str()), (200, Some("one\ntwo\n")));
+        assert_eq!(v["path"].as_str(), canon.join("dir/sub/a.txt").to_str());
+        for (uri, body) in [
+            ("/fs/read_file", json!({"path": "out/passwd"})),
+            ("/fs/write_file", json!({"path": "out/new", "content": "x"})),
+            ("/fs/list_dir", json!({"path": "out"})),
+            ("/fs/read_file", json!({"path": "/etc/passwd"})),
+            ("/fs/read_file", json!({"path": "../etc/passwd"})),
+        ] {
+            let (s, v) = post(&a, uri, body.clone()).await;
+            assert_eq!(s, 403, "{uri} {body}: {v}");
+        }
+        let (s, v) = post(
+            &a,
+            "/fs/edit_file",
+            json!({"path": "alias/a.txt", "old_string": "two", "new_string": "2"}),
+        )
+        .await;
+        assert_eq!((s, v["replacements"].as_u64()), (200, Some(1)));
+        let (s, v) = post(&a, "/fs/list_dir", json!({"path": "."})).await;
+        assert_eq!(s, 200);
+        let names: Vec<_> = v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["name"].as_str().unwrap().to_string(),
+                    f["path"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let sub = canon.join("dir/sub").to_string_lossy().into_owned();
+        assert_eq!(
+            names,
+            [
+                ("alias".to_string(), sub),
+                (
+                    "dir".to_string(),
+                    canon.join("dir").to_string_lossy().into_owned()
+                )
+            ]
+        );
+        let (s, _) = post(
+            &a,
+            "/fs/create_file",
+            json!({"path": "dir/c.sh", "mode": 0o755}),
+        )
+        .await;
+        assert_eq!(s, 200);
+        let mode = std::fs::metadata(canon.join("dir/c.sh"))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o755
+        );
+        assert_eq!(
+            post(&a, "/fs/create_file", json!({"path": "dir/c.sh"}))
+                .await
+                .0,
+            400
+        );
+        let (s, v) = upload(&a, "alias/up.bin", b"\x00\x01bytes").await;
+        assert_eq!(
+            (s, v["file_path"].as_str()),
+            (200, canon.join("dir/sub/up.bin").to_str())
+        );
+        let get = axum::http::Request::get("/fs/download?file_path=alias/up.bin")
+            .body(Body::empty())
+            .unwrap();
+        let resp = a.clone().oneshot(get).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"\x00\x01bytes");
+        let get = axum::http::Request::get("/fs/download?file_path=out/passwd")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(send(&a, get).await.0, 403);
+        // Deleting links removes the links only.
+        assert_eq!(
+            post(&a, "/fs/delete_file", json!({"path": "out"})).await.0,
+            200
+        );
+        assert_eq!(
+            post(&a, "/fs/delete_file", json!({"path": "alias"}))
+                .await
+                .0,
+            200
+        );
+        assert!(outside.join("passwd").exists() && canon.join("dir/sub/a.txt").exists());
+        let (s, v) = post(&a, "/fs/delete_file", json!({"path": "dir"})).await;
+        assert_eq!(
+            (s, v["message"].as_str()),
+            (200, Some("Directory deleted: dir"))
+        );
+        assert_eq!(
+            post(&a, "/fs/delete_file", json!({"path": "dir"})).await.0,
+            404
+        );
+        assert_eq!(
+            post(&a, "/fs/delete_file", json!({"path": "."})).await.0,
+            400
+        );
+        assert_eq!(
+            post(&a, "/fs/read_file", json!({"path": "nope"})).await.0,
+            404
+        );
+    }
+
     #[tokio::test]
     async fn text_reads_up_to_64_mib() {
         let d = tempfile::tempdir().unwrap();
