@@ -773,8 +773,13 @@ pub(crate) async fn upload(
             Some("file") if stored.is_none() => {
                 if let Some(fp) = &file_path {
                     let (ws2, fp2) = (ws.clone(), fp.clone());
-                    let target = blocking(move || prepare_target(&ws2, &fp2)).await?;
-                    let mut charge = st.quota.stream(target.replaced);
+                    let quota = st.quota.clone();
+                    let (target, mut charge) = blocking(move || {
+                        let target = prepare_target(&ws2, &fp2)?;
+                        let charge = quota.stream(target.replaced);
+                        Ok((target, charge))
+                    })
+                    .await?;
                     let tmp = stream_to_temp(&mut field, target.dir.clone(), &mut charge).await?;
                     stored = Some((tmp, charge, Some(target)));
                 } else {
@@ -784,7 +789,8 @@ pub(crate) async fn upload(
                             .try_clone_to_owned()
                             .map_err(|e| io_err("Failed to store upload", e.into()))?,
                     );
-                    let mut charge = st.quota.stream(0);
+                    let quota = st.quota.clone();
+                    let mut charge = blocking(move || Ok(quota.stream(0))).await?;
                     let tmp = stream_to_temp(&mut field, root, &mut charge).await?;
                     stored = Some((tmp, charge, None));
                 }

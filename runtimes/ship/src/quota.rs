@@ -101,12 +101,16 @@ impl Quota {
     }
 
     /// Starts counting a streamed upload that will replace `replaced` bytes.
+    /// May walk the workspace: call it off the async workers.
     pub(crate) fn stream(self: &Arc<Self>, replaced: u64) -> StreamCharge {
+        let base = self
+            .limit
+            .map(|_| self.with_used(|u| u.saturating_sub(replaced)));
         StreamCharge {
             quota: self.clone(),
             replaced,
             streamed: 0,
-            base: None,
+            base,
         }
     }
 }
@@ -116,7 +120,8 @@ pub(crate) struct StreamCharge {
     quota: Arc<Quota>,
     replaced: u64,
     streamed: u64,
-    /// Usage when the upload started (without the file it replaces).
+    /// Usage when the upload started, without the file it replaces (`None`
+    /// without a limit).
     base: Option<u64>,
 }
 
@@ -124,13 +129,9 @@ impl StreamCharge {
     /// Counts `n` more bytes; an error once the upload crosses the limit.
     pub(crate) fn add(&mut self, n: u64) -> Result<(), AppError> {
         self.streamed += n;
-        let Some(limit) = self.quota.limit else {
+        let (Some(limit), Some(base)) = (self.quota.limit, self.base) else {
             return Ok(());
         };
-        let replaced = self.replaced;
-        let base = *self
-            .base
-            .get_or_insert_with(|| self.quota.with_used(|u| u.saturating_sub(replaced)));
         if base.saturating_add(self.streamed) > limit {
             return Err(Quota::refused(base, self.streamed, limit));
         }
