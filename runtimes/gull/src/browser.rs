@@ -14,34 +14,28 @@
 //! running" warning it gives for flags.
 
 use std::{
-    collections::HashSet,
+    io::Read,
     path::Path,
     process::Stdio,
     sync::{
-        Arc, Mutex as StdMutex,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
 use async_trait::async_trait;
-use serde::Serialize;
-use tokio::{
-    io::{AsyncRead, AsyncReadExt},
-    task::JoinHandle,
+use runtime_common::{
+    beneath::{Last, Workspace},
+    capture::{ProcessGroups, exit_code, kill_group, wait_captured},
+    text::{format_secs, strip_ansi},
+    token::TOKEN_ENV,
 };
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
 use tracing::{debug, info, warn};
 
-use crate::{
-    config::Config,
-    text::{format_secs, strip_ansi},
-};
-
-/// Cap per captured stream; the rest is drained and dropped.
-pub const MAX_CAPTURE: usize = 8 * 1024 * 1024;
-pub const TRUNCATED_MARKER: &str = "\n[output truncated]";
-/// After the CLI exits, how long to wait for its pipes to close.
-const PIPE_GRACE: Duration = Duration::from_millis(500);
+use crate::config::{Config, PROFILE_REL};
 /// Files Chromium leaves in a profile to claim it for one process on one
 /// host. A new container has a new host name, and Chromium then refuses to
 /// start ("profile appears to be in use by another Chromium process").
@@ -85,20 +79,22 @@ pub trait Browser: Send + Sync {
 }
 
 /// The real thing: the agent-browser binary.
-pub struct AgentBrowser {
+pub(crate) struct AgentBrowser {
     cfg: Arc<Config>,
+    /// The workspace, held open: the profile's files are touched through it.
+    ws: Arc<Workspace>,
     env: Vec<(String, String)>,
     /// Held while a command may launch the daemon, so concurrent first
     /// commands neither race to start two daemons nor remove the lock files
     /// of a Chromium that is just starting.
     launch_gate: tokio::sync::Mutex<()>,
     /// Process groups of the CLI processes still running (for shutdown).
-    running: Arc<StdMutex<HashSet<i32>>>,
+    running: ProcessGroups,
     shutting_down: AtomicBool,
 }
 
 impl AgentBrowser {
-    pub fn new(cfg: Arc<Config>) -> Self {
+    pub(crate) fn new(cfg: Arc<Config>, ws: Arc<Workspace>) -> Self {
         let mut env = vec![
             // agent-browser's colour switch (any value disables colours).
             ("NO_COLOR".to_string(), "1".to_string()),
@@ -111,13 +107,7 @@ impl AgentBrowser {
         if let Some(ua) = &cfg.user_agent {
             env.push(("AGENT_BROWSER_USER_AGENT".into(), ua.clone()));
         }
-        Self {
-            cfg,
-            env,
-            launch_gate: tokio::sync::Mutex::new(()),
-            running: Arc::new(StdMutex::new(HashSet::new())),
-            shutting_down: AtomicBool::new(false),
-        }
+        Self { cfg, ws, env, launch_gate: tokio::sync::Mutex::new(()), running: ProcessGroups::default(), shutting_down: AtomicBool::new(false) }
     }
 
     /// pid of `session`'s daemon when it is alive (from its pid file).
@@ -131,15 +121,14 @@ impl AgentBrowser {
     /// no browser of this session runs.
     pub fn remove_stale_locks(&self) {
         for name in SINGLETON_FILES {
-            let path = self.cfg.profile_dir.join(name);
+            let rel = format!("{PROFILE_REL}/{name}");
             // They are symlinks (to a host name, a socket path, a cookie):
-            // look at the link itself, not its target.
-            if std::fs::symlink_metadata(&path).is_ok() {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => debug!(path = %path.display(), "removed a stale Chromium lock"),
-                    Err(e) => {
-                        warn!(path = %path.display(), error = %e, "cannot remove a stale Chromium lock")
-                    }
+            // the link itself goes (by descriptor), never its target.
+            let found = self.ws.resolve(&rel, Last::NoFollow).and_then(|r| r.lstat()).is_ok_and(|st| st.is_some());
+            if found {
+                match self.ws.remove(&rel) {
+                    Ok(_) => debug!(path = %rel, "removed a stale Chromium lock"),
+                    Err(e) => warn!(path = %rel, error = %e, "cannot remove a stale Chromium lock"),
                 }
             }
         }
@@ -149,11 +138,7 @@ impl AgentBrowser {
     /// requests answer at once with an "interrupted" error.
     pub fn kill_inflight(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
-        if let Ok(set) = self.running.lock() {
-            for pgid in set.iter() {
-                kill_group(*pgid, libc::SIGKILL);
-            }
-        }
+        self.running.kill_all();
     }
 
     /// On shutdown: close the browser so Chromium writes cookies and storage
@@ -189,7 +174,7 @@ impl AgentBrowser {
             // long one. Ask Chromium itself to close over its DevTools port:
             // only a clean close writes the cookies of the last 30 s (a
             // SIGTERM'd Chromium exits without saving them).
-            match tokio::time::timeout(Duration::from_secs(1), cdp_browser_close(&self.cfg.profile_dir)).await {
+            match tokio::time::timeout(Duration::from_secs(1), cdp_browser_close(&self.ws)).await {
                 Ok(Ok(())) => info!("asked Chromium to close over DevTools"),
                 Ok(Err(e)) => warn!(error = %e, "cannot close Chromium over DevTools"),
                 Err(_) => warn!("closing Chromium over DevTools timed out"),
@@ -219,6 +204,7 @@ impl AgentBrowser {
             .arg(session)
             .args(args)
             .current_dir(&self.cfg.workspace)
+            .env_remove(TOKEN_ENV)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -237,35 +223,16 @@ impl AgentBrowser {
             Err(e) => return RunOutput::failed(-1, format!("Failed to execute command: {e}")),
         };
         let pgid = child.id().map(|p| p as i32).unwrap_or(0);
-        if let Ok(mut s) = self.running.lock() {
-            s.insert(pgid);
-        }
         // Kills the group if this future is dropped (client went away) and
         // forgets it when the command is done.
-        let mut guard = GroupGuard { set: self.running.clone(), pgid, armed: true };
-        let out = Arc::new(StdMutex::new(Capture::default()));
-        let err = Arc::new(StdMutex::new(Capture::default()));
-        let mut pumps = Vec::new();
-        if let Some(o) = child.stdout.take() {
-            pumps.push(spawn_pump(o, out.clone()));
-        }
-        if let Some(e) = child.stderr.take() {
-            pumps.push(spawn_pump(e, err.clone()));
-        }
+        let mut guard = self.running.track(pgid, true);
         debug!(pid = pgid, ?args, "agent-browser started");
-        let (status, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
-            Ok(s) => (s, false),
-            Err(_) => {
-                kill_group(pgid, libc::SIGKILL);
-                (child.wait().await, true)
-            }
-        };
-        guard.armed = false;
-        // Let the pipes reach EOF (they usually already have; the daemon the
-        // CLI may have started does not inherit them).
-        let _ = tokio::time::timeout(PIPE_GRACE, futures_join(pumps)).await;
-        let stdout = strip_ansi(&take_capture(&out));
-        let stderr = strip_ansi(&take_capture(&err));
+        let done = wait_captured(&mut child, Some(timeout)).await;
+        guard.disarm();
+        // The daemon the CLI may have started does not inherit the pipes.
+        let stdout = strip_ansi(&done.stdout.with_marker());
+        let stderr = strip_ansi(&done.stderr.with_marker());
+        let (status, timed_out) = (done.status, done.timed_out);
         if self.shutting_down.load(Ordering::SeqCst) && !matches!(&status, Ok(st) if st.success()) {
             return RunOutput { stdout, stderr: "Command interrupted: the browser runtime is shutting down".into(), exit_code: -1 };
         }
@@ -274,7 +241,7 @@ impl AgentBrowser {
         }
         let exit_code = match status {
             // Like Python's returncode: -N when killed by signal N.
-            Ok(st) => st.code().or_else(|| std::os::unix::process::ExitStatusExt::signal(&st).map(|s| -s)).unwrap_or(-1),
+            Ok(st) => exit_code(&st),
             Err(e) => {
                 return RunOutput { stdout, stderr: format!("Failed to wait for command: {e}"), exit_code: -1 };
             }
@@ -358,9 +325,9 @@ fn chromium_child(pid: i32) -> Option<i32> {
 /// Sends `Browser.close` to the Chromium using `profile_dir`, through the
 /// DevTools WebSocket it announces in `DevToolsActivePort` (a minimal client:
 /// handshake, one masked text frame).
-async fn cdp_browser_close(profile_dir: &Path) -> Result<(), String> {
+async fn cdp_browser_close(ws: &Workspace) -> Result<(), String> {
     use tokio::io::AsyncWriteExt;
-    let text = tokio::fs::read_to_string(profile_dir.join("DevToolsActivePort")).await.map_err(|e| format!("DevToolsActivePort: {e}"))?;
+    let text = read_small(ws, &format!("{PROFILE_REL}/DevToolsActivePort")).map_err(|e| format!("DevToolsActivePort: {e}"))?;
     let mut lines = text.lines();
     let port: u16 = lines.next().and_then(|l| l.trim().parse().ok()).ok_or("no DevTools port")?;
     let path = lines.next().map(str::trim).filter(|p| p.starts_with('/')).ok_or("no DevTools path")?;
@@ -420,84 +387,12 @@ async fn wait_gone(pid: i32, ms: u64) {
     }
 }
 
-fn kill_group(pgid: i32, sig: libc::c_int) {
-    if pgid > 1 {
-        // SAFETY: plain syscall on a process group we created (or the
-        // daemon's, which leads its own session).
-        unsafe {
-            libc::kill(-pgid, sig);
-        }
-    }
-}
-
-struct GroupGuard {
-    set: Arc<StdMutex<HashSet<i32>>>,
-    pgid: i32,
-    armed: bool,
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if self.armed {
-            kill_group(self.pgid, libc::SIGKILL);
-        }
-        if let Ok(mut s) = self.set.lock() {
-            s.remove(&self.pgid);
-        }
-    }
-}
-
-#[derive(Default)]
-struct Capture {
-    buf: Vec<u8>,
-    truncated: bool,
-    /// Set once the response is built: keep draining, stop storing.
-    detached: bool,
-}
-
-/// Reads a pipe to EOF, storing at most [`MAX_CAPTURE`] bytes.
-fn spawn_pump<R: AsyncRead + Unpin + Send + 'static>(mut r: R, cap: Arc<StdMutex<Capture>>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut chunk = vec![0u8; 64 * 1024];
-        loop {
-            let n = match r.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            let Ok(mut c) = cap.lock() else { return };
-            if c.detached || c.truncated {
-                continue;
-            }
-            let room = MAX_CAPTURE - c.buf.len();
-            if n <= room {
-                c.buf.extend_from_slice(&chunk[..n]);
-            } else {
-                c.buf.extend_from_slice(&chunk[..room]);
-                c.truncated = true;
-            }
-        }
-    })
-}
-
-async fn futures_join(handles: Vec<JoinHandle<()>>) {
-    for h in handles {
-        let _ = h.await;
-    }
-}
-
-fn take_capture(cap: &Arc<StdMutex<Capture>>) -> String {
-    match cap.lock() {
-        Ok(mut c) => {
-            c.detached = true;
-            let buf = std::mem::take(&mut c.buf);
-            let mut s = String::from_utf8_lossy(&buf).into_owned();
-            if c.truncated {
-                s.push_str(TRUNCATED_MARKER);
-            }
-            s
-        }
-        Err(_) => String::new(),
-    }
+/// A small text file of the workspace, read by descriptor.
+fn read_small(ws: &Workspace, rel: &str) -> Result<String, String> {
+    let (f, _, _) = ws.open_read(rel).map_err(|e| e.to_string())?;
+    let mut s = String::new();
+    f.take(64 * 1024).read_to_string(&mut s).map_err(|e| e.to_string())?;
+    Ok(s)
 }
 
 /// For `/health`: the CLI is there and runnable.
@@ -508,7 +403,13 @@ pub fn binary_ok(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runtime_common::limits::{MAX_CAPTURE, TRUNCATED_MARKER};
     use std::os::unix::fs::PermissionsExt;
+
+    fn browser_for(cfg: Arc<Config>) -> AgentBrowser {
+        let ws = Arc::new(Workspace::open(&cfg.workspace).unwrap());
+        AgentBrowser::new(cfg, ws)
+    }
 
     #[test]
     fn websocket_frame() {
@@ -552,7 +453,7 @@ mod tests {
             d.path(),
             r#"printf '\033[32m✓\033[0m %s|' "$@"; printf '%s|%s|%s' "$NO_COLOR" "$AGENT_BROWSER_PROFILE" "$(pwd)"; echo "$AGENT_BROWSER_ARGS" | tr '\n' ',' >&2; exit 3"#,
         );
-        let ab = AgentBrowser::new(cfg.clone());
+        let ab = browser_for(cfg.clone());
         let out = ab.run(vec!["fill".into(), "@e1".into(), "a b".into()], Duration::from_secs(5)).await;
         assert_eq!(out.exit_code, 3);
         assert_eq!(out.stdout, format!("✓ --session|✓ sb-1|✓ fill|✓ @e1|✓ a b|1|{}|{}", cfg.profile_dir.display(), cfg.workspace.display()));
@@ -563,18 +464,16 @@ mod tests {
     async fn timeout_kills_the_group_and_missing_binary_is_minus_one() {
         let d = tempfile::tempdir().unwrap();
         let cfg = fake_cli(d.path(), "echo started; sleep 30 & sleep 30");
-        let ab = AgentBrowser::new(cfg);
-        let t = std::time::Instant::now();
+        let ab = browser_for(cfg);
         let out = ab.run(vec!["wait".into()], Duration::from_millis(500)).await;
-        assert!(t.elapsed() < Duration::from_secs(3), "took {:?}", t.elapsed());
         assert_eq!(out.exit_code, -1);
         assert_eq!(out.stderr, "Command timed out after 0.5s");
         assert_eq!(out.stdout, "started\n");
-        assert!(ab.running.lock().unwrap().is_empty());
+        assert!(ab.running.is_empty());
 
         let mut cfg = (*fake_cli(d.path(), "true")).clone();
         cfg.agent_browser = d.path().join("missing");
-        let out = AgentBrowser::new(Arc::new(cfg)).run(vec![], Duration::from_secs(1)).await;
+        let out = browser_for(Arc::new(cfg)).run(vec![], Duration::from_secs(1)).await;
         assert_eq!(out.exit_code, -1);
         assert!(out.stderr.contains("not found"), "{}", out.stderr);
     }
@@ -585,7 +484,7 @@ mod tests {
         let cfg = fake_cli(d.path(), "true");
         let lock = cfg.profile_dir.join("SingletonLock");
         std::os::unix::fs::symlink("old-host-123", &lock).unwrap();
-        let ab = AgentBrowser::new(cfg.clone());
+        let ab = browser_for(cfg.clone());
         // A live daemon (this test process) owns the session: locks stay.
         std::fs::write(cfg.socket_dir.join("sb-1.pid"), std::process::id().to_string()).unwrap();
         assert!(ab.status().active);
@@ -604,9 +503,30 @@ mod tests {
     async fn output_is_capped() {
         let d = tempfile::tempdir().unwrap();
         let cfg = fake_cli(d.path(), "head -c 9000000 /dev/zero | tr '\\0' x");
-        let out = AgentBrowser::new(cfg).run(vec![], Duration::from_secs(10)).await;
+        let out = browser_for(cfg).run(vec![], Duration::from_secs(10)).await;
         assert_eq!(out.exit_code, 0);
         assert_eq!(out.stdout.len(), MAX_CAPTURE + TRUNCATED_MARKER.len());
         assert!(out.stdout.ends_with(TRUNCATED_MARKER));
+    }
+
+    #[tokio::test]
+    async fn profile_files_are_not_reached_through_links_out_of_the_workspace() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = fake_cli(d.path(), "true");
+        let ab = browser_for(cfg.clone());
+        // `.browser` swapped for a link to a directory outside with the same
+        // layout: the lock there is left alone, DevToolsActivePort unread.
+        let outside = d.path().join("outside");
+        std::fs::create_dir_all(outside.join("profile")).unwrap();
+        std::fs::write(outside.join("profile/SingletonLock"), "x").unwrap();
+        std::fs::write(outside.join("profile/DevToolsActivePort"), "1\n/x\n").unwrap();
+        std::fs::remove_dir_all(cfg.workspace.join(".browser")).unwrap();
+        std::os::unix::fs::symlink(&outside, cfg.workspace.join(".browser")).unwrap();
+        ab.remove_stale_locks();
+        assert!(outside.join("profile/SingletonLock").exists());
+        let err = cdp_browser_close(&ab.ws).await.unwrap_err();
+        assert!(err.contains("outside workspace"), "{err}");
+        // And a new container refuses such a profile directory.
+        assert!(cfg.prepare_dirs().is_err());
     }
 }

@@ -6,19 +6,22 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use runtime_common::{beneath::Workspace, text::split_command};
 use tracing::warn;
 
-use crate::text::split_command;
+/// The persistent Chromium profile, relative to the workspace.
+pub(crate) const PROFILE_REL: &str = ".browser/profile";
 
 /// Chromium flags a container needs: no user namespaces for Chromium's own
 /// sandbox, no GPU, and a `/dev/shm` that is only 64 MB by default. The HTTP
 /// cache goes to `/tmp` rather than into the profile on the cargo, where it
 /// would eat the user's space (cookies, localStorage and IndexedDB stay in
 /// the profile).
-pub const BASE_CHROMIUM_ARGS: &[&str] = &["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disk-cache-dir=/tmp/gull-chromium-cache"];
+pub(crate) const BASE_CHROMIUM_ARGS: &[&str] =
+    &["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disk-cache-dir=/tmp/gull-chromium-cache"];
 
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     pub host: String,
     pub port: u16,
     /// Workspace (the cargo), also the working directory of every command.
@@ -73,7 +76,7 @@ impl Config {
         Self {
             host: non_empty("GULL_HOST").unwrap_or("0.0.0.0".into()),
             port,
-            profile_dir: workspace.join(".browser").join("profile"),
+            profile_dir: workspace.join(PROFILE_REL),
             workspace,
             session,
             agent_browser,
@@ -85,15 +88,18 @@ impl Config {
         }
     }
 
-    /// Creates the workspace and the profile directory, and the socket
-    /// directory private to this user (agent-browser's daemon listens there).
-    pub fn prepare_dirs(&self) -> io::Result<()> {
+    /// Creates the workspace (and opens it), the profile directory in it (by
+    /// descriptor: a `.browser` symlink pointing out of the workspace is
+    /// refused), and the socket directory private to this user
+    /// (agent-browser's daemon listens there).
+    pub fn prepare_dirs(&self) -> io::Result<Workspace> {
         std::fs::create_dir_all(&self.workspace)?;
-        std::fs::create_dir_all(&self.profile_dir)?;
+        let ws = Workspace::open(&self.workspace)?;
+        ws.ensure_dir(PROFILE_REL).map_err(|e| io::Error::other(format!("{}: {e}", self.profile_dir.display())))?;
         std::fs::create_dir_all(&self.socket_dir)?;
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&self.socket_dir, std::fs::Permissions::from_mode(0o700));
-        Ok(())
+        Ok(ws)
     }
 }
 
@@ -101,7 +107,7 @@ impl Config {
 /// its `--args` list at commas and newlines, so an extra flag containing a
 /// comma cannot be passed through: `--user-agent=` is routed to its own
 /// option, anything else with a comma is dropped with a warning.
-pub fn chromium_args(extra: Option<&str>) -> (Vec<String>, Option<String>) {
+pub(crate) fn chromium_args(extra: Option<&str>) -> (Vec<String>, Option<String>) {
     let mut args: Vec<String> = BASE_CHROMIUM_ARGS.iter().map(|s| s.to_string()).collect();
     let mut user_agent = None;
     let words = match extra.map(split_command).transpose() {
@@ -128,7 +134,7 @@ fn find_in_path(name: &str, path: Option<&str>) -> Option<PathBuf> {
 }
 
 /// Whether this process may execute `path` (a regular file with `x` for us).
-pub fn is_executable(path: &Path) -> bool {
+pub(crate) fn is_executable(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     if !path.is_file() {
         return false;
@@ -138,48 +144,6 @@ pub fn is_executable(path: &Path) -> bool {
     };
     // SAFETY: plain syscall on a NUL-terminated string.
     unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
-}
-
-/// Copies each built-in skill to `<workspace>/skills/<name>`, replacing an
-/// older copy of that skill (and leaving the agent's own skills alone).
-pub fn install_skills(skills_dir: &Path, workspace: &Path) -> io::Result<usize> {
-    let entries = match std::fs::read_dir(skills_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let dest_root = workspace.join("skills");
-    let mut n = 0;
-    for entry in entries.flatten() {
-        if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            continue;
-        }
-        let dest = dest_root.join(entry.file_name());
-        match std::fs::symlink_metadata(&dest) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&dest)?,
-            Ok(_) => std::fs::remove_file(&dest)?,
-            Err(_) => {}
-        }
-        copy_dir(&entry.path(), &dest)?;
-        n += 1;
-    }
-    Ok(n)
-}
-
-/// Recursive copy of regular files and directories (symlinks are skipped).
-fn copy_dir(src: &Path, dest: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(dest)?;
-    for entry in std::fs::read_dir(src)? {
-        let entry = entry?;
-        let ty = entry.file_type()?;
-        let to = dest.join(entry.file_name());
-        if ty.is_dir() {
-            copy_dir(&entry.path(), &to)?;
-        } else if ty.is_file() {
-            std::fs::copy(entry.path(), &to)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -224,24 +188,5 @@ mod tests {
         assert_eq!(ua.as_deref(), Some("Mozilla/5.0 (X11, Linux) Test"));
         // Unbalanced quotes: extras ignored, base flags kept.
         assert_eq!(chromium_args(Some("--x 'y")).0, BASE_CHROMIUM_ARGS);
-    }
-
-    #[test]
-    fn skills_are_copied_per_skill() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("src");
-        std::fs::create_dir_all(src.join("s1/sub")).unwrap();
-        std::fs::write(src.join("s1/SKILL.md"), "new").unwrap();
-        std::fs::write(src.join("s1/sub/x"), "x").unwrap();
-        let ws = dir.path().join("ws");
-        std::fs::create_dir_all(ws.join("skills/s1")).unwrap();
-        std::fs::write(ws.join("skills/s1/stale"), "old").unwrap();
-        std::fs::create_dir_all(ws.join("skills/mine")).unwrap();
-        assert_eq!(install_skills(&src, &ws).unwrap(), 1);
-        assert_eq!(std::fs::read_to_string(ws.join("skills/s1/SKILL.md")).unwrap(), "new");
-        assert!(ws.join("skills/s1/sub/x").exists());
-        assert!(!ws.join("skills/s1/stale").exists());
-        assert!(ws.join("skills/mine").exists());
-        assert_eq!(install_skills(&dir.path().join("missing"), &ws).unwrap(), 0);
     }
 }

@@ -7,11 +7,14 @@ use serde::{Deserialize, Deserializer, Serialize};
 use tokio::time::Instant;
 use tracing::info;
 
+use runtime_common::{
+    error::{ApiJson, AppError},
+    text::split_command,
+};
+
 use crate::{
     AppState,
     browser::{Browser, RunOutput},
-    error::{ApiJson, AppError},
-    text::split_command,
 };
 
 /// Exit code for a command Gull could not even turn into an argv.

@@ -4,41 +4,32 @@
 
 mod browser;
 mod config;
-mod error;
 mod exec;
 mod meta;
-mod text;
 
-use std::{
-    net::SocketAddr,
-    process::ExitCode,
-    sync::{
-        Arc,
-        atomic::{AtomicI32, Ordering},
-    },
-    time::Duration,
-};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    extract::Request,
     http::StatusCode,
-    middleware::{self, Next},
-    response::Response,
+    middleware,
     routing::{delete, get, post},
 };
-use tracing::{error, info, warn};
-use tracing_subscriber::EnvFilter;
+use runtime_common::{
+    error::AppError,
+    server::{self, log_request},
+    token::{RuntimeToken, require_token},
+};
+use tracing::{info, warn};
 
 use crate::{
     browser::{AgentBrowser, Browser},
     config::Config,
-    error::AppError,
 };
 
 /// Shared handler state.
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     pub cfg: Arc<Config>,
     pub browser: Arc<dyn Browser>,
 }
@@ -49,42 +40,19 @@ pub struct AppState {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        // Colours only for a terminal, not in `docker logs`.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
-
-    // Must happen before any thread exists (fork in a multi-threaded
-    // process is unsafe), i.e. before the tokio runtime is built.
-    pid1::supervise_if_pid1();
-
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            error!(error = %e, "gull failed");
-            ExitCode::FAILURE
-        }
-    }
+    server::run("gull", "info", serve)
 }
 
-async fn serve() -> anyhow::Result<()> {
+async fn serve(token: RuntimeToken) -> anyhow::Result<()> {
     let cfg = Config::from_env();
-    cfg.prepare_dirs()?;
-    match config::install_skills(&cfg.skills_dir, &cfg.workspace) {
+    let ws = Arc::new(cfg.prepare_dirs()?);
+    match runtime_common::skills::install_skills(&cfg.skills_dir, &ws) {
         Ok(n) if n > 0 => info!(count = n, "built-in skills installed"),
         Ok(_) => {}
         Err(e) => warn!(error = %e, "cannot install built-in skills"),
     }
     let cfg = Arc::new(cfg);
-    let browser = Arc::new(AgentBrowser::new(cfg.clone()));
+    let browser = Arc::new(AgentBrowser::new(cfg.clone(), ws));
     if browser.daemon_pid(&cfg.session).is_none() {
         // A new container: whatever Chromium left in the profile belongs to
         // a host that no longer exists.
@@ -98,8 +66,7 @@ async fn serve() -> anyhow::Result<()> {
     }
     let state = AppState { cfg: cfg.clone(), browser: browser.clone() };
 
-    let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port).parse().or_else(|_| format!("[{}]:{}", cfg.host, cfg.port).parse())?;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let (listener, addr) = server::bind(&cfg.host, cfg.port).await?;
     info!(
         %addr,
         session = %cfg.session,
@@ -107,49 +74,23 @@ async fn serve() -> anyhow::Result<()> {
         agent_browser = %cfg.agent_browser.display(),
         chromium = %cfg.chromium.display(),
         version = meta::VERSION,
+        token = token.is_enabled(),
         "gull listening (the browser starts with the first command)"
     );
 
-    let stop = tokio_util::sync::CancellationToken::new();
-    let stop_for_signal = stop.clone();
     let b2 = browser.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        info!("shutdown requested");
+    server::serve_until_signal(listener, router(state, token), SHUTDOWN_GRACE, move || {
         // In-flight commands return at once; their daemon keeps running.
         b2.kill_inflight();
-        stop_for_signal.cancel();
-    });
-
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(stop.clone().cancelled_owned());
-    tokio::select! {
-        r = server => r?,
-        _ = async {
-            stop.cancelled().await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } => warn!("in-flight requests did not finish in time"),
-    }
+    })
+    .await?;
     // Chromium writes cookies and storage to the profile when it closes.
     browser.shutdown().await;
     info!("gull stopped");
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
-        error!("cannot install signal handlers");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-        _ = hup.recv() => {},
-    }
-}
-
-fn router(state: AppState) -> Router {
+fn router(state: AppState, token: RuntimeToken) -> Router {
     Router::new()
         .route("/", get(meta::root))
         .route("/health", get(meta::health))
@@ -159,94 +100,9 @@ fn router(state: AppState) -> Router {
         .route("/sessions/{sandbox_id}", delete(meta::delete_session))
         .fallback(|| async { AppError::not_found("Not Found") })
         .method_not_allowed_fallback(|| async { AppError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed") })
+        .layer(middleware::from_fn_with_state(token, require_token))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
-}
-
-/// One debug line per request (RUST_LOG=gull=debug), warn for 5xx.
-async fn log_request(req: Request, next: Next) -> Response {
-    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    let t = std::time::Instant::now();
-    let resp = next.run(req).await;
-    let ms = t.elapsed().as_secs_f64() * 1000.0;
-    if resp.status().is_server_error() {
-        warn!(%method, %path, status = resp.status().as_u16(), ms, "request failed");
-    } else {
-        tracing::debug!(%method, %path, status = resp.status().as_u16(), ms, "request");
-    }
-    resp
-}
-
-/// PID 1 duty. In a container the server is PID 1, which (a) receives no
-/// default-action signals, so SIGTERM would be ignored without a handler,
-/// and (b) inherits every orphan: agent-browser's daemon (its CLI exits
-/// right after starting it) and Chromium's processes are reparented to it
-/// and must be reaped or they stay zombies. A tiny supervisor keeps these
-/// concerns out of the server.
-mod pid1 {
-    use super::*;
-
-    static CHILD: AtomicI32 = AtomicI32::new(0);
-
-    extern "C" fn forward(sig: libc::c_int) {
-        let child = CHILD.load(Ordering::SeqCst);
-        if child > 0 {
-            // SAFETY: kill is async-signal-safe.
-            unsafe {
-                libc::kill(child, sig);
-            }
-        }
-    }
-
-    /// Returns immediately unless this process is PID 1. As PID 1 it forks:
-    /// the child returns and runs the server; the parent never returns.
-    pub fn supervise_if_pid1() {
-        // SAFETY: plain syscalls; no threads exist yet.
-        unsafe {
-            if libc::getpid() != 1 {
-                return;
-            }
-            let child = libc::fork();
-            if child < 0 {
-                error!("fork failed; running without a PID 1 supervisor");
-                return;
-            }
-            if child == 0 {
-                return;
-            }
-            CHILD.store(child, Ordering::SeqCst);
-            for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-                let mut sa: libc::sigaction = std::mem::zeroed();
-                sa.sa_sigaction = forward as *const () as libc::sighandler_t;
-                sa.sa_flags = libc::SA_RESTART;
-                libc::sigemptyset(&mut sa.sa_mask);
-                libc::sigaction(sig, &sa, std::ptr::null_mut());
-            }
-            loop {
-                let mut status: libc::c_int = 0;
-                let pid = libc::waitpid(-1, &mut status, 0);
-                if pid == child {
-                    let code = if libc::WIFEXITED(status) {
-                        libc::WEXITSTATUS(status)
-                    } else if libc::WIFSIGNALED(status) {
-                        128 + libc::WTERMSIG(status)
-                    } else {
-                        1
-                    };
-                    std::process::exit(code);
-                }
-                if pid < 0 {
-                    let err = std::io::Error::last_os_error();
-                    if err.raw_os_error() == Some(libc::EINTR) {
-                        continue;
-                    }
-                    // ECHILD: the server is gone without us noticing.
-                    std::process::exit(1);
-                }
-                // Any other pid: a reaped orphan.
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -273,15 +129,18 @@ mod tests {
     }
 
     async fn call(method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+        call_with(RuntimeToken::default(), None, method, uri, body).await
+    }
+
+    async fn call_with(token: RuntimeToken, presented: Option<&str>, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
         let vars = [("GULL_AGENT_BROWSER_BIN", "/bin/sh"), ("GULL_CHROMIUM_BIN", "/nonexistent"), ("BAY_SANDBOX_ID", "sb")];
         let cfg = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()));
-        let app = router(AppState { cfg: Arc::new(cfg), browser: Arc::new(Fake) });
-        let req = axum::http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap();
+        let app = router(AppState { cfg: Arc::new(cfg), browser: Arc::new(Fake) }, token);
+        let mut req = axum::http::Request::builder().method(method).uri(uri).header("content-type", "application/json");
+        if let Some(t) = presented {
+            req = req.header("X-Bay-Token", t);
+        }
+        let req = req.body(Body::from(body.to_string())).unwrap();
         let resp = app.oneshot(req).await.unwrap();
         let status = resp.status();
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
@@ -318,5 +177,21 @@ mod tests {
         assert_eq!((s, v["detail"].as_str()), (StatusCode::NOT_FOUND, Some("Not Found")));
         let (s, _) = call("GET", "/exec", "").await;
         assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn token_guards_everything_but_health() {
+        let t = || RuntimeToken::new(Some("tok"));
+        let (s, v) = call_with(t(), None, "POST", "/exec", r#"{"cmd":"x"}"#).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert_eq!(v, serde_json::json!({"detail": "Missing or invalid X-Bay-Token header"}));
+        let (s, _) = call_with(t(), Some("nope"), "DELETE", "/sessions/sb", "").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, v) = call_with(t(), Some("tok"), "POST", "/exec", r#"{"cmd":"x"}"#).await;
+        assert_eq!((s, v["stdout"].as_str()), (StatusCode::OK, Some("x")));
+        let (s, _) = call_with(t(), None, "GET", "/health", "").await;
+        assert_eq!(s, StatusCode::OK);
+        let (s, _) = call_with(t(), None, "GET", "/meta", "").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
     }
 }

@@ -1,7 +1,5 @@
 //! `/`, `/health`, `/meta` and `DELETE /sessions/{id}`.
 
-use std::path::Path;
-
 use axum::{
     Json,
     extract::{Path as UrlPath, State},
@@ -9,15 +7,17 @@ use axum::{
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
+use runtime_common::skills::scan_skills;
+
 use crate::{
     AppState,
     browser::binary_ok,
     config::{Config, is_executable},
 };
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub async fn root() -> Json<Value> {
+pub(crate) async fn root() -> Json<Value> {
     Json(json!({"message": "Gull API is running"}))
 }
 
@@ -26,7 +26,7 @@ pub async fn root() -> Json<Value> {
 /// `degraded`: agent-browser is, Chromium is not; `unhealthy`: no
 /// agent-browser. `browser_active`: the session's agent-browser daemon runs;
 /// `browser_ready`: Chromium runs under it.
-pub async fn health(State(st): State<AppState>) -> Json<Value> {
+pub(crate) async fn health(State(st): State<AppState>) -> Json<Value> {
     let cfg = &st.cfg;
     let (status, browser) = if !binary_ok(&cfg.agent_browser) {
         ("unhealthy", Default::default())
@@ -43,11 +43,11 @@ pub async fn health(State(st): State<AppState>) -> Json<Value> {
     }))
 }
 
-pub async fn meta(State(st): State<AppState>) -> Json<Value> {
+pub(crate) async fn meta(State(st): State<AppState>) -> Json<Value> {
     Json(build_meta(&st.cfg))
 }
 
-pub fn build_meta(cfg: &Config) -> Value {
+pub(crate) fn build_meta(cfg: &Config) -> Value {
     json!({
         "runtime": {"name": "gull", "version": VERSION, "api_version": "v1"},
         "workspace": {"mount_path": cfg.workspace.to_string_lossy()},
@@ -58,7 +58,7 @@ pub fn build_meta(cfg: &Config) -> Value {
 
 /// Closes the browser of that session (its daemon, Chromium). Shipyard
 /// answers `destroyed: true` whatever happened; so does Gull.
-pub async fn delete_session(State(st): State<AppState>, UrlPath(sandbox_id): UrlPath<String>) -> Json<Value> {
+pub(crate) async fn delete_session(State(st): State<AppState>, UrlPath(sandbox_id): UrlPath<String>) -> Json<Value> {
     let out = st.browser.close(&sandbox_id).await;
     if out.exit_code != 0 {
         warn!(session = %sandbox_id, exit_code = out.exit_code, stderr = %out.stderr.trim(), "close failed");
@@ -66,47 +66,6 @@ pub async fn delete_session(State(st): State<AppState>, UrlPath(sandbox_id): Url
         info!(session = %sandbox_id, "session closed");
     }
     Json(json!({"sandbox_id": sandbox_id, "destroyed": true}))
-}
-
-/// Built-in skills with name/description from SKILL.md front matter. The
-/// reported path is the copy in the workspace, which the agent can open.
-pub fn scan_skills(skills_dir: &Path, workspace: &Path) -> Vec<Value> {
-    let Ok(rd) = std::fs::read_dir(skills_dir) else {
-        return Vec::new();
-    };
-    let mut dirs: Vec<_> =
-        rd.flatten().filter(|e| e.path().join("SKILL.md").is_file()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
-    dirs.sort();
-    dirs.into_iter()
-        .map(|dir| {
-            let text = std::fs::read_to_string(skills_dir.join(&dir).join("SKILL.md")).unwrap_or_default();
-            let fm = front_matter(&text);
-            let get = |k: &str| fm.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-            json!({
-                "name": get("name").unwrap_or_else(|| dir.clone()),
-                "description": get("description").unwrap_or_default(),
-                "path": workspace.join("skills").join(&dir).join("SKILL.md").to_string_lossy(),
-            })
-        })
-        .collect()
-}
-
-/// `key: value` lines between leading `---` fences (values lose quotes).
-pub fn front_matter(text: &str) -> Vec<(String, String)> {
-    let mut lines = text.trim_start_matches('\u{feff}').lines();
-    if lines.next().map(str::trim_end) != Some("---") {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    for line in lines {
-        if line.trim_end() == "---" {
-            return out;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            out.push((k.trim().to_string(), v.trim().trim_matches(|c| c == '"' || c == '\'').to_string()));
-        }
-    }
-    Vec::new()
 }
 
 #[cfg(test)]
@@ -134,6 +93,5 @@ mod tests {
                 "path": "/workspace/skills/browser-automation/SKILL.md",
             }])
         );
-        assert!(front_matter("---\nname: x\n").is_empty());
     }
 }

@@ -1,20 +1,19 @@
 //! Configuration from the environment, and the startup chores that depend on
 //! it (profile env file, built-in skills, matplotlib config dir).
 
-use std::{
-    io,
-    path::{Path, PathBuf},
-};
+use std::{io, path::PathBuf};
 
+use runtime_common::{beneath::Workspace, skills::copy_tree_into};
+use rustix::fs::{Mode, OFlags};
 use tracing::{info, warn};
 
 /// Name of the env file written into the workspace. Shipyard's Ship writes
 /// the same file and sources it before every shell command; agents (and the
 /// web terminal of Shipyard) rely on it being there.
-pub const ENV_FILE_NAME: &str = ".bay_env.sh";
+pub(crate) const ENV_FILE_NAME: &str = ".bay_env.sh";
 
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// Workspace as configured (what clients see, e.g. `/workspace`).
     pub workspace: PathBuf,
     /// Canonical form of `workspace`, filled in by [`Config::prepare_workspace`].
@@ -29,6 +28,8 @@ pub struct Config {
     pub profile_env: Option<Vec<(String, String)>>,
     /// Writable matplotlib config dir (set at startup, see [`prepare_mplconfig`]).
     pub mplconfig_dir: Option<PathBuf>,
+    /// `BAY_CARGO_LIMIT_BYTES`: the cargo's size limit (see `quota.rs`).
+    pub cargo_limit: Option<u64>,
 }
 
 impl Config {
@@ -61,6 +62,13 @@ impl Config {
             image: non_empty("SHIP_IMAGE").unwrap_or("ship:default".into()),
             profile_env: get("BAY_PROFILE_ENV").map(|v| parse_profile_env(&v)),
             mplconfig_dir: None,
+            cargo_limit: non_empty("BAY_CARGO_LIMIT_BYTES").and_then(|v| {
+                let parsed = v.trim().parse::<u64>().ok();
+                if parsed.is_none() {
+                    warn!(value = %v, "BAY_CARGO_LIMIT_BYTES is not a byte count; no cargo limit");
+                }
+                parsed
+            }),
         }
     }
 
@@ -77,7 +85,8 @@ impl Config {
 
     /// Variables every child (kernel and shell command) gets on top of the
     /// server's own environment. `BAY_SESSION_ID`, `BAY_SANDBOX_ID` and
-    /// `BAY_WORKSPACE_PATH` pass through simply by being inherited.
+    /// `BAY_WORKSPACE_PATH` pass through simply by being inherited;
+    /// `BAY_RUNTIME_TOKEN` does not (see `runtime_common::token`).
     pub fn child_env(&self) -> Vec<(String, String)> {
         let ws = self.workspace.to_string_lossy().into_owned();
         let mut env = vec![("HOME".to_string(), ws)];
@@ -93,7 +102,7 @@ impl Config {
 
 /// Parses `K1=V1:K2=V2`. Entries without `=` or with an invalid shell
 /// identifier as key are skipped (they could not be exported anyway).
-pub fn parse_profile_env(raw: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_profile_env(raw: &str) -> Vec<(String, String)> {
     raw.split(':')
         .filter(|e| !e.trim().is_empty())
         .filter_map(|entry| {
@@ -111,18 +120,18 @@ pub fn parse_profile_env(raw: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-pub fn is_shell_identifier(s: &str) -> bool {
+pub(crate) fn is_shell_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic()) && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
 /// POSIX single-quote quoting: `it's` → `'it'\''s'`.
-pub fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 /// Content of `.bay_env.sh`.
-pub fn render_env_file(vars: &[(String, String)]) -> String {
+pub(crate) fn render_env_file(vars: &[(String, String)]) -> String {
     let mut out = String::from("# Written by ship at startup from BAY_PROFILE_ENV.\n");
     for (k, v) in vars {
         out.push_str(&format!("export {k}={}\n", shell_quote(v)));
@@ -132,58 +141,23 @@ pub fn render_env_file(vars: &[(String, String)]) -> String {
 
 /// Writes `.bay_env.sh` when `BAY_PROFILE_ENV` is set (even empty, so a
 /// stale file from an earlier profile does not linger). Unset → untouched.
-pub fn write_env_file(cfg: &Config) -> io::Result<()> {
+/// Written by descriptor in the workspace root (a temp file renamed into
+/// place), so a symlink left at either name is replaced, never followed.
+pub(crate) fn write_env_file(cfg: &Config, ws: &Workspace) -> io::Result<()> {
     let Some(vars) = &cfg.profile_env else {
         return Ok(());
     };
-    let path = cfg.env_file();
-    let tmp = path.with_extension("sh.tmp");
-    std::fs::write(&tmp, render_env_file(vars))?;
-    std::fs::rename(&tmp, &path)?;
-    info!(path = %path.display(), vars = vars.len(), "wrote profile env file");
-    Ok(())
-}
-
-/// Copies each built-in skill to `<workspace>/skills/<name>`, replacing an
-/// older copy of that skill (and leaving the agent's own skills alone).
-pub fn install_skills(cfg: &Config) -> io::Result<usize> {
-    let entries = match std::fs::read_dir(&cfg.skills_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let dest_root = cfg.workspace_canon.join("skills");
-    let mut n = 0;
-    for entry in entries.flatten() {
-        if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            continue;
-        }
-        let dest = dest_root.join(entry.file_name());
-        match std::fs::symlink_metadata(&dest) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&dest)?,
-            Ok(_) => std::fs::remove_file(&dest)?,
-            Err(_) => {}
-        }
-        copy_dir(&entry.path(), &dest)?;
-        n += 1;
-    }
-    Ok(n)
-}
-
-/// Recursive copy of regular files and directories (symlinks are skipped so
-/// a skill cannot smuggle a link out of the workspace).
-pub fn copy_dir(src: &Path, dest: &Path) -> io::Result<()> {
-    std::fs::create_dir_all(dest)?;
-    for entry in std::fs::read_dir(src)? {
-        let entry = entry?;
-        let ty = entry.file_type()?;
-        let to = dest.join(entry.file_name());
-        if ty.is_dir() {
-            copy_dir(&entry.path(), &to)?;
-        } else if ty.is_file() {
-            std::fs::copy(entry.path(), &to)?;
-        }
-    }
+    let tmp = format!("{ENV_FILE_NAME}.tmp");
+    let _ = rustix::fs::unlinkat(ws.root_fd(), tmp.as_str(), rustix::fs::AtFlags::empty());
+    let fd = rustix::fs::openat(
+        ws.root_fd(),
+        tmp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_bits_truncate(0o644),
+    )?;
+    io::Write::write_all(&mut std::fs::File::from(fd), render_env_file(vars).as_bytes())?;
+    rustix::fs::renameat(ws.root_fd(), tmp.as_str(), ws.root_fd(), ENV_FILE_NAME)?;
+    info!(path = %cfg.env_file().display(), vars = vars.len(), "wrote profile env file");
     Ok(())
 }
 
@@ -196,7 +170,7 @@ const CJK_FAMILIES: &[&str] = &["WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Not
 /// for Latin text); naming a family the cache does not know would print a
 /// "findfont" warning on every plot, hence the check. ASCII minus, because
 /// CJK fonts lack U+2212.
-pub fn render_matplotlibrc(font_cache_json: &str) -> String {
+pub(crate) fn render_matplotlibrc(font_cache_json: &str) -> String {
     let cjk = CJK_FAMILIES.iter().find(|f| font_cache_json.contains(&format!("\"name\": \"{f}\"")));
     let mut rc = String::from("# Written by ship at startup.\n");
     match cjk {
@@ -213,13 +187,13 @@ pub fn render_matplotlibrc(font_cache_json: &str) -> String {
 /// Prepares a writable matplotlib config dir in /tmp. Copying the pre-built
 /// font cache avoids a multi-second cache rebuild on every sandbox's first
 /// plot; keeping it out of the workspace keeps the user's files clean.
-pub fn prepare_mplconfig(cfg: &Config) -> io::Result<PathBuf> {
+pub(crate) fn prepare_mplconfig(cfg: &Config) -> io::Result<PathBuf> {
     let dir = std::env::temp_dir().join("ship-mplconfig");
     std::fs::create_dir_all(&dir)?;
     let mut template_rc = false;
     if let Some(template) = &cfg.mpl_template {
         if template.is_dir() {
-            copy_dir(template, &dir)?;
+            copy_tree_into(template, std::os::fd::AsFd::as_fd(&std::fs::File::open(&dir)?))?;
             template_rc = template.join("matplotlibrc").exists();
         } else {
             warn!(path = %template.display(), "SHIP_MPLCONFIG_TEMPLATE is not a directory");
@@ -258,6 +232,9 @@ mod tests {
         assert_eq!(c.image, "ship:default");
         assert!(c.profile_env.is_none());
         assert!(c.mpl_template.is_none());
+        assert!(c.cargo_limit.is_none());
+        assert_eq!(cfg_from(&[("BAY_CARGO_LIMIT_BYTES", "1048576")]).cargo_limit, Some(1 << 20));
+        assert!(cfg_from(&[("BAY_CARGO_LIMIT_BYTES", "1G")]).cargo_limit.is_none());
     }
 
     #[test]
@@ -287,11 +264,16 @@ mod tests {
         let ws = dir.path().to_str().unwrap();
         let mut c = cfg_from(&[("SHIP_WORKSPACE", ws)]);
         c.prepare_workspace().unwrap();
-        write_env_file(&c).unwrap();
+        let w = Workspace::open(&c.workspace).unwrap();
+        write_env_file(&c, &w).unwrap();
         assert!(!c.env_file().exists());
         let mut c = cfg_from(&[("SHIP_WORKSPACE", ws), ("BAY_PROFILE_ENV", "FOO=bar:N=1")]);
         c.prepare_workspace().unwrap();
-        write_env_file(&c).unwrap();
+        // A link planted at the temp name is replaced, not written through.
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join(".bay_env.sh.tmp")).unwrap();
+        write_env_file(&c, &w).unwrap();
+        assert_eq!(std::fs::read_to_string(outside.path()).unwrap(), "");
         let text = std::fs::read_to_string(c.env_file()).unwrap();
         assert!(text.contains("export FOO='bar'\n"));
         assert!(text.contains("export N='1'\n"));
@@ -307,25 +289,5 @@ mod tests {
         let rc = render_matplotlibrc("");
         assert!(!rc.contains("font.family"));
         assert!(rc.contains("axes.unicode_minus: False"));
-    }
-
-    #[test]
-    fn skills_are_copied_per_skill() {
-        let dir = tempfile::tempdir().unwrap();
-        let skills = dir.path().join("skills-src");
-        std::fs::create_dir_all(skills.join("s1/sub")).unwrap();
-        std::fs::write(skills.join("s1/SKILL.md"), "new").unwrap();
-        std::fs::write(skills.join("s1/sub/x"), "x").unwrap();
-        let ws = dir.path().join("ws");
-        std::fs::create_dir_all(ws.join("skills/s1")).unwrap();
-        std::fs::write(ws.join("skills/s1/stale"), "old").unwrap();
-        std::fs::create_dir_all(ws.join("skills/mine")).unwrap();
-        let mut c = cfg_from(&[("SHIP_WORKSPACE", ws.to_str().unwrap()), ("SHIP_SKILLS_DIR", skills.to_str().unwrap())]);
-        c.prepare_workspace().unwrap();
-        assert_eq!(install_skills(&c).unwrap(), 1);
-        assert_eq!(std::fs::read_to_string(ws.join("skills/s1/SKILL.md")).unwrap(), "new");
-        assert!(ws.join("skills/s1/sub/x").exists());
-        assert!(!ws.join("skills/s1/stale").exists());
-        assert!(ws.join("skills/mine").exists());
     }
 }

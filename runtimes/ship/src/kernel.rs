@@ -47,19 +47,20 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 use zeromq::SocketRecv;
 
-use crate::{AppState, error::ApiJson, error::AppError};
+use runtime_common::{
+    error::{ApiJson, AppError},
+    limits::{MAX_PYTHON_CODE, MAX_PYTHON_IMAGES, MAX_PYTHON_TEXT, TRUNCATED_MARKER},
+    text::strip_ansi,
+    token::TOKEN_ENV,
+};
+
+use crate::AppState;
 
 /// How long a kernel may take from spawn to answering kernel_info.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long an interrupted execution gets to unwind before the kernel is
 /// declared stuck and replaced.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
-/// Cap on the text collected from one execution (a `while True: print()`
-/// must not exhaust the server's memory).
-const MAX_TEXT_BYTES: usize = 8 * 1024 * 1024;
-/// Cap on the base64 image data collected from one execution.
-const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
-const TRUNCATED_MARKER: &str = "\n[output truncated]";
 /// Backpressure bound of the reader channels.
 const CHANNEL_DEPTH: usize = 1024;
 
@@ -242,7 +243,7 @@ impl Accumulator {
         if self.text_truncated {
             return;
         }
-        let room = MAX_TEXT_BYTES.saturating_sub(self.text.len());
+        let room = MAX_PYTHON_TEXT.saturating_sub(self.text.len());
         if s.len() <= room {
             self.text.push_str(s);
         } else {
@@ -258,7 +259,7 @@ impl Accumulator {
     fn push_image(&mut self, b64: &str) {
         // ipykernel's base64 may end in a newline; strict decoders choke on it.
         let clean: String = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-        if self.image_bytes + clean.len() > MAX_IMAGE_BYTES {
+        if self.image_bytes + clean.len() > MAX_PYTHON_IMAGES {
             self.text_truncated = true;
             return;
         }
@@ -355,43 +356,6 @@ impl Accumulator {
 fn format_error(ename: &str, evalue: &str, traceback: Vec<String>) -> String {
     let text = if traceback.is_empty() { format!("{ename}: {evalue}") } else { traceback.join("\n") };
     strip_ansi(&text)
-}
-
-/// Removes ANSI escape sequences (CSI `ESC [ … final`, OSC `ESC ] … BEL/ST`,
-/// and two-byte `ESC x`). The kernel runs with NoColor, but IPython and
-/// libraries still emit colour in places.
-pub fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\x1b' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('[') => {
-                // Parameters/intermediates until a final byte @..~.
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            Some(']') => {
-                while let Some(c) = chars.next() {
-                    if c == '\x07' {
-                        break;
-                    }
-                    if c == '\x1b' && chars.peek() == Some(&'\\') {
-                        chars.next();
-                        break;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 /// Owns the (single) kernel.
@@ -594,6 +558,7 @@ impl KernelManager {
             // No history sqlite (and no lock contention on it) in the workspace.
             .arg("--HistoryManager.hist_file=:memory:")
             .current_dir(&s.cwd)
+            .env_remove(TOKEN_ENV)
             .envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("MPLBACKEND", "module://matplotlib_inline.backend_inline")
             // IPython's profile dir is kernel state, not user data.
@@ -857,6 +822,12 @@ pub struct ExecRequest {
 /// that disconnects mid-cell does not leave the kernel in an unknown state:
 /// the cell still finishes (or is interrupted at its timeout).
 pub async fn exec_handler(State(state): State<AppState>, ApiJson(req): ApiJson<ExecRequest>) -> Result<Json<ExecResponse>, AppError> {
+    if req.code.len() > MAX_PYTHON_CODE {
+        return Err(AppError::too_large(format!(
+            "Code is too large ({} bytes > {MAX_PYTHON_CODE} bytes); write it to a file and run that",
+            req.code.len()
+        )));
+    }
     let timeout = req.timeout.clamp(1, 7 * 24 * 3600) as u64;
     let task = tokio::spawn(state.kernel.clone().execute(req.code, timeout, req.silent));
     match task.await {
@@ -895,15 +866,6 @@ mod tests {
 
     fn msg(msg_type: &str, parent: &str, content: Value) -> KMsg {
         KMsg { msg_type: msg_type.into(), parent_id: Some(parent.into()), content }
-    }
-
-    #[test]
-    fn ansi_is_stripped() {
-        assert_eq!(strip_ansi("\x1b[0;31mValueError\x1b[0m: x"), "ValueError: x");
-        assert_eq!(strip_ansi("a\x1b]0;title\x07b"), "ab");
-        assert_eq!(strip_ansi("a\x1b]8;;http://x\x1b\\b"), "ab");
-        assert_eq!(strip_ansi("plain ü"), "plain ü");
-        assert_eq!(strip_ansi("\x1b[1;32"), "");
     }
 
     #[test]
@@ -980,11 +942,24 @@ mod tests {
     #[test]
     fn text_is_capped() {
         let mut a = Accumulator::default();
-        let big = "é".repeat(MAX_TEXT_BYTES); // 2 bytes each: overflows
+        let big = "é".repeat(MAX_PYTHON_TEXT); // 2 bytes each: overflows
         a.push_text(&big);
         a.push_text("more");
         let out = a.take_output();
-        assert!(out.text.len() <= MAX_TEXT_BYTES + TRUNCATED_MARKER.len());
+        assert!(out.text.len() <= MAX_PYTHON_TEXT + TRUNCATED_MARKER.len());
         assert!(out.text.ends_with("[output truncated]"));
+    }
+
+    #[test]
+    fn images_are_capped_per_execution() {
+        let mut a = Accumulator::default();
+        let ten_mib = "A".repeat(10 * 1024 * 1024);
+        a.push_image(&ten_mib);
+        a.push_image(&ten_mib); // 20 MiB in all: over the 16 MiB cap, dropped
+        a.push_image("iVBORw0K");
+        let out = a.take_output();
+        assert_eq!(out.images.len(), 2);
+        assert!(out.text.ends_with("[output truncated]"));
+        assert_eq!(MAX_PYTHON_IMAGES, 16 * 1024 * 1024);
     }
 }

@@ -3,78 +3,57 @@
 //! same HTTP API as Shipyard Neo's Ship so the two images are interchangeable.
 
 mod config;
-mod error;
 mod fs;
 mod kernel;
 mod meta;
-mod paths;
+mod quota;
 mod shell;
 
-use std::{
-    net::SocketAddr,
-    process::ExitCode,
-    sync::{
-        Arc,
-        atomic::{AtomicI32, Ordering},
-    },
-    time::Duration,
-};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, Request},
+    extract::DefaultBodyLimit,
     http::StatusCode,
-    middleware::{self, Next},
-    response::Response,
+    middleware,
     routing::{delete, get, post},
 };
-use tracing::{error, info, warn};
-use tracing_subscriber::EnvFilter;
+use runtime_common::{
+    beneath::Workspace,
+    error::AppError,
+    limits::MAX_JSON_BODY,
+    server::{self, log_request},
+    token::{RuntimeToken, require_token},
+};
+use tracing::{info, warn};
 
-use crate::{config::Config, error::AppError, kernel::KernelManager, shell::ShellManager};
+use crate::{config::Config, kernel::KernelManager, quota::Quota, shell::ShellManager};
 
 /// Shared handler state.
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     pub cfg: Arc<Config>,
+    /// The workspace, held open: every filesystem operation goes through it.
+    pub ws: Arc<Workspace>,
+    pub quota: Arc<Quota>,
     pub kernel: Arc<KernelManager>,
     pub shell: Arc<ShellManager>,
 }
-
-/// JSON bodies (write_file content) may be large; uploads have no limit.
-const JSON_BODY_LIMIT: usize = 256 * 1024 * 1024;
 /// After SIGTERM, how long in-flight requests get before the process exits
 /// anyway (`docker stop` waits 10 s before SIGKILL).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,zeromq=warn"))).init();
-
-    // Must happen before any thread exists (fork in a multi-threaded
-    // process is unsafe), i.e. before the tokio runtime is built.
-    pid1::supervise_if_pid1();
-
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            error!(error = %e, "ship failed");
-            ExitCode::FAILURE
-        }
-    }
+    server::run("ship", "info,zeromq=warn", serve)
 }
 
-async fn serve() -> anyhow::Result<()> {
+async fn serve(token: RuntimeToken) -> anyhow::Result<()> {
     let mut cfg = Config::from_env();
     cfg.prepare_workspace()?;
-    startup_chores(&mut cfg);
+    let ws = Arc::new(Workspace::open(&cfg.workspace)?);
+    startup_chores(&mut cfg, &ws);
     let cfg = Arc::new(cfg);
+    let quota = Arc::new(Quota::new(ws.clone(), cfg.cargo_limit));
 
     let kernel = Arc::new(KernelManager::new(kernel::KernelSettings {
         python: cfg.python.clone(),
@@ -82,38 +61,23 @@ async fn serve() -> anyhow::Result<()> {
         workspace_display: cfg.workspace.to_string_lossy().into_owned(),
         env: cfg.child_env(),
     }));
-    let shell = Arc::new(ShellManager::new(cfg.clone()));
-    let state = AppState { cfg: cfg.clone(), kernel: kernel.clone(), shell: shell.clone() };
+    let shell = Arc::new(ShellManager::new(cfg.clone(), ws.clone()));
+    let state = AppState { cfg: cfg.clone(), ws, quota, kernel: kernel.clone(), shell: shell.clone() };
 
-    let addr: SocketAddr = format!("{}:{}", cfg.host, cfg.port).parse().or_else(|_| format!("[{}]:{}", cfg.host, cfg.port).parse())?;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    info!(%addr, workspace = %cfg.workspace_canon.display(), version = meta::VERSION, "ship listening");
+    let (listener, addr) = server::bind(&cfg.host, cfg.port).await?;
+    info!(%addr, workspace = %cfg.workspace_canon.display(), version = meta::VERSION,
+        token = token.is_enabled(), cargo_limit = ?cfg.cargo_limit, "ship listening");
 
     // Pre-warm: the first /ipython/exec should not pay for the kernel start.
     tokio::spawn(kernel.clone().ensure_started());
 
-    // Cancelled on SIGTERM/SIGINT/SIGHUP (a token, unlike Notify, cannot
-    // miss a signal that arrives before anyone waits).
-    let stop = tokio_util::sync::CancellationToken::new();
-    let stop_for_signal = stop.clone();
     let (k2, s2) = (kernel.clone(), shell.clone());
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        info!("shutdown requested; stopping kernel and commands");
+    server::serve_until_signal(listener, router(state, token), SHUTDOWN_GRACE, move || {
         // Killing them first makes in-flight requests return right away.
         k2.kill_now();
         s2.kill_all();
-        stop_for_signal.cancel();
-    });
-
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(stop.clone().cancelled_owned());
-    tokio::select! {
-        r = server => r?,
-        _ = async {
-            stop.cancelled().await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } => warn!("in-flight requests did not finish in time; exiting anyway"),
-    }
+    })
+    .await?;
     kernel.kill_now();
     shell.kill_all();
     info!("ship stopped");
@@ -122,11 +86,11 @@ async fn serve() -> anyhow::Result<()> {
 
 /// Profile env file, built-in skills and matplotlib config; failures are
 /// logged, not fatal (the API is still useful without them).
-fn startup_chores(cfg: &mut Config) {
-    if let Err(e) = config::write_env_file(cfg) {
+fn startup_chores(cfg: &mut Config, ws: &Workspace) {
+    if let Err(e) = config::write_env_file(cfg, ws) {
         warn!(error = %e, "cannot write the profile env file");
     }
-    match config::install_skills(cfg) {
+    match runtime_common::skills::install_skills(&cfg.skills_dir, ws) {
         Ok(n) if n > 0 => info!(count = n, "built-in skills installed"),
         Ok(_) => {}
         Err(e) => warn!(error = %e, "cannot install built-in skills"),
@@ -137,21 +101,7 @@ fn startup_chores(cfg: &mut Config) {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
-    else {
-        error!("cannot install signal handlers");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-        _ = hup.recv() => {},
-    }
-}
-
-fn router(state: AppState) -> Router {
+fn router(state: AppState, token: RuntimeToken) -> Router {
     Router::new()
         .route("/", get(meta::root))
         .route("/health", get(meta::health))
@@ -173,92 +123,258 @@ fn router(state: AppState) -> Router {
         .route("/fs/download", get(fs::download))
         .fallback(|| async { AppError::not_found("Not Found") })
         .method_not_allowed_fallback(|| async { AppError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed") })
-        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        // Before any extractor runs: an unauthenticated body is never read.
+        .layer(middleware::from_fn_with_state(token, require_token))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
 
-/// One debug line per request (RUST_LOG=ship=debug), warn for 5xx.
-async fn log_request(req: Request, next: Next) -> Response {
-    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-    let t = std::time::Instant::now();
-    let resp = next.run(req).await;
-    let ms = t.elapsed().as_secs_f64() * 1000.0;
-    if resp.status().is_server_error() {
-        warn!(%method, %path, status = resp.status().as_u16(), ms, "request failed");
-    } else {
-        tracing::debug!(%method, %path, status = resp.status().as_u16(), ms, "request");
-    }
-    resp
-}
-
-/// PID 1 duty. In a container the server is PID 1, which (a) receives no
-/// default-action signals, so SIGTERM would be ignored without a handler,
-/// and (b) inherits every orphan: processes started in the background by
-/// shell commands are reparented to it and must be reaped or they stay
-/// zombies. A tiny supervisor keeps these concerns out of the server.
-mod pid1 {
+#[cfg(test)]
+mod tests {
     use super::*;
+    use axum::body::Body;
+    use runtime_common::limits::{MAX_PYTHON_CODE, MAX_SHELL_COMMAND, MAX_TEXT_FILE};
+    use serde_json::{Value, json};
+    use std::path::Path;
+    use tower::ServiceExt;
 
-    static CHILD: AtomicI32 = AtomicI32::new(0);
-
-    extern "C" fn forward(sig: libc::c_int) {
-        let child = CHILD.load(Ordering::SeqCst);
-        if child > 0 {
-            // SAFETY: kill is async-signal-safe.
-            unsafe {
-                libc::kill(child, sig);
+    /// The real router and state on a temp workspace (the kernel is not
+    /// started until a cell runs).
+    fn app(dir: &Path, vars: &[(&str, &str)], token: RuntimeToken) -> Router {
+        let ws_path = dir.to_string_lossy().into_owned();
+        let mut cfg = Config::from_lookup(|k| {
+            if k == "SHIP_WORKSPACE" {
+                return Some(ws_path.clone());
             }
-        }
+            vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        });
+        cfg.prepare_workspace().unwrap();
+        let ws = Arc::new(Workspace::open(&cfg.workspace).unwrap());
+        let cfg = Arc::new(cfg);
+        let kernel = Arc::new(KernelManager::new(kernel::KernelSettings {
+            python: cfg.python.clone(),
+            cwd: cfg.workspace_canon.clone(),
+            workspace_display: ws_path.clone(),
+            env: Vec::new(),
+        }));
+        let state = AppState {
+            quota: Arc::new(Quota::new(ws.clone(), cfg.cargo_limit)),
+            shell: Arc::new(ShellManager::new(cfg.clone(), ws.clone())),
+            cfg,
+            ws,
+            kernel,
+        };
+        router(state, token)
     }
 
-    /// Returns immediately unless this process is PID 1. As PID 1 it forks:
-    /// the child returns and runs the server; the parent never returns.
-    pub fn supervise_if_pid1() {
-        // SAFETY: plain syscalls; no threads exist yet.
-        unsafe {
-            if libc::getpid() != 1 {
-                return;
+    async fn send(app: &Router, req: axum::http::Request<Body>) -> (u16, Value) {
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    async fn post(app: &Router, uri: &str, body: Value) -> (u16, Value) {
+        let req = axum::http::Request::post(uri).header("content-type", "application/json").body(Body::from(body.to_string())).unwrap();
+        send(app, req).await
+    }
+
+    async fn upload(app: &Router, path: &str, data: &[u8]) -> (u16, Value) {
+        let b = "ship-test-boundary";
+        let mut body = format!(
+            "--{b}\r\nContent-Disposition: form-data; name=\"file_path\"\r\n\r\n{path}\r\n\
+             --{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(data);
+        body.extend_from_slice(format!("\r\n--{b}--\r\n").as_bytes());
+        let req = axum::http::Request::post("/fs/upload")
+            .header("content-type", format!("multipart/form-data; boundary={b}"))
+            .body(Body::from(body))
+            .unwrap();
+        send(app, req).await
+    }
+
+    #[tokio::test]
+    async fn token_guards_the_api() {
+        let d = tempfile::tempdir().unwrap();
+        let a = app(d.path(), &[], RuntimeToken::new(Some("t0k")));
+        let list = |token: Option<&'static str>| {
+            let mut r = axum::http::Request::post("/fs/list_dir").header("content-type", "application/json");
+            if let Some(t) = token {
+                r = r.header("x-bay-token", t);
             }
-            let child = libc::fork();
-            if child < 0 {
-                error!("fork failed; running without a PID 1 supervisor");
-                return;
-            }
-            if child == 0 {
-                return;
-            }
-            CHILD.store(child, Ordering::SeqCst);
-            for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-                let mut sa: libc::sigaction = std::mem::zeroed();
-                sa.sa_sigaction = forward as *const () as libc::sighandler_t;
-                sa.sa_flags = libc::SA_RESTART;
-                libc::sigemptyset(&mut sa.sa_mask);
-                libc::sigaction(sig, &sa, std::ptr::null_mut());
-            }
-            loop {
-                let mut status: libc::c_int = 0;
-                let pid = libc::waitpid(-1, &mut status, 0);
-                if pid == child {
-                    let code = if libc::WIFEXITED(status) {
-                        libc::WEXITSTATUS(status)
-                    } else if libc::WIFSIGNALED(status) {
-                        128 + libc::WTERMSIG(status)
-                    } else {
-                        1
-                    };
-                    std::process::exit(code);
-                }
-                if pid < 0 {
-                    let err = std::io::Error::last_os_error();
-                    if err.raw_os_error() == Some(libc::EINTR) {
-                        continue;
-                    }
-                    // ECHILD: the server is gone without us noticing.
-                    std::process::exit(1);
-                }
-                // Any other pid: a reaped orphan.
-            }
+            r.body(Body::from("{}")).unwrap()
+        };
+        assert_eq!(send(&a, list(None)).await, (401, json!({"detail": "Missing or invalid X-Bay-Token header"})));
+        assert_eq!(send(&a, list(Some("t0"))).await.0, 401);
+        assert_eq!(send(&a, list(Some("t0k"))).await.0, 200);
+        let health = axum::http::Request::get("/health").body(Body::empty()).unwrap();
+        assert_eq!(send(&a, health).await.0, 200);
+        // Unset: as before.
+        let a = app(d.path(), &[], RuntimeToken::default());
+        assert_eq!(send(&a, list(None)).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn cargo_limit_refuses_api_writes() {
+        let d = tempfile::tempdir().unwrap();
+        let a = app(d.path(), &[("BAY_CARGO_LIMIT_BYTES", "1000")], RuntimeToken::default());
+        let write = |p: &str, n: usize| json!({"path": p, "content": "x".repeat(n)});
+        assert_eq!(post(&a, "/fs/write_file", write("a.txt", 600)).await.0, 200);
+        assert_eq!(
+            post(&a, "/fs/write_file", write("b.txt", 500)).await,
+            (413, json!({"detail": "Cargo size limit exceeded: 600 + 500 > 1000 bytes"}))
+        );
+        assert!(!d.path().join("b.txt").exists());
+        // Replacing a.txt: its old 600 bytes do not count.
+        assert_eq!(post(&a, "/fs/write_file", write("a.txt", 900)).await.0, 200);
+        // Appending does count them.
+        let mut app100 = write("a.txt", 101);
+        app100["mode"] = json!("a");
+        assert_eq!(post(&a, "/fs/write_file", app100).await.0, 413);
+        let (s, v) = post(&a, "/fs/edit_file", json!({"path": "a.txt", "old_string": "x", "new_string": "yy", "replace_all": true})).await;
+        assert_eq!((s, v["detail"].as_str()), (413, Some("Cargo size limit exceeded: 0 + 1800 > 1000 bytes")));
+        assert_eq!(std::fs::read_to_string(d.path().join("a.txt")).unwrap(), "x".repeat(900));
+        let (s, _) = post(&a, "/fs/create_file", json!({"path": "c.txt", "content": "x".repeat(101)})).await;
+        assert_eq!(s, 413);
+        assert!(!d.path().join("c.txt").exists());
+        // An upload is cut off once it crosses the limit, its part file gone.
+        let (s, v) = upload(&a, "up/big.bin", &[7u8; 5000]).await;
+        assert_eq!(s, 413, "{v}");
+        assert!(v["detail"].as_str().unwrap().starts_with("Cargo size limit exceeded: 900 + "));
+        assert!(!d.path().join("up/big.bin").exists());
+        let leftovers: Vec<_> = std::fs::read_dir(d.path().join("up")).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        let (s, v) = upload(&a, "up/small.bin", &[7u8; 100]).await;
+        assert_eq!((s, v["size"].as_u64()), (200, Some(100)));
+        // User code is not held to the limit (documented in quota.rs).
+        let (s, v) = post(&a, "/shell/exec", json!({"command": "head -c 5000 /dev/zero > big"})).await;
+        assert_eq!((s, v["success"].as_bool()), (200, Some(true)));
+    }
+
+    /// The filesystem API end to end, with the path contract: links inside
+    /// the workspace work, links out of it are 403 (listings skip them), a
+    /// deleted link leaves its target alone.
+    #[tokio::test]
+    async fn filesystem_api_keeps_its_contract() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (d, outside) = (tmp.path().join("ws"), tmp.path().join("etc"));
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("passwd"), "SECRET").unwrap();
+        let a = app(&d, &[], RuntimeToken::default());
+        let canon = d.canonicalize().unwrap();
+        let w = json!({"path": "dir/sub/a.txt", "content": "one\r\ntwo\n"});
+        let (s, v) = post(&a, "/fs/write_file", w).await;
+        assert_eq!((s, v["path"].as_str()), (200, canon.join("dir/sub/a.txt").to_str()));
+        std::os::unix::fs::symlink("dir/sub", canon.join("alias")).unwrap();
+        std::os::unix::fs::symlink(&outside, canon.join("out")).unwrap();
+        let (s, v) = post(&a, "/fs/read_file", json!({"path": "alias/a.txt"})).await;
+        assert_eq!((s, v["content"].as_str()), (200, Some("one\ntwo\n")));
+        assert_eq!(v["path"].as_str(), canon.join("dir/sub/a.txt").to_str());
+        for (uri, body) in [
+            ("/fs/read_file", json!({"path": "out/passwd"})),
+            ("/fs/write_file", json!({"path": "out/new", "content": "x"})),
+            ("/fs/list_dir", json!({"path": "out"})),
+            ("/fs/read_file", json!({"path": "/etc/passwd"})),
+            ("/fs/read_file", json!({"path": "../etc/passwd"})),
+        ] {
+            let (s, v) = post(&a, uri, body.clone()).await;
+            assert_eq!(s, 403, "{uri} {body}: {v}");
         }
+        let (s, v) = post(&a, "/fs/edit_file", json!({"path": "alias/a.txt", "old_string": "two", "new_string": "2"})).await;
+        assert_eq!((s, v["replacements"].as_u64()), (200, Some(1)));
+        let (s, v) = post(&a, "/fs/list_dir", json!({"path": "."})).await;
+        assert_eq!(s, 200);
+        let names: Vec<_> = v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["name"].as_str().unwrap().to_string(), f["path"].as_str().unwrap().to_string()))
+            .collect();
+        let sub = canon.join("dir/sub").to_string_lossy().into_owned();
+        assert_eq!(names, [("alias".to_string(), sub), ("dir".to_string(), canon.join("dir").to_string_lossy().into_owned())]);
+        let (s, _) = post(&a, "/fs/create_file", json!({"path": "dir/c.sh", "mode": 0o755})).await;
+        assert_eq!(s, 200);
+        let mode = std::fs::metadata(canon.join("dir/c.sh")).unwrap().permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o755);
+        assert_eq!(post(&a, "/fs/create_file", json!({"path": "dir/c.sh"})).await.0, 400);
+        let (s, v) = upload(&a, "alias/up.bin", b"\x00\x01bytes").await;
+        assert_eq!((s, v["file_path"].as_str()), (200, canon.join("dir/sub/up.bin").to_str()));
+        let get = axum::http::Request::get("/fs/download?file_path=alias/up.bin").body(Body::empty()).unwrap();
+        let resp = a.clone().oneshot(get).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+        assert_eq!(&body[..], b"\x00\x01bytes");
+        let get = axum::http::Request::get("/fs/download?file_path=out/passwd").body(Body::empty()).unwrap();
+        assert_eq!(send(&a, get).await.0, 403);
+        // Deleting links removes the links only.
+        assert_eq!(post(&a, "/fs/delete_file", json!({"path": "out"})).await.0, 200);
+        assert_eq!(post(&a, "/fs/delete_file", json!({"path": "alias"})).await.0, 200);
+        assert!(outside.join("passwd").exists() && canon.join("dir/sub/a.txt").exists());
+        let (s, v) = post(&a, "/fs/delete_file", json!({"path": "dir"})).await;
+        assert_eq!((s, v["message"].as_str()), (200, Some("Directory deleted: dir")));
+        assert_eq!(post(&a, "/fs/delete_file", json!({"path": "dir"})).await.0, 404);
+        assert_eq!(post(&a, "/fs/delete_file", json!({"path": "."})).await.0, 400);
+        assert_eq!(post(&a, "/fs/read_file", json!({"path": "nope"})).await.0, 404);
+    }
+
+    #[tokio::test]
+    async fn text_reads_up_to_64_mib() {
+        let d = tempfile::tempdir().unwrap();
+        let a = app(d.path(), &[], RuntimeToken::default());
+        // Plain letters: a file of NULs would be six times as much JSON.
+        let mut f = std::fs::File::create(d.path().join("big.txt")).unwrap();
+        std::io::Write::write_all(&mut f, &vec![b'a'; MAX_TEXT_FILE as usize]).unwrap();
+        let (s, v) = post(&a, "/fs/read_file", json!({"path": "big.txt"})).await;
+        assert_eq!(s, 200);
+        assert_eq!(v["size"].as_u64(), Some(MAX_TEXT_FILE));
+        assert_eq!(v["content"].as_str().map(str::len), Some(MAX_TEXT_FILE as usize));
+        std::io::Write::write_all(&mut f, b"a").unwrap();
+        let (s, v) = post(&a, "/fs/read_file", json!({"path": "big.txt"})).await;
+        assert_eq!((s, v["detail"].as_str()), (413, Some("File is too large to read as text (67108865 bytes > 67108864 bytes); use /fs/download")));
+    }
+
+    #[tokio::test]
+    async fn oversized_code_and_commands_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let a = app(d.path(), &[], RuntimeToken::default());
+        let (s, v) = post(&a, "/ipython/exec", json!({"code": "#".repeat(MAX_PYTHON_CODE + 1)})).await;
+        assert_eq!(s, 413, "{v}");
+        let (s, _) = post(&a, "/shell/exec", json!({"command": "#".repeat(MAX_SHELL_COMMAND + 1)})).await;
+        assert_eq!(s, 413);
+        // Exactly at the limit it runs.
+        let cmd = format!("#{}\necho ok", "x".repeat(MAX_SHELL_COMMAND - 9));
+        assert_eq!(cmd.len(), MAX_SHELL_COMMAND);
+        let (s, v) = post(&a, "/shell/exec", json!({"command": cmd})).await;
+        assert_eq!((s, v["stdout"].as_str()), (200, Some("ok")));
+    }
+
+    /// A 4 MiB cell runs in a real kernel. Needs a Python with ipykernel
+    /// (`SHIP_TEST_PYTHON`, else `python3`); skipped without one.
+    #[tokio::test]
+    async fn python_cells_up_to_4_mib_run() {
+        let python = std::env::var("SHIP_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let has_kernel = std::process::Command::new(&python).args(["-c", "import ipykernel"]).output().is_ok_and(|o| o.status.success());
+        if !has_kernel {
+            eprintln!("skipped: {python} has no ipykernel (set SHIP_TEST_PYTHON)");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let a = app(d.path(), &[("SHIP_PYTHON", &python)], RuntimeToken::default());
+        let head = "s = '";
+        let tail = "'\nprint(len(s))";
+        let code = format!("{head}{}{tail}", "a".repeat(MAX_PYTHON_CODE - head.len() - tail.len()));
+        assert_eq!(code.len(), MAX_PYTHON_CODE);
+        let (s, v) = post(&a, "/ipython/exec", json!({"code": code, "timeout": 120})).await;
+        assert_eq!(s, 200);
+        assert_eq!(v["success"], json!(true), "{}", v["error"]);
+        let n = MAX_PYTHON_CODE - head.len() - tail.len();
+        assert_eq!(v["output"]["text"], json!(n.to_string()));
+        // And the kernel does not see the runtime token.
+        let (_, v) = post(&a, "/ipython/exec", json!({"code": "import os; print(os.environ.get('BAY_RUNTIME_TOKEN', 'unset'))"})).await;
+        assert_eq!(v["output"]["text"], json!("unset"));
     }
 }

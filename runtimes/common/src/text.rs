@@ -1,5 +1,6 @@
 //! Text helpers: splitting a command line like Python's `shlex.split` (what
-//! Shipyard's Gull does) and removing ANSI escape sequences from output.
+//! Shipyard does for Gull commands and for Ship's `shell: false`), and removing
+//! ANSI escape sequences from output.
 
 /// Splits `s` into words exactly like Python's `shlex.split(s)` (POSIX mode,
 /// no comments): whitespace separates words; single quotes keep everything
@@ -70,7 +71,8 @@ pub fn split_command(s: &str) -> Result<Vec<String>, String> {
 /// Removes ANSI/VT escape sequences: CSI (`ESC [ … final`, also the 8-bit
 /// `U+009B`), OSC/DCS/SOS/PM/APC strings (ended by BEL or `ESC \`), and
 /// two-character escapes. agent-browser prints colours unless `NO_COLOR` is
-/// set; Gull sets it and strips anyway, so clients always get plain text.
+/// set; Gull sets it and strips anyway, so clients always get plain text
+/// (Ship strips kernel tracebacks the same way).
 pub fn strip_ansi(s: &str) -> String {
     if !s.contains(['\u{1b}', '\u{9b}']) {
         return s.to_string();

@@ -1,7 +1,7 @@
-//! The one error type every handler returns.
+//! The one error type every handler of Ship and Gull returns.
 //!
-//! Shipyard's Ship is a FastAPI app, so clients (Bay's ShipAdapter, the SDK)
-//! expect FastAPI's error shape: an HTTP status plus a JSON body
+//! Shipyard's Ship and Gull are FastAPI apps, so clients (Bay's adapters,
+//! the SDK) expect FastAPI's error shape: an HTTP status plus a JSON body
 //! `{"detail": "..."}`. axum's own extractor rejections are plain text, so
 //! they are converted here as well.
 
@@ -19,7 +19,7 @@ use axum::{
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::paths::PathError;
+use crate::beneath::PathError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppError {
@@ -42,6 +42,9 @@ impl AppError {
     }
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, detail)
+    }
+    pub fn too_large(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, detail)
     }
 }
 
