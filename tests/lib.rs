@@ -97,6 +97,10 @@ pub fn remove_leftovers() {
     if !vols.is_empty() {
         let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&vols).output();
     }
+    let nets = ours(&["network", "ls"], "{{.Name}} {{.Label \"bay.instance_id\"}}");
+    if !nets.is_empty() {
+        let _ = Command::new("docker").args(["network", "rm"]).args(&nets).output();
+    }
 }
 
 fn start(name: &str, key: &str, anonymous: bool) -> TestBay {
@@ -393,5 +397,9 @@ pub fn remove_instance(instance_id: &str) {
     let vols = list(&["volume", "ls", "-q"]);
     if !vols.is_empty() {
         let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&vols).output();
+    }
+    let nets = list(&["network", "ls", "-q"]);
+    if !nets.is_empty() {
+        let _ = Command::new("docker").args(["network", "rm"]).args(&nets).output();
     }
 }

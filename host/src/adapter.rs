@@ -312,3 +312,27 @@ pub trait RuntimeAdapter: Send + Sync {
     async fn meta(&self, link: &RuntimeLink) -> Result<RuntimeMeta, AdapterError>;
     async fn invoke(&self, link: &RuntimeLink, call: CapabilityCall) -> Result<CapabilityOutcome, AdapterError>;
 }
+
+/// Where the lifecycle finds the adapter serving a runtime type: the plugin
+/// host (`crate::plugins::PluginHost`), or a scripted fake in unit tests.
+pub trait Adapters: Send + Sync {
+    fn adapter(&self, runtime_type: &str) -> Option<Arc<dyn RuntimeAdapter>>;
+    /// Runtime types with an adapter, for error messages.
+    fn runtime_types(&self) -> Vec<String>;
+    /// What was loaded, for `GET /v1/admin/plugins`.
+    fn records(&self) -> Vec<crate::plugins::PluginRecord> {
+        vec![]
+    }
+}
+
+impl Adapters for crate::plugins::PluginHost {
+    fn adapter(&self, runtime_type: &str) -> Option<Arc<dyn RuntimeAdapter>> {
+        crate::plugins::PluginHost::adapter(self, runtime_type)
+    }
+    fn runtime_types(&self) -> Vec<String> {
+        crate::plugins::PluginHost::runtime_types(self)
+    }
+    fn records(&self) -> Vec<crate::plugins::PluginRecord> {
+        crate::plugins::PluginHost::records(self)
+    }
+}

@@ -7,6 +7,7 @@ mod api;
 mod browser;
 mod errors;
 mod files;
+mod isolation;
 mod lifecycle;
 mod lite;
 mod multi;

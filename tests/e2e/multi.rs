@@ -15,11 +15,12 @@ async fn containers_share_a_network_and_the_cargo() {
     let id = s["id"].as_str().unwrap().to_owned();
     assert_eq!(s["capabilities"], json!(["filesystem", "python", "shell"]));
     c.shell(&id, "echo from-ship > shared.txt").await;
-    // The sibling is reachable by its name, and sees the same workspace.
+    // The sibling is reachable by its name; its API, like every runtime's,
+    // needs the session secret, which code in the sandbox does not have.
     let r = c.shell(&id, "curl -s http://worker:8123/health").await;
     assert!(r["output"].as_str().unwrap().contains("healthy"), "{r}");
-    let r = c.shell(&id, r#"curl -s -X POST http://worker:8123/fs/read_file -H 'content-type: application/json' -d '{"path":"shared.txt"}'"#).await;
-    assert!(r["output"].as_str().unwrap().contains("from-ship"), "{r}");
+    let r = c.shell(&id, r#"curl -s -o /dev/null -w '%{http_code}' -X POST http://worker:8123/fs/read_file -H 'content-type: application/json' -d '{"path":"shared.txt"}'"#).await;
+    assert_eq!(r["output"], "401", "{r}");
 
     let (_, g) = c.get(&format!("/v1/sandboxes/{id}")).await;
     let containers = g["containers"].as_array().unwrap();
@@ -36,6 +37,10 @@ async fn containers_share_a_network_and_the_cargo() {
     assert_eq!(names, [format!("/bay-{session}-ship"), format!("/bay-{session}-worker")]);
     let network = format!("bay_net_{session}");
     assert!(network_exists(&network));
+    // Both mount the sandbox's cargo: the worker sees what Ship wrote.
+    let worker = ids.iter().find(|c| docker::inspect(c, "{{.Name}}").ends_with("-worker")).unwrap();
+    let out = std::process::Command::new("docker").args(["exec", worker, "cat", "/workspace/shared.txt"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from-ship");
 
     // Stop removes both and the network; the next call starts both again.
     c.post(&format!("/v1/sandboxes/{id}/stop"), json!(null)).await;

@@ -5,10 +5,14 @@
 use bay_tests::{docker, strict};
 use serde_json::{Value, json};
 
-async fn endpoint(id: &str) -> String {
+/// The runtime's published port and the session secret it requires.
+async fn endpoint(id: &str) -> (String, String) {
     let container = docker::containers_with("bay.sandbox_id", id).remove(0);
     let out = std::process::Command::new("docker").args(["port", &container, "8123/tcp"]).output().unwrap();
-    format!("http://{}", String::from_utf8_lossy(&out.stdout).lines().next().unwrap().trim())
+    let url = format!("http://{}", String::from_utf8_lossy(&out.stdout).lines().next().unwrap().trim());
+    let env = docker::inspect(&container, "{{range .Config.Env}}{{println .}}{{end}}");
+    let token = env.lines().find_map(|l| l.strip_prefix("BAY_RUNTIME_TOKEN=")).expect("the session secret").to_owned();
+    (url, token)
 }
 
 #[tokio::test]
@@ -16,8 +20,14 @@ async fn ship_parity_endpoints() {
     let c = strict().client();
     let id = c.create_sandbox().await;
     c.python(&id, "y = 5", 30).await;
-    let ship = endpoint(&id).await;
-    let http = reqwest::Client::new();
+    let (ship, token) = endpoint(&id).await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-bay-token", token.parse().unwrap());
+    // Without the secret, the runtime refuses everything but its health.
+    let bare = reqwest::Client::new();
+    assert_eq!(bare.get(format!("{ship}/meta")).send().await.unwrap().status(), 401);
+    assert_eq!(bare.get(format!("{ship}/health")).send().await.unwrap().status(), 200);
+    let http = reqwest::Client::builder().default_headers(headers).build().unwrap();
     let post = |path: &str, body: Value| {
         let (http, url) = (http.clone(), format!("{ship}{path}"));
         async move {

@@ -12,6 +12,8 @@
 
 pub(crate) mod docker;
 pub(crate) mod kubernetes;
+#[cfg(test)]
+pub(crate) mod memory;
 pub(crate) mod plugin;
 
 use async_trait::async_trait;

@@ -5,6 +5,10 @@ mod locks;
 mod reconcile;
 mod recovery;
 pub mod session;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
 pub mod warm_pool;
 
 use std::collections::HashMap;
@@ -23,7 +27,6 @@ use crate::db::sessions::SessionState;
 use crate::driver::Driver;
 use crate::error::{BayError, BayResult, ErrorCode};
 use crate::ids::{self, Micros, format_opt_ts, format_ts, now_micros};
-use crate::plugins::PluginHost;
 
 pub use locks::SandboxLocks;
 pub use session::{ActiveContainer, ActiveSession};
@@ -105,7 +108,7 @@ pub struct SandboxManager {
     pub(crate) config: Arc<Config>,
     pub(crate) db: Db,
     pub(crate) driver: Arc<dyn Driver>,
-    pub(crate) plugins: Arc<PluginHost>,
+    pub(crate) plugins: Arc<dyn crate::adapter::Adapters>,
     pub(crate) instance_id: String,
     profiles: Vec<ProfileConfig>,
     profile_index: HashMap<String, usize>,
@@ -124,7 +127,7 @@ impl SandboxManager {
         config: Arc<Config>,
         db: Db,
         driver: Arc<dyn Driver>,
-        plugins: Arc<PluginHost>,
+        plugins: Arc<dyn crate::adapter::Adapters>,
         cluster: Arc<crate::cluster::Cluster>,
     ) -> SandboxManager {
         let profiles = config.effective_profiles();

@@ -138,7 +138,7 @@ impl SandboxManager {
     }
 
     /// Starts a sandbox's session in the background; a warm sandbox becomes available.
-    async fn warm_up(&self, sandbox_id: &str) {
+    pub(crate) async fn warm_up(&self, sandbox_id: &str) {
         let Ok(Some(sandbox)) = self.db.sandbox(sandbox_id).await else {
             return;
         };
