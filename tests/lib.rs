@@ -336,6 +336,8 @@ impl BayProcess {
         let child = Command::new(bay_binary())
             .args(["serve", "--config"])
             .arg(&config)
+            // Relative paths in the config (SQLite URLs) are the data dir's.
+            .current_dir(dir)
             .env("BAY_DATA_DIR", dir)
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().unwrap())

@@ -5,6 +5,7 @@
 
 mod api;
 mod browser;
+mod builtin;
 mod errors;
 mod files;
 mod isolation;
