@@ -139,3 +139,37 @@ async fn paths_outside_the_workspace_are_refused() {
     assert_eq!(status, 422);
     c.delete_sandbox(&id).await;
 }
+
+/// Limits hold end to end (docs/security.md): a 15 MB write and a 40 MB read
+/// through the JSON API succeed — the content streams through Bay and never
+/// enters plugin memory — and reads over the read limit get a 413 envelope.
+#[tokio::test]
+async fn large_text_files_through_the_json_api() {
+    let c = strict().client();
+    let id = c.create_sandbox().await;
+    let files = format!("/v1/sandboxes/{id}/filesystem/files");
+    let line = "0123456789 abcdefghijklmnopqrstuvwxyz \"quoted\" é\n";
+    let content = line.repeat(15_000_000 / line.len());
+    let (status, r) = c.json(Method::PUT, &files, Some(serde_json::json!({"path": "big/w.txt", "content": content}))).await;
+    assert_eq!(status, 200, "{r}");
+    let r = c.shell(&id, "wc -c < big/w.txt").await;
+    assert_eq!(r["output"].as_str().unwrap().trim(), content.len().to_string());
+    let (status, r) = c.get(&format!("{files}?path=big/w.txt")).await;
+    assert_eq!(status, 200);
+    assert_eq!(r["content"].as_str().unwrap(), content);
+
+    // 40 MB written by code in the sandbox, read through the API.
+    c.shell(&id, "python3 -c \"open('big/r.txt','w', newline='').write(('y' * 99 + '\\r\\n') * 400000)\"").await;
+    let (status, r) = c.get(&format!("{files}?path=big/r.txt")).await;
+    assert_eq!(status, 200);
+    let text = r["content"].as_str().unwrap();
+    assert_eq!(text.len(), 100 * 400_000, "CRLF read as LF, as Ship's read_file does");
+    assert!(text.starts_with(&format!("{}\n", "y".repeat(99))));
+
+    // Over the read limit (64 MiB): a 413 envelope pointing at the download endpoint.
+    c.shell(&id, "head -c 70000000 /dev/zero | tr '\\0' 'z' > big/huge.txt").await;
+    let (status, r) = c.get(&format!("{files}?path=big/huge.txt")).await;
+    assert_eq!(status, 413, "{r}");
+    assert_eq!(r["error"]["code"], "payload_too_large");
+    c.delete_sandbox(&id).await;
+}

@@ -64,3 +64,19 @@ async fn profile_env_and_built_in_skills_reach_the_runtime() {
     assert!(out.ends_with("shipyard"), "{out}");
     c.delete_sandbox(&id).await;
 }
+
+/// What users' code of Shipyard Neo's image calls exists in ours too.
+#[tokio::test]
+async fn the_image_has_python_venv_pip_node_and_npm() {
+    let c = strict().client();
+    let id = c.create_sandbox().await;
+    let r = c.shell(&id, "python --version && python3 -m pip --version >/dev/null && echo pip-ok").await;
+    assert_eq!(r["success"], true, "{r}");
+    assert!(r["output"].as_str().unwrap().starts_with("Python 3."), "{r}");
+    assert!(r["output"].as_str().unwrap().ends_with("pip-ok"), "{r}");
+    let r = c.shell(&id, "python3 -m venv /tmp/venv && /tmp/venv/bin/python -c 'import sys; print(sys.prefix)'").await;
+    assert_eq!(r["output"], "/tmp/venv", "{r}");
+    let r = c.shell(&id, "node -e 'console.log(6 * 7)' && npm --version >/dev/null && echo npm-ok").await;
+    assert_eq!(r["output"], "42\nnpm-ok", "{r}");
+    c.delete_sandbox(&id).await;
+}
