@@ -13,6 +13,7 @@ mod lifecycle;
 mod lite;
 mod multi;
 mod plugins;
+mod pull;
 mod python;
 mod recovery;
 mod replicas;

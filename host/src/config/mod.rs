@@ -444,8 +444,10 @@ impl Default for PluginsConfig {
 pub struct SessionsConfig {
     /// How long a starting runtime may take to answer `/health`.
     pub ready_timeout_seconds: u64,
-    /// Start a sandbox's session in the background right after create
-    /// (Shipyard Neo's warmup), so the first exec rarely waits.
+    /// Start a sandbox's session in the background right after create, so
+    /// the first exec rarely waits (per profile: `start_on_create`). Off by
+    /// default, as in Shipyard Neo, where a new sandbox is `idle` until its
+    /// first capability call; the warm pool is the fast path.
     pub warmup_on_create: bool,
     /// Session starts (containers up and runtimes ready) in progress at once;
     /// more wait their turn. 0: twice the CPUs. Starting runtimes is CPU
@@ -455,7 +457,7 @@ pub struct SessionsConfig {
 }
 impl Default for SessionsConfig {
     fn default() -> Self {
-        SessionsConfig { ready_timeout_seconds: 120, warmup_on_create: true, max_concurrent_starts: 0 }
+        SessionsConfig { ready_timeout_seconds: 120, warmup_on_create: false, max_concurrent_starts: 0 }
     }
 }
 

@@ -174,6 +174,11 @@ pub struct ProfileConfig {
     pub warmup_circuit_breaker_threshold: Option<u32>,
     #[serde(default)]
     pub browser: Option<String>,
+    /// Bay extension: start the session in the background right after
+    /// create (unset: `sessions.warmup_on_create`). Shipyard Neo starts it on
+    /// the first capability call, so a fresh sandbox reads `idle`.
+    #[serde(default)]
+    pub start_on_create: Option<bool>,
     /// Bay extension: container confinement (defaults: hardened).
     #[serde(default)]
     pub security: SecurityConfig,
@@ -197,6 +202,7 @@ impl ProfileConfig {
             proxy: None,
             containers: None,
             startup: StartupConfig::default(),
+            start_on_create: None,
             idle_timeout: 1800,
             warm_pool_size: 0,
             warm_rotate_ttl: 1800,

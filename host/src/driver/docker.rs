@@ -68,6 +68,38 @@ impl Transport for EngineHttp {
             Ok(Reply { status, body })
         }
     }
+
+    fn send_lines<'a>(&'a self, req: Request, line: &'a (dyn Fn(&[u8]) + Send + Sync)) -> impl Future<Output = Result<Reply, String>> + Send + 'a {
+        let builder = self.request(&req).timeout(Duration::from_secs(req.timeout_s.into()));
+        async move {
+            let resp = builder.send().await.map_err(|e| e.to_string())?;
+            let status = resp.status().as_u16();
+            let mut body = Vec::new();
+            let mut seen = 0;
+            let mut stream = resp.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                body.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+                while let Some(end) = body[seen..].iter().position(|b| *b == b'\n') {
+                    line(&body[seen..seen + end]);
+                    seen += end + 1;
+                }
+            }
+            Ok(Reply { status, body })
+        }
+    }
+}
+
+/// Logs an image pull's progress: at most a line every two seconds, and its outcome.
+fn pull_logger() -> bay_driver_kit::docker_api::Progress {
+    let last = std::sync::Mutex::new(std::time::Instant::now() - Duration::from_secs(10));
+    std::sync::Arc::new(move |text: &str| {
+        let mut last = last.lock().expect("pull log");
+        let done = text.contains("Status:") || text.contains("error");
+        if done || last.elapsed() >= Duration::from_secs(2) {
+            *last = std::time::Instant::now();
+            tracing::info!("{text}");
+        }
+    })
 }
 
 pub struct DockerDriver {
@@ -123,7 +155,7 @@ impl DockerDriver {
         };
         let settings = settings(config, pull, self_container)?;
         tracing::info!(endpoint = %config.socket, reach = ?settings.reach, subnets = ?config.session_subnet_pool, "Docker driver");
-        Ok(DockerDriver { api: DockerApi::new(http.clone(), settings), http })
+        Ok(DockerDriver { api: DockerApi::new(http.clone(), settings).with_progress(pull_logger()), http })
     }
 }
 

@@ -257,7 +257,7 @@ impl SandboxManager {
             return Err(e.into());
         }
         tracing::info!(sandbox_id = %sandbox.id, owner, profile = %profile.id, cargo_id = %cargo.id, "sandbox created");
-        if self.config.sessions.warmup_on_create {
+        if profile.start_on_create.unwrap_or(self.config.sessions.warmup_on_create) {
             self.warmup.push(&sandbox.id);
         }
         // Like Shipyard Neo, create reports the stored state without looking at

@@ -115,3 +115,12 @@ pub fn pull_error(progress: &[u8]) -> Option<String> {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find_map(|v| v["error"].as_str().map(String::from).or_else(|| v["errorDetail"]["message"].as_str().map(String::from)))
 }
+
+/// One line of a pull's progress as text (`abc123: Downloading 12.5MB/50MB`).
+pub fn pull_progress(line: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(line).ok()?;
+    let status = v["status"].as_str().or(v["error"].as_str())?;
+    let id = v["id"].as_str().map(|i| format!("{i}: ")).unwrap_or_default();
+    let progress = v["progress"].as_str().map(|p| format!(" {p}")).unwrap_or_default();
+    Some(format!("{id}{status}{progress}"))
+}

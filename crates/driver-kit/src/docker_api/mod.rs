@@ -98,10 +98,14 @@ pub fn container_name(spec: &SessionSpec, name: &str) -> String {
     if spec.containers.len() == 1 { format!("bay-session-{}", spec.session_id) } else { format!("bay-{}-{name}", spec.session_id) }
 }
 
+/// Receives human-readable progress of long operations (image pulls).
+pub type Progress = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
 /// The Docker-API driver over a transport.
 pub struct DockerApi<T> {
     transport: T,
     settings: Settings,
+    progress: Option<Progress>,
 }
 
 fn seg(s: &str) -> String {
@@ -128,7 +132,13 @@ pub(crate) fn labels_of(v: &Value) -> Labels {
 
 impl<T: Transport> DockerApi<T> {
     pub fn new(transport: T, settings: Settings) -> DockerApi<T> {
-        DockerApi { transport, settings }
+        DockerApi { transport, settings, progress: None }
+    }
+
+    /// Reports the progress of image pulls to `progress`.
+    pub fn with_progress(mut self, progress: Progress) -> DockerApi<T> {
+        self.progress = Some(progress);
+        self
     }
 
     pub fn settings(&self) -> &Settings {
@@ -256,14 +266,24 @@ impl<T: Transport> DockerApi<T> {
         }
     }
 
-    /// Pulls an image (progress is read to the end; an `error` in it fails).
+    /// Pulls an image, reporting its progress; an `error` in the progress
+    /// stream fails the pull.
     pub async fn pull(&self, image: &str) -> Result<(), DriverError> {
         let (from, tag) = body::split_image(image);
         let mut q = vec![("fromImage".to_owned(), from.to_owned())];
         if let Some(t) = tag {
             q.push(("tag".into(), t.to_owned()));
         }
-        let r = self.send(Method::Post, "/images/create", q, None, 3600).await?;
+        let req =
+            Request { method: Method::Post, path: format!("/v{}/images/create", self.settings.api_version), query: q, body: None, timeout_s: 3600 };
+        let progress = self.progress.clone();
+        let image_name = image.to_owned();
+        let report = move |line: &[u8]| {
+            if let (Some(p), Some(text)) = (&progress, body::pull_progress(line)) {
+                p(&format!("pulling {image_name}: {text}"));
+            }
+        };
+        let r = self.transport.send_lines(req, &report).await.map_err(|e| DriverError::Engine(format!("pulling {image}: {e}")))?;
         if r.status != 200 {
             return Err(DriverError::ImageMissing(format!("{image} (pull failed: {})", r.message())));
         }

@@ -39,6 +39,17 @@ pub trait Transport: Send + Sync {
     /// `Err` only when no answer could be had (connect, timeout); an HTTP
     /// error status is an `Ok` reply.
     fn send(&self, req: Request) -> impl Future<Output = Result<Reply, String>> + Send;
+
+    /// Sends a request whose answer is a stream of JSON lines (an image
+    /// pull's progress), handing each line to `line` as it arrives. The
+    /// default reads the whole answer first.
+    fn send_lines<'a>(&'a self, req: Request, line: &'a (dyn Fn(&[u8]) + Send + Sync)) -> impl Future<Output = Result<Reply, String>> + Send + 'a {
+        async move {
+            let reply = self.send(req).await?;
+            reply.body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).for_each(line);
+            Ok(reply)
+        }
+    }
 }
 
 impl Reply {
