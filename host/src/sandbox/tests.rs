@@ -269,3 +269,23 @@ async fn stop_and_calls_on_one_sandbox_never_leave_two_sessions() {
     assert!(on_engine.len() <= 1, "{on_engine:?}");
     assert_eq!(on_engine.first(), current.as_ref());
 }
+
+#[tokio::test]
+async fn sessions_start_lazily_unless_the_profile_asks_for_a_start_on_create() {
+    let yaml = "gc: { instance_id: unit }\nprofiles:\n  - { id: lazy, image: \"ship:latest\" }\n  - { id: eager, image: \"ship:latest\", start_on_create: true }\n";
+    let config = crate::config::Config::from_yaml_and_env(yaml, &[]).unwrap().0;
+    let h = Harness::new(config).await;
+    h.manager.spawn_warmup_workers();
+    let lazy = h.manager.create("o", super::CreateSandbox { profile: "lazy".into(), cargo_id: None, ttl: None }).await.unwrap();
+    assert_eq!(lazy.status, super::SandboxStatus::Idle);
+    let eager = h.manager.create("o", super::CreateSandbox { profile: "eager".into(), cargo_id: None, ttl: None }).await.unwrap();
+    for _ in 0..200 {
+        if current_session(&h, &eager.id).await.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(launches(&h), 1, "only the eager profile's sandbox started");
+    assert_eq!(h.manager.get("o", &lazy.id).await.unwrap().status, super::SandboxStatus::Idle);
+    assert_eq!(h.manager.get("o", &eager.id).await.unwrap().status, super::SandboxStatus::Ready);
+}
