@@ -18,7 +18,8 @@
 # 2. Consistency checks in Python (PyYAML; skipped with a message if absent):
 #    selectors match the Pod template, the ServiceAccount/Role/RoleBinding and
 #    ConfigMap names line up, probes hit /health:8114, the Role has exactly
-#    the verbs the driver needs, deploy/docker/compose.yaml parses and mounts
+#    the verbs the driver needs, the NetworkPolicy admits only Bay's Pods to
+#    sandbox Pods, deploy/docker/compose.yaml parses and mounts
 #    the Docker socket read-write with host networking.
 # 3. The ConfigMap's embedded config.yaml and deploy/docker/config.yaml load
 #    with `bay config` (the real parser and validator, environment overrides
@@ -166,14 +167,29 @@ check(rb.get("roleRef", {}).get("kind") == "Role" and rb.get("roleRef", {}).get(
 check({"kind": "ServiceAccount", "name": "bay", "namespace": "bay"} in rb.get("subjects", []), "RoleBinding binds ServiceAccount bay")
 
 text = cm.get("data", {}).get("config.yaml", "")
+prefix = "bay"
 try:
     config = yaml.safe_load(text)
     check(config["driver"]["type"] == "k8s", "ConfigMap config.yaml: driver.type k8s")
     check(config["driver"]["k8s"]["namespace"] == "bay", "ConfigMap config.yaml: driver.k8s.namespace bay")
+    prefix = config["driver"]["k8s"].get("label_prefix", "bay")
     check({p["id"] for p in config.get("profiles", [])} >= {"python-default", "browser-python"}, "ConfigMap profiles")
     open(os.path.join(work, "k8s-config.yaml"), "w").write(text)
 except Exception as e:
     check(False, f"ConfigMap config.yaml parses: {e}")
+
+# Sandbox Pods (labelled `<label_prefix>.managed=true` by the driver) take
+# ingress from Bay's Pods only.
+np = get("NetworkPolicy", "bay-sandboxes")
+np_spec = np.get("spec", {})
+managed = f"{prefix}.managed"
+check(np_spec.get("podSelector", {}).get("matchLabels") == {managed: "true"}, f"NetworkPolicy selects sandbox Pods ({managed}=true)")
+check("Ingress" in np_spec.get("policyTypes", []), "NetworkPolicy restricts ingress")
+sources = [p for rule in np_spec.get("ingress", []) for p in rule.get("from", [])]
+bay_pods = [p for p in sources if p.get("podSelector", {}).get("matchLabels") and "namespaceSelector" not in p
+            and set(p["podSelector"]["matchLabels"].items()) <= set(tmpl_labels.items())]
+check(sources and bay_pods == sources, "NetworkPolicy admits Bay's Pods (the Deployment's template labels) and nothing else")
+check(not set(np_spec.get("podSelector", {}).get("matchLabels", {}).items()) <= set(tmpl_labels.items()), "NetworkPolicy does not select Bay's own Pods")
 
 try:
     compose = yaml.safe_load(open(os.path.join(docker, "compose.yaml")))
