@@ -52,15 +52,25 @@ pub(crate) fn build_meta(cfg: &Config) -> Value {
                 },
             },
             "shell": {
-                "operations": ["exec", "processes"],
-                "endpoints": {"exec": "/shell/exec", "processes": "/shell/processes"},
+                // Shipyard Neo's two, then Bay's live exec (`stream.rs`).
+                "operations": ["exec", "processes", "stream", "live_processes"],
+                "endpoints": {
+                    "exec": "/shell/exec",
+                    "processes": "/shell/processes",
+                    "stream": "/shell/exec/stream",
+                    "live_processes": "/processes",
+                },
             },
             "python": {
                 "operations": ["exec"],
                 "engine": "ipython",
                 "endpoints": {"exec": "/ipython/exec"},
             },
-            // No "terminal": the websocket PTY is not implemented.
+            "terminal": {
+                "operations": ["ws"],
+                "protocol": "websocket",
+                "endpoints": {"ws": "/term/ws"},
+            },
         },
         "built_in_skills": scan_skills(&cfg.skills_dir, &cfg.workspace),
     })
