@@ -75,3 +75,21 @@ pub(crate) fn build_meta(cfg: &Config) -> Value {
         "built_in_skills": scan_skills(&cfg.skills_dir, &cfg.workspace),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertises_live_exec() {
+        let m = build_meta(&Config::from_lookup(|_| None));
+        let caps = &m["capabilities"];
+        assert_eq!(caps["terminal"], json!({"operations": ["ws"], "protocol": "websocket", "endpoints": {"ws": "/term/ws"}}));
+        assert_eq!(caps["shell"]["operations"], json!(["exec", "processes", "stream", "live_processes"]));
+        // Shipyard Neo's two keep their endpoints.
+        assert_eq!(caps["shell"]["endpoints"]["exec"], "/shell/exec");
+        assert_eq!(caps["shell"]["endpoints"]["processes"], "/shell/processes");
+        assert_eq!(caps["shell"]["endpoints"]["stream"], "/shell/exec/stream");
+        assert_eq!(caps["shell"]["endpoints"]["live_processes"], "/processes");
+    }
+}
