@@ -547,6 +547,12 @@ pub(crate) async fn output_handler(
         let status = if b.exited { "exited" } else { "running" };
         return Ok(Json(json!({"events": events, "next_seq": b.next_seq, "status": status})).into_response());
     }
+    Ok(ndjson_response(follow(proc, from)))
+}
+
+/// The NDJSON lines of `proc`'s events from seq `from` on, live, until its
+/// exit event; a `gap` event wherever the scrollback lost events first.
+fn follow(proc: Arc<Proc>, from: u64) -> impl futures::Stream<Item = Bytes> + Send + 'static {
     struct Follow {
         proc: Arc<Proc>,
         cursor: u64,
@@ -555,7 +561,7 @@ pub(crate) async fn output_handler(
     }
     let rx = proc.changed.subscribe();
     let start = Follow { proc, cursor: from, rx, done: false };
-    let lines = futures::stream::unfold(start, |mut f| async move {
+    futures::stream::unfold(start, |mut f| async move {
         if f.done {
             return None;
         }
@@ -573,8 +579,7 @@ pub(crate) async fn output_handler(
                 return None;
             }
         }
-    });
-    Ok(ndjson_response(lines))
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -950,6 +955,47 @@ mod tests {
         sb.push(out(&"x".repeat(50)));
         sb.push(Event::Exit { exit_code: 0 });
         assert_eq!(sb.read(0, usize::MAX), (Some(4), vec![(4, out(&"x".repeat(50))), (5, Event::Exit { exit_code: 0 })]));
+    }
+
+    /// A follower that falls behind the scrollback is told where it lost
+    /// events, then goes on live.
+    #[tokio::test]
+    async fn a_slow_follower_gets_a_gap() {
+        use futures::StreamExt;
+        let proc = Arc::new(Proc {
+            id: "t".into(),
+            pid: 0,
+            command: "test".into(),
+            pty: false,
+            started_at: rfc3339(SystemTime::now()),
+            state: StdMutex::new(ProcState { scroll: Scrollback::new(10), exit_code: None, ended_at: None, exit_order: 0 }),
+            changed: watch::channel(1).0,
+            input: tokio::sync::Mutex::new(Input::Pipe(None)),
+            master: StdMutex::new(None),
+        });
+        let lines =
+            |b: Bytes| -> Vec<Value> { b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect() };
+        let out = |s: &str| Event::Stdout { data: s.into() };
+        let mut f = Box::pin(follow(proc.clone(), 1));
+        proc.append(out("first"));
+        assert_eq!(lines(f.next().await.unwrap()), [json!({"seq": 1, "type": "stdout", "data": "first"})]);
+        // While it is not reading, seqs 2..=4 come (10 bytes are kept): 2 goes.
+        for s in ["aaaaa", "bbbbb", "ccccc"] {
+            proc.append(out(s));
+        }
+        assert_eq!(
+            lines(f.next().await.unwrap()),
+            [
+                json!({"type": "gap", "first_seq": 3}),
+                json!({"seq": 3, "type": "stdout", "data": "bbbbb"}),
+                json!({"seq": 4, "type": "stdout", "data": "ccccc"})
+            ]
+        );
+        // Live again: a wait, then the exit event ends the stream.
+        let waiting = tokio::spawn(async move { (lines(f.next().await.unwrap()), f.next().await.is_none()) });
+        tokio::task::yield_now().await;
+        proc.finish(3, 0);
+        assert_eq!(waiting.await.unwrap(), (vec![json!({"seq": 5, "type": "exit", "exit_code": 3})], true));
     }
 
     #[test]
