@@ -8,6 +8,9 @@
 //! | Python images (base64 PNG) of one execution | 16 MiB in all ([`MAX_PYTHON_IMAGES`]) | further images dropped, `[output truncated]` appended |
 //! | shell command of one `/shell/exec` | 1 MiB ([`MAX_SHELL_COMMAND`]) | 413 |
 //! | shell stdout, and stderr, of one command | 8 MiB each ([`MAX_CAPTURE`]) | cut, `[output truncated]` appended |
+//! | shell stdout, and stderr, of one `/shell/exec/stream` | 8 MiB each ([`MAX_CAPTURE`]) | one `truncated` event, the rest dropped |
+//! | output kept per background process (`/processes`) | `SHIP_SCROLLBACK_BYTES`, default 1 MiB (+ the newest read, ≤ 16 KiB) | oldest events dropped; readers get a `gap` event |
+//! | exited background processes kept | the last 64 | older ones forgotten (404) |
 //! | agent-browser stdout, and stderr, of one command (Gull) | 8 MiB each ([`MAX_CAPTURE`]) | cut, `[output truncated]` appended |
 //! | file read as text (`read_file`, `edit_file`) | 64 MiB ([`MAX_TEXT_FILE`]) | 413 (use `/fs/download`) |
 //! | JSON request body (`write_file` content …) | 256 MiB ([`MAX_JSON_BODY`]) | 413 |
@@ -16,7 +19,9 @@
 //!
 //! Shell commands longer than what Linux allows in one `execve` argument
 //! (128 KiB) are handed to bash through a pipe instead of `-c` (see
-//! `runtimes/ship/src/shell.rs`).
+//! `runtimes/ship/src/shell.rs`). Ship's live exec (streamed commands,
+//! background processes, the terminal) is described in
+//! `runtimes/ship/src/stream.rs`.
 
 /// Largest Python cell accepted.
 pub const MAX_PYTHON_CODE: usize = 4 * 1024 * 1024;

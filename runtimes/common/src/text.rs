@@ -1,6 +1,7 @@
 //! Text helpers: splitting a command line like Python's `shlex.split` (what
-//! Shipyard does for Gull commands and for Ship's `shell: false`), and removing
-//! ANSI escape sequences from output.
+//! Shipyard does for Gull commands and for Ship's `shell: false`), removing
+//! ANSI escape sequences from output, and decoding UTF-8 that arrives in
+//! chunks (Ship's live output, `runtimes/ship/src/stream.rs`).
 
 /// Splits `s` into words exactly like Python's `shlex.split(s)` (POSIX mode,
 /// no comments): whitespace separates words; single quotes keep everything
@@ -134,6 +135,67 @@ pub fn format_secs(secs: f64) -> String {
     }
 }
 
+/// Decodes UTF-8 that arrives in arbitrary chunks (pipe or PTY reads): a
+/// character split across two chunks comes out whole with the second one;
+/// invalid bytes become U+FFFD, exactly as `String::from_utf8_lossy` would
+/// decode the whole stream at once.
+#[derive(Debug, Default)]
+pub struct Utf8Stream {
+    /// The start of a character whose remaining bytes have not arrived (at
+    /// most 3 bytes).
+    pending: Vec<u8>,
+}
+
+impl Utf8Stream {
+    /// The text of `chunk` (with what was pending before it); an incomplete
+    /// character at its end is kept for the next call.
+    pub fn decode(&mut self, chunk: &[u8]) -> String {
+        let joined;
+        let mut rest: &[u8] = if self.pending.is_empty() {
+            chunk
+        } else {
+            let mut j = std::mem::take(&mut self.pending);
+            j.extend_from_slice(chunk);
+            joined = j;
+            &joined
+        };
+        let mut out = String::with_capacity(rest.len());
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(s) => {
+                    out.push_str(s);
+                    return out;
+                }
+                Err(e) => {
+                    let (valid, after) = rest.split_at(e.valid_up_to());
+                    // SAFETY: `valid_up_to` bytes were just validated.
+                    out.push_str(unsafe { std::str::from_utf8_unchecked(valid) });
+                    match e.error_len() {
+                        Some(n) => {
+                            out.push(char::REPLACEMENT_CHARACTER);
+                            rest = &after[n..];
+                        }
+                        None => {
+                            self.pending = after.to_vec();
+                            return out;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// End of the stream: an incomplete character still pending is U+FFFD.
+    pub fn finish(&mut self) -> String {
+        if self.pending.is_empty() {
+            String::new()
+        } else {
+            self.pending.clear();
+            char::REPLACEMENT_CHARACTER.to_string()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +251,37 @@ mod tests {
         assert_eq!(strip_ansi("标题\x1b[36m→\x1b[0m ok"), "标题→ ok");
         // Unterminated CSI swallows only what could belong to it.
         assert_eq!(strip_ansi("x\x1b[12"), "x");
+    }
+
+    #[test]
+    fn utf8_stream_matches_lossy_decoding_at_every_split() {
+        let samples: [&[u8]; 5] = ["aé€😀z".as_bytes(), b"ok\xffmid\xe2\x82end", b"\xf0\x9f\x98", b"\xed\xa0\x80x\xc3", "你好\n世界".as_bytes()];
+        for bytes in samples {
+            let whole = String::from_utf8_lossy(bytes);
+            // Every way of cutting it in two and in three.
+            for i in 0..=bytes.len() {
+                for j in i..=bytes.len() {
+                    let mut d = Utf8Stream::default();
+                    let mut got = d.decode(&bytes[..i]);
+                    got += &d.decode(&bytes[i..j]);
+                    got += &d.decode(&bytes[j..]);
+                    got += &d.finish();
+                    assert_eq!(got, whole, "{bytes:?} cut at {i}, {j}");
+                }
+            }
+            // One byte at a time: no character is ever broken.
+            let mut d = Utf8Stream::default();
+            let mut got = String::new();
+            for b in bytes {
+                got += &d.decode(std::slice::from_ref(b));
+            }
+            got += &d.finish();
+            assert_eq!(got, whole);
+        }
+        let mut d = Utf8Stream::default();
+        assert_eq!(d.decode(&[0xe4, 0xbd]), "");
+        assert_eq!(d.decode(&[0xa0]), "你");
+        assert_eq!(d.finish(), "");
     }
 
     #[test]

@@ -30,7 +30,13 @@ pub(crate) struct Config {
     pub mplconfig_dir: Option<PathBuf>,
     /// `BAY_CARGO_LIMIT_BYTES`: the cargo's size limit (see `quota.rs`).
     pub cargo_limit: Option<u64>,
+    /// `SHIP_SCROLLBACK_BYTES`: output kept per background process (see
+    /// `processes.rs`).
+    pub scrollback_bytes: usize,
 }
+
+/// Default of `SHIP_SCROLLBACK_BYTES`.
+pub(crate) const DEFAULT_SCROLLBACK_BYTES: usize = 1024 * 1024;
 
 impl Config {
     pub fn from_env() -> Self {
@@ -69,6 +75,14 @@ impl Config {
                 }
                 parsed
             }),
+            scrollback_bytes: match non_empty("SHIP_SCROLLBACK_BYTES").map(|v| v.trim().parse::<usize>()) {
+                Some(Ok(n)) if n > 0 => n,
+                Some(_) => {
+                    warn!("SHIP_SCROLLBACK_BYTES is not a positive byte count; using 1 MiB");
+                    DEFAULT_SCROLLBACK_BYTES
+                }
+                None => DEFAULT_SCROLLBACK_BYTES,
+            },
         }
     }
 
@@ -235,6 +249,9 @@ mod tests {
         assert!(c.cargo_limit.is_none());
         assert_eq!(cfg_from(&[("BAY_CARGO_LIMIT_BYTES", "1048576")]).cargo_limit, Some(1 << 20));
         assert!(cfg_from(&[("BAY_CARGO_LIMIT_BYTES", "1G")]).cargo_limit.is_none());
+        assert_eq!(c.scrollback_bytes, 1 << 20);
+        assert_eq!(cfg_from(&[("SHIP_SCROLLBACK_BYTES", "4096")]).scrollback_bytes, 4096);
+        assert_eq!(cfg_from(&[("SHIP_SCROLLBACK_BYTES", "0")]).scrollback_bytes, 1 << 20);
     }
 
     #[test]

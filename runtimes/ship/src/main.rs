@@ -6,8 +6,14 @@ mod config;
 mod fs;
 mod kernel;
 mod meta;
+mod processes;
+mod pty;
 mod quota;
 mod shell;
+mod stream;
+mod terminal;
+#[cfg(test)]
+mod testutil;
 
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
@@ -27,7 +33,7 @@ use runtime_common::{
 };
 use tracing::{info, warn};
 
-use crate::{config::Config, kernel::KernelManager, quota::Quota, shell::ShellManager};
+use crate::{config::Config, kernel::KernelManager, processes::ProcessManager, quota::Quota, shell::ShellManager};
 
 /// Shared handler state.
 #[derive(Clone)]
@@ -38,6 +44,8 @@ pub(crate) struct AppState {
     pub quota: Arc<Quota>,
     pub kernel: Arc<KernelManager>,
     pub shell: Arc<ShellManager>,
+    /// Background processes with scrollback (`processes.rs`).
+    pub processes: Arc<ProcessManager>,
 }
 /// After SIGTERM, how long in-flight requests get before the process exits
 /// anyway (`docker stop` waits 10 s before SIGKILL).
@@ -62,7 +70,8 @@ async fn serve(token: RuntimeToken) -> anyhow::Result<()> {
         env: cfg.child_env(),
     }));
     let shell = Arc::new(ShellManager::new(cfg.clone(), ws.clone()));
-    let state = AppState { cfg: cfg.clone(), ws, quota, kernel: kernel.clone(), shell: shell.clone() };
+    let processes = Arc::new(ProcessManager::new(shell.clone(), cfg.scrollback_bytes));
+    let state = AppState { cfg: cfg.clone(), ws, quota, kernel: kernel.clone(), shell: shell.clone(), processes };
 
     let (listener, addr) = server::bind(&cfg.host, cfg.port).await?;
     info!(%addr, workspace = %cfg.workspace_canon.display(), version = meta::VERSION,
@@ -73,7 +82,9 @@ async fn serve(token: RuntimeToken) -> anyhow::Result<()> {
 
     let (k2, s2) = (kernel.clone(), shell.clone());
     server::serve_until_signal(listener, router(state, token), SHUTDOWN_GRACE, move || {
-        // Killing them first makes in-flight requests return right away.
+        // Killing them first makes in-flight requests return right away
+        // (streamed commands, background processes and terminals are
+        // tracked by the shell manager too).
         k2.kill_now();
         s2.kill_all();
     })
@@ -113,6 +124,15 @@ fn router(state: AppState, token: RuntimeToken) -> Router {
         .route("/ipython/kernel", delete(kernel::delete_handler))
         .route("/shell/exec", post(shell::exec_handler))
         .route("/shell/processes", get(shell::processes_handler))
+        // Bay's live exec (`stream.rs`).
+        .route("/shell/exec/stream", post(stream::exec_stream_handler))
+        .route("/processes", get(processes::list_handler).post(processes::start_handler))
+        .route("/processes/{id}", get(processes::get_handler))
+        .route("/processes/{id}/output", get(processes::output_handler))
+        .route("/processes/{id}/stdin", post(processes::stdin_handler))
+        .route("/processes/{id}/signal", post(processes::signal_handler))
+        .route("/processes/{id}/resize", post(processes::resize_handler))
+        .route("/term/ws", get(terminal::ws_handler))
         .route("/fs/create_file", post(fs::create_file))
         .route("/fs/read_file", post(fs::read_file))
         .route("/fs/write_file", post(fs::write_file))
@@ -142,30 +162,7 @@ mod tests {
     /// The real router and state on a temp workspace (the kernel is not
     /// started until a cell runs).
     fn app(dir: &Path, vars: &[(&str, &str)], token: RuntimeToken) -> Router {
-        let ws_path = dir.to_string_lossy().into_owned();
-        let mut cfg = Config::from_lookup(|k| {
-            if k == "SHIP_WORKSPACE" {
-                return Some(ws_path.clone());
-            }
-            vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
-        });
-        cfg.prepare_workspace().unwrap();
-        let ws = Arc::new(Workspace::open(&cfg.workspace).unwrap());
-        let cfg = Arc::new(cfg);
-        let kernel = Arc::new(KernelManager::new(kernel::KernelSettings {
-            python: cfg.python.clone(),
-            cwd: cfg.workspace_canon.clone(),
-            workspace_display: ws_path.clone(),
-            env: Vec::new(),
-        }));
-        let state = AppState {
-            quota: Arc::new(Quota::new(ws.clone(), cfg.cargo_limit)),
-            shell: Arc::new(ShellManager::new(cfg.clone(), ws.clone())),
-            cfg,
-            ws,
-            kernel,
-        };
-        router(state, token)
+        router(crate::testutil::state(dir, vars), token)
     }
 
     async fn send(app: &Router, req: axum::http::Request<Body>) -> (u16, Value) {

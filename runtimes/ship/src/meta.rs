@@ -52,16 +52,44 @@ pub(crate) fn build_meta(cfg: &Config) -> Value {
                 },
             },
             "shell": {
-                "operations": ["exec", "processes"],
-                "endpoints": {"exec": "/shell/exec", "processes": "/shell/processes"},
+                // Shipyard Neo's two, then Bay's live exec (`stream.rs`).
+                "operations": ["exec", "processes", "stream", "live_processes"],
+                "endpoints": {
+                    "exec": "/shell/exec",
+                    "processes": "/shell/processes",
+                    "stream": "/shell/exec/stream",
+                    "live_processes": "/processes",
+                },
             },
             "python": {
                 "operations": ["exec"],
                 "engine": "ipython",
                 "endpoints": {"exec": "/ipython/exec"},
             },
-            // No "terminal": the websocket PTY is not implemented.
+            "terminal": {
+                "operations": ["ws"],
+                "protocol": "websocket",
+                "endpoints": {"ws": "/term/ws"},
+            },
         },
         "built_in_skills": scan_skills(&cfg.skills_dir, &cfg.workspace),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertises_live_exec() {
+        let m = build_meta(&Config::from_lookup(|_| None));
+        let caps = &m["capabilities"];
+        assert_eq!(caps["terminal"], json!({"operations": ["ws"], "protocol": "websocket", "endpoints": {"ws": "/term/ws"}}));
+        assert_eq!(caps["shell"]["operations"], json!(["exec", "processes", "stream", "live_processes"]));
+        // Shipyard Neo's two keep their endpoints.
+        assert_eq!(caps["shell"]["endpoints"]["exec"], "/shell/exec");
+        assert_eq!(caps["shell"]["endpoints"]["processes"], "/shell/processes");
+        assert_eq!(caps["shell"]["endpoints"]["stream"], "/shell/exec/stream");
+        assert_eq!(caps["shell"]["endpoints"]["live_processes"], "/processes");
+    }
 }

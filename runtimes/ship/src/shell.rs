@@ -24,7 +24,7 @@ use std::{
 use axum::{Json, extract::State};
 use runtime_common::{
     beneath::Workspace,
-    capture::{ProcessGroups, exit_code, wait_captured},
+    capture::{GroupGuard, ProcessGroups, exit_code, wait_captured},
     error::{ApiJson, AppError},
     limits::MAX_SHELL_COMMAND,
     text::split_command,
@@ -117,7 +117,7 @@ pub(crate) struct ShellManager {
 }
 
 /// The part of a command that must reach bash through a pipe.
-struct Piped {
+pub(crate) struct Piped {
     write: OwnedFd,
     script: Vec<u8>,
 }
@@ -125,12 +125,33 @@ struct Piped {
 impl Piped {
     /// Feeds the command to bash (which reads it all before running it);
     /// a blocking thread, as a pipe holds only 64 KiB at a time.
-    fn feed(self) {
+    pub(crate) fn feed(self) {
         tokio::task::spawn_blocking(move || {
             let mut w = std::fs::File::from(self.write);
             // EPIPE: bash died before reading; its exit status says why.
             let _ = w.write_all(&self.script);
         });
+    }
+}
+
+/// Why a command could not be set up ([`ShellManager::prepare`]).
+#[derive(Debug)]
+pub(crate) struct PrepareError {
+    /// As an HTTP error (403/400 for the cwd, 400 for the command).
+    pub error: AppError,
+    /// Shipyard reports a bad cwd as the text of its HTTPException
+    /// (`"403: Access denied…"`) inside a 200 reply.
+    http_exception: bool,
+}
+
+impl PrepareError {
+    fn start(detail: String) -> Self {
+        Self { error: AppError::bad_request(detail), http_exception: false }
+    }
+
+    /// The text `/shell/exec` reports in its `error` field.
+    pub(crate) fn exec_text(&self) -> String {
+        if self.http_exception { self.error.to_string() } else { self.error.detail.clone() }
     }
 }
 
@@ -154,6 +175,19 @@ impl ShellManager {
     /// SIGKILLs every running command's process group (server shutdown).
     pub(crate) fn kill_all(&self) {
         self.running.kill_all();
+    }
+
+    /// The environment of every command (also of the background processes
+    /// and the terminal, `processes.rs`, `terminal.rs`): what /etc/profile
+    /// would set for a non-root login, without the runtime token; the
+    /// profile's and the request's env may still override it.
+    pub(crate) fn apply_env(&self, cmd: &mut tokio::process::Command) {
+        cmd.env_remove(TOKEN_ENV)
+            .env("PATH", LOGIN_PATH)
+            .envs(self.cfg.child_env())
+            .env("USER", "shipyard")
+            .env("LOGNAME", "shipyard")
+            .env("SHELL", "/bin/bash");
     }
 
     /// The command, started in `cwd` (a directory descriptor: the child
@@ -194,14 +228,7 @@ impl ShellManager {
             c.args(args);
             c
         };
-        // What /etc/profile would set for a non-root login; the profile's and
-        // the request's env may still override it.
-        cmd.env_remove(TOKEN_ENV)
-            .env("PATH", LOGIN_PATH)
-            .envs(self.cfg.child_env())
-            .env("USER", "shipyard")
-            .env("LOGNAME", "shipyard")
-            .env("SHELL", "/bin/bash");
+        self.apply_env(&mut cmd);
         if let Some(env) = &req.env {
             cmd.envs(env);
         }
@@ -230,7 +257,17 @@ impl ShellManager {
         Ok((cmd, piped))
     }
 
-    pub(crate) async fn exec(self: Arc<Self>, req: ShellExecRequest) -> ShellExecResponse {
+    /// Records a running command's process group until the guard is
+    /// dropped, for [`ShellManager::kill_all`] (also the streamed commands,
+    /// background processes and terminals of `stream.rs`, `processes.rs`
+    /// and `terminal.rs`).
+    pub(crate) fn track(&self, pgid: i32, kill_on_drop: bool) -> GroupGuard {
+        self.running.track(pgid, kill_on_drop)
+    }
+
+    /// Resolves the request's cwd in the workspace and builds its command
+    /// (stdin `/dev/null`, stdout/stderr unset, leading its own session).
+    pub(crate) async fn prepare(&self, req: &ShellExecRequest) -> Result<(tokio::process::Command, Option<Piped>), PrepareError> {
         let cwd = {
             let (ws, c) = (self.ws.clone(), req.cwd.clone().unwrap_or_else(|| ".".into()));
             tokio::task::spawn_blocking(move || ws.open_existing(&c, OFlags::PATH | OFlags::DIRECTORY)).await
@@ -238,17 +275,18 @@ impl ShellManager {
         let cwd = match cwd {
             Ok(Ok((fd, _))) => fd,
             Ok(Err(e @ (runtime_common::beneath::PathError::OutsideWorkspace | runtime_common::beneath::PathError::Invalid(_)))) => {
-                // Shipyard reports the HTTPException text inside a 200 reply.
-                return ShellExecResponse::failed(AppError::from(e).to_string());
+                return Err(PrepareError { error: AppError::from(e), http_exception: true });
             }
-            Ok(Err(e)) => {
-                return ShellExecResponse::failed(format!("Failed to start command: {e}"));
-            }
-            Err(e) => return ShellExecResponse::failed(format!("Failed to start command: {e}")),
+            Ok(Err(e)) => return Err(PrepareError::start(format!("Failed to start command: {e}"))),
+            Err(e) => return Err(PrepareError::start(format!("Failed to start command: {e}"))),
         };
-        let (mut cmd, piped) = match self.build_command(&req, cwd) {
+        self.build_command(req, cwd).map_err(PrepareError::start)
+    }
+
+    pub(crate) async fn exec(self: Arc<Self>, req: ShellExecRequest) -> ShellExecResponse {
+        let (mut cmd, piped) = match self.prepare(&req).await {
             Ok(c) => c,
-            Err(e) => return ShellExecResponse::failed(e),
+            Err(e) => return ShellExecResponse::failed(e.exec_text()),
         };
         if req.background {
             return self.spawn_background(cmd, piped, &req.command);
