@@ -71,8 +71,12 @@ use crate::AppState;
 const KERNEL_PY: &str = include_str!("ship_kernel.py");
 /// The kernel's end of the socketpair (see `ship_kernel.py`).
 const KERNEL_PROTOCOL_FD: i32 = 3;
-/// How long a kernel may take from spawn to its `ready` message.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a kernel may take from spawn to its `ready` message. Generous:
+/// kernels start on demand, so a burst of first calls starts them all at
+/// once and each start takes as long as the burst (measured: 50 sandboxes
+/// on 2 busy cores, ~25 s each); giving up would waste the CPU spent.
+/// Bay's `sessions.ready_timeout_seconds` defaults to the same 120 s.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long an interrupted execution gets to unwind before the kernel is
 /// declared stuck and replaced.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(5);

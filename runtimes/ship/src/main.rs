@@ -1,5 +1,5 @@
 //! Ship: the HTTP runtime inside each sandbox container. It serves Python
-//! (a real Jupyter kernel), shell and filesystem operations to Bay, with the
+//! (an IPython kernel, see `kernel.rs`), shell and filesystem operations to Bay, with the
 //! same HTTP API as Shipyard Neo's Ship so the two images are interchangeable.
 
 mod config;
