@@ -33,6 +33,9 @@ pub(crate) struct Config {
     /// `SHIP_SCROLLBACK_BYTES`: output kept per background process (see
     /// `processes.rs`).
     pub scrollback_bytes: usize,
+    /// `SHIP_KERNEL_PREWARM=1`: start the Python kernel at boot instead of
+    /// on the first `/ipython/exec` (see `kernel.rs`).
+    pub kernel_prewarm: bool,
 }
 
 /// Default of `SHIP_SCROLLBACK_BYTES`.
@@ -68,6 +71,7 @@ impl Config {
             image: non_empty("SHIP_IMAGE").unwrap_or("ship:default".into()),
             profile_env: get("BAY_PROFILE_ENV").map(|v| parse_profile_env(&v)),
             mplconfig_dir: None,
+            kernel_prewarm: non_empty("SHIP_KERNEL_PREWARM").is_some_and(|v| is_truthy(&v)),
             cargo_limit: non_empty("BAY_CARGO_LIMIT_BYTES").and_then(|v| {
                 let parsed = v.trim().parse::<u64>().ok();
                 if parsed.is_none() {
@@ -132,6 +136,11 @@ pub(crate) fn parse_profile_env(raw: &str) -> Vec<(String, String)> {
             Some((k.to_string(), v.to_string()))
         })
         .collect()
+}
+
+/// `1`, `true`, `yes`, `on` (any case) are true; anything else is false.
+fn is_truthy(v: &str) -> bool {
+    matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
 }
 
 pub(crate) fn is_shell_identifier(s: &str) -> bool {
@@ -247,6 +256,10 @@ mod tests {
         assert!(c.profile_env.is_none());
         assert!(c.mpl_template.is_none());
         assert!(c.cargo_limit.is_none());
+        assert!(!c.kernel_prewarm);
+        assert!(cfg_from(&[("SHIP_KERNEL_PREWARM", "1")]).kernel_prewarm);
+        assert!(cfg_from(&[("SHIP_KERNEL_PREWARM", "True")]).kernel_prewarm);
+        assert!(!cfg_from(&[("SHIP_KERNEL_PREWARM", "0")]).kernel_prewarm);
         assert_eq!(cfg_from(&[("BAY_CARGO_LIMIT_BYTES", "1048576")]).cargo_limit, Some(1 << 20));
         assert!(cfg_from(&[("BAY_CARGO_LIMIT_BYTES", "1G")]).cargo_limit.is_none());
         assert_eq!(c.scrollback_bytes, 1 << 20);

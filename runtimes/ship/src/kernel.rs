@@ -1,23 +1,38 @@
-//! The Python kernel: a real `ipykernel` process driven over ZeroMQ.
+//! The Python kernel: IPython's `InteractiveShell` in a child process
+//! (`ship_kernel.py`, beside this file), driven over a socket.
 //!
-//! Design notes (measured facts are in /work/shared/reference/build-notes.md):
-//! * IPC transport (unix sockets in a private 0700 temp dir): TCP port
-//!   reservation raced with the kernel binding its ports.
+//! Design notes:
+//! * Started lazily: by the first `/ipython/exec` (which waits for it on the
+//!   `slot` lock, no polling), or at boot when `SHIP_KERNEL_PREWARM=1` (see
+//!   `main.rs`). Shell and filesystem calls never touch it.
+//! * Why not ipykernel over ZeroMQ (what Ship ran before): measured inside
+//!   the ship image on this project's 2-core machine, an ipykernel start
+//!   costs ~550 ms of CPU and 69 MB RSS (plus ~130 ms of fuse-overlayfs CPU
+//!   for its ~950 modules); ipykernel with debugpy, jedi and prompt_toolkit
+//!   kept out still ~300 ms and 47 MB; this kernel ~190 ms, 36 MB and ~55 ms
+//!   of fuse-overlayfs. What users see stays ipykernel's: the shell keeps
+//!   ZMQInteractiveShell's behaviour (cell file names and tracebacks, `!cmd`,
+//!   magics, display hooks, inline matplotlib via `MPLBACKEND`, no stdin).
+//! * Wire: fd 3 of the kernel is one end of a socketpair carrying JSON lines
+//!   (requests in, Jupyter-shaped messages out); fds 1 and 2 are one pipe, so
+//!   stdout, stderr and whatever subprocesses print arrive in the order they
+//!   were written. The kernel flushes its streams before each message, and
+//!   the reader here drains the pipe before handing a message on, so text
+//!   and results keep their order (ipykernel's IOPub ordering).
 //! * The kernel leads its own process group (`setsid`), so an interrupt is a
-//!   SIGINT to the group (≈10 ms) and a kill takes its subprocesses along.
+//!   SIGINT to the group and a kill takes its subprocesses along.
 //! * `PR_SET_PDEATHSIG(SIGKILL)` so a server that dies hard never leaks a kernel.
-//! * Raw frames are read from the sockets and decoded here rather than with
-//!   `Connection::read`: a message whose content jupyter-protocol cannot
-//!   parse (ipykernel's interrupt reply, for one) must not hide its header,
-//!   and the end of an execution must be detectable even then.
-//! * One reader task per socket feeds an mpsc channel, so waiting on shell
-//!   and IOPub together is cancel-safe.
+//! * One reader task per kernel feeds one ordered channel, so waiting on it
+//!   is cancel-safe.
 //! * Executions are serialized by the `slot` mutex (one kernel, one cell at a
 //!   time, like a notebook).
 
 use std::{
-    collections::VecDeque,
-    os::unix::fs::DirBuilderExt,
+    io,
+    os::{
+        fd::{AsFd, AsRawFd, OwnedFd},
+        unix::{fs::DirBuilderExt, net::UnixStream as StdUnixStream},
+    },
     path::PathBuf,
     process::Stdio,
     sync::{
@@ -28,24 +43,20 @@ use std::{
 };
 
 use axum::{Json, extract::State, http::StatusCode};
-use jupyter_protocol::{
-    ConnectionInfo, ExecuteRequest, ExecutionState, JupyterMessage, JupyterMessageContent, KernelInfoRequest, Media, MediaType, Transport,
-};
-use jupyter_zmq_client::{
-    Connection, DealerSendConnection, RawMessage, create_client_iopub_connection, create_client_shell_connection_with_identity,
-    peer_identity_for_session,
-};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::{
-    io::{AsyncBufReadExt, BufReader},
+    io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{
+        UnixStream,
+        unix::{OwnedWriteHalf, pipe},
+    },
     sync::{Mutex, mpsc, watch},
     task::JoinHandle,
     time::Instant,
 };
 use tracing::{debug, info, warn};
 use uuid::Uuid;
-use zeromq::SocketRecv;
 
 use runtime_common::{
     error::{ApiJson, AppError},
@@ -56,13 +67,29 @@ use runtime_common::{
 
 use crate::AppState;
 
-/// How long a kernel may take from spawn to answering kernel_info.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// The kernel program, written next to its socket at every start.
+const KERNEL_PY: &str = include_str!("ship_kernel.py");
+/// The kernel's end of the socketpair (see `ship_kernel.py`).
+const KERNEL_PROTOCOL_FD: i32 = 3;
+/// How long a kernel may take from spawn to its `ready` message. Generous:
+/// kernels start on demand, so a burst of first calls starts them all at
+/// once and each start takes as long as the burst (measured: 50 sandboxes
+/// on 2 busy cores, ~25 s each); giving up would waste the CPU spent.
+/// Bay's `sessions.ready_timeout_seconds` defaults to the same 120 s.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long an interrupted execution gets to unwind before the kernel is
 /// declared stuck and replaced.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
-/// Backpressure bound of the reader channels.
-const CHANNEL_DEPTH: usize = 1024;
+/// Backpressure bound of the reader channel (events of at most
+/// [`OUTPUT_CHUNK`] bytes of text, or one message).
+const CHANNEL_DEPTH: usize = 256;
+const OUTPUT_CHUNK: usize = 16 * 1024;
+/// Longest message line accepted from the kernel: a result may carry every
+/// image and all the text of an execution, JSON-escaped. Longer lines are
+/// dropped.
+const MAX_MESSAGE_LINE: usize = 2 * (MAX_PYTHON_IMAGES + MAX_PYTHON_TEXT);
+/// How much of the kernel's early output is kept to explain a failed start.
+const START_OUTPUT_TAIL: usize = 4096;
 
 /// Everything needed to spawn a kernel.
 #[derive(Debug, Clone)]
@@ -110,26 +137,32 @@ enum Phase {
 #[derive(Debug)]
 struct KMsg {
     msg_type: String,
+    /// The request it belongs to (`None`: sent outside any execution).
     parent_id: Option<String>,
     content: Value,
+}
+
+/// What the reader task hands on, in the order the kernel produced it.
+#[derive(Debug)]
+enum Event {
+    /// Text the kernel (or a subprocess of it) printed.
+    Output(String),
+    Msg(KMsg),
 }
 
 /// A connected, ready kernel.
 struct Kernel {
     life: Arc<Life>,
     exit_rx: watch::Receiver<bool>,
-    shell: DealerSendConnection,
-    shell_rx: mpsc::Receiver<KMsg>,
-    iopub_rx: mpsc::Receiver<KMsg>,
-    readers: Vec<JoinHandle<()>>,
+    requests: OwnedWriteHalf,
+    events: mpsc::Receiver<Event>,
+    reader: JoinHandle<()>,
 }
 
 impl Drop for Kernel {
     fn drop(&mut self) {
         self.life.signal(libc::SIGKILL);
-        for r in &self.readers {
-            r.abort();
-        }
+        self.reader.abort();
         let _ = std::fs::remove_dir_all(&self.life.dir);
     }
 }
@@ -139,42 +172,45 @@ impl Kernel {
         self.life.is_exited()
     }
 
-    /// Drops messages left over from earlier (abandoned) requests.
+    /// Drops what is left over from earlier (abandoned) requests or was
+    /// printed between cells; only what is queued now, so an endless stream
+    /// from a background thread cannot keep this busy.
     fn drain(&mut self) {
-        while self.shell_rx.try_recv().is_ok() {}
-        while self.iopub_rx.try_recv().is_ok() {}
+        for _ in 0..self.events.len() {
+            if self.events.try_recv().is_err() {
+                break;
+            }
+        }
     }
 
-    /// Feeds messages belonging to request `id` into `acc` until the
-    /// execution is complete, the deadline passes, or the kernel dies.
+    /// Feeds events of request `id` into `acc` until the execution is
+    /// complete, the deadline passes, or the kernel dies.
     async fn collect(&mut self, id: &str, acc: &mut Accumulator, deadline: Instant) -> Outcome {
         loop {
             if acc.complete() {
                 return Outcome::Done;
             }
-            // Checked explicitly: under an output flood the channel branches
-            // are always ready and could starve the timer branch.
+            // Checked explicitly: under an output flood the channel branch
+            // is always ready and could starve the timer branch.
             if Instant::now() >= deadline {
                 return Outcome::TimedOut;
             }
             if self.is_dead() {
                 // Keep whatever the kernel managed to send before dying.
-                while let Ok(m) = self.iopub_rx.try_recv() {
-                    acc.feed(id, m);
-                }
-                while let Ok(m) = self.shell_rx.try_recv() {
-                    acc.feed(id, m);
+                while let Ok(e) = self.events.try_recv() {
+                    acc.on_event(id, e);
                 }
                 return if acc.complete() { Outcome::Done } else { Outcome::Died };
             }
             tokio::select! {
-                m = self.iopub_rx.recv() => match m {
-                    Some(m) => acc.feed(id, m),
-                    None => return Outcome::Died,
-                },
-                m = self.shell_rx.recv() => match m {
-                    Some(m) => acc.feed(id, m),
-                    None => return Outcome::Died,
+                e = self.events.recv() => match e {
+                    Some(e) => acc.on_event(id, e),
+                    // The reader ends when the kernel closes its socket: it
+                    // is exiting; the exit watch says so in a moment.
+                    None => {
+                        let _ = tokio::time::timeout_at(deadline, wait_exit(&mut self.exit_rx)).await;
+                        return if acc.complete() { Outcome::Done } else { Outcome::Died };
+                    }
                 },
                 _ = wait_exit(&mut self.exit_rx) => {}
                 _ = tokio::time::sleep_until(deadline) => {}
@@ -216,10 +252,10 @@ impl ExecResponse {
     }
 }
 
-/// Assembles the result of one execution from its messages, with
-/// Shipyard's rules: text is stream + execute_result text/plain + the
-/// text/plain of displays that carry no image, in arrival order, trimmed;
-/// images are every image/png; error is the joined traceback.
+/// Assembles the result of one execution from its events, with
+/// Shipyard's rules: text is printed output + execute_result text/plain +
+/// the text/plain of displays that carry no image, in arrival order,
+/// trimmed; images are every image/png; error is the joined traceback.
 #[derive(Debug, Default)]
 pub(crate) struct Accumulator {
     text: String,
@@ -231,12 +267,15 @@ pub(crate) struct Accumulator {
     reply_status: Option<String>,
     reply_error: Option<String>,
     got_reply: bool,
-    got_idle: bool,
+    /// The cell called exit(): the kernel ends after its reply.
+    exiting: bool,
 }
 
 impl Accumulator {
+    /// The kernel sends the reply last, after flushing its output (see the
+    /// module notes), so the reply completes an execution.
     fn complete(&self) -> bool {
-        self.got_reply && self.got_idle
+        self.got_reply
     }
 
     fn push_text(&mut self, s: &str) {
@@ -257,7 +296,7 @@ impl Accumulator {
     }
 
     fn push_image(&mut self, b64: &str) {
-        // ipykernel's base64 may end in a newline; strict decoders choke on it.
+        // base64 from Python may end in a newline; strict decoders choke on it.
         let clean: String = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
         if self.image_bytes + clean.len() > MAX_PYTHON_IMAGES {
             self.text_truncated = true;
@@ -267,22 +306,27 @@ impl Accumulator {
         self.images.push(clean);
     }
 
-    fn on_media(&mut self, data: &Media, is_result: bool) {
-        let mut has_image = false;
-        for m in &data.content {
-            if let MediaType::Png(b64) = m {
-                has_image = true;
-                self.push_image(b64);
-            }
+    /// A mime bundle (`{"text/plain": ..., "image/png": ...}`).
+    fn on_media(&mut self, data: &Value, is_result: bool) {
+        let png = data.get("image/png").and_then(Value::as_str);
+        if let Some(b64) = png {
+            self.push_image(b64);
         }
         // A figure's display carries `<Figure size …>` as text/plain next
         // to the PNG; only execute_result keeps its text alongside images.
-        if is_result || !has_image {
-            for m in &data.content {
-                if let MediaType::Plain(t) = m {
-                    self.push_text(t);
-                }
-            }
+        if (is_result || png.is_none())
+            && let Some(t) = data.get("text/plain").and_then(Value::as_str)
+        {
+            self.push_text(t);
+        }
+    }
+
+    fn on_event(&mut self, id: &str, e: Event) {
+        match e {
+            // Printed output belongs to the running execution (as with
+            // ipykernel, which tags it with the current request).
+            Event::Output(s) => self.push_text(&s),
+            Event::Msg(m) => self.feed(id, m),
         }
     }
 
@@ -291,44 +335,21 @@ impl Accumulator {
         if m.parent_id.as_deref() != Some(id) {
             return;
         }
-        if m.msg_type == "execute_reply" {
-            // Read from the raw JSON so a reply jupyter-protocol cannot
-            // parse still ends the execution.
-            self.got_reply = true;
-            let c = &m.content;
-            self.reply_status = c.get("status").and_then(Value::as_str).map(str::to_owned);
-            if self.execution_count.is_none() {
+        let c = &m.content;
+        match m.msg_type.as_str() {
+            "execute_reply" => {
+                self.got_reply = true;
+                self.reply_status = c.get("status").and_then(Value::as_str).map(str::to_owned);
                 self.execution_count = c.get("execution_count").and_then(Value::as_i64);
-            }
-            if self.reply_status.as_deref() == Some("error") {
-                self.reply_error = Some(format_error(
-                    c.get("ename").and_then(Value::as_str).unwrap_or(""),
-                    c.get("evalue").and_then(Value::as_str).unwrap_or(""),
-                    c.get("traceback")
-                        .and_then(Value::as_array)
-                        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-                        .unwrap_or_default(),
-                ));
-            }
-            return;
-        }
-        match JupyterMessageContent::from_type_and_content(&m.msg_type, m.content) {
-            Ok(JupyterMessageContent::Status(s)) => {
-                if s.execution_state == ExecutionState::Idle {
-                    self.got_idle = true;
+                self.exiting = c.get("payload").and_then(Value::as_array).is_some_and(|p| p.iter().any(|p| p["source"] == "ask_exit"));
+                if self.reply_status.as_deref() == Some("error") {
+                    self.reply_error = Some(error_text(c));
                 }
             }
-            Ok(JupyterMessageContent::ExecuteInput(i)) => {
-                self.execution_count = Some(i.execution_count.0 as i64);
-            }
-            Ok(JupyterMessageContent::StreamContent(s)) => self.push_text(&s.text),
-            Ok(JupyterMessageContent::ExecuteResult(r)) => self.on_media(&r.data, true),
-            Ok(JupyterMessageContent::DisplayData(d)) => self.on_media(&d.data, false),
-            Ok(JupyterMessageContent::ErrorOutput(e)) => {
-                self.error = Some(format_error(&e.ename, &e.evalue, e.traceback));
-            }
-            Ok(_) => {}
-            Err(e) => debug!(msg_type = %m.msg_type, error = %e, "unparsed kernel message ignored"),
+            "execute_result" => self.on_media(c.get("data").unwrap_or(&Value::Null), true),
+            "display_data" => self.on_media(c.get("data").unwrap_or(&Value::Null), false),
+            "error" => self.error = Some(error_text(c)),
+            other => debug!(msg_type = other, "kernel message ignored"),
         }
     }
 
@@ -351,6 +372,13 @@ impl Accumulator {
         let ok = self.reply_status.as_deref() == Some("ok") && error.is_none();
         (ok, error)
     }
+}
+
+/// The text of an `error` message or error reply: its traceback, joined.
+fn error_text(c: &Value) -> String {
+    let traceback: Vec<String> =
+        c.get("traceback").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect()).unwrap_or_default();
+    format_error(c.get("ename").and_then(Value::as_str).unwrap_or(""), c.get("evalue").and_then(Value::as_str).unwrap_or(""), traceback)
 }
 
 fn format_error(ename: &str, evalue: &str, traceback: Vec<String>) -> String {
@@ -394,6 +422,15 @@ impl KernelManager {
             Phase::Running(_) => ("alive", true),
             Phase::Failed => ("dead", false),
         }
+    }
+
+    /// Starts the kernel in the background now rather than on the first
+    /// `/ipython/exec` (`SHIP_KERNEL_PREWARM=1`, for warm-pool sandboxes).
+    /// The status reads `starting` from this call on, so a readiness check
+    /// that waits for `alive` cannot see `not_started` first.
+    pub fn prewarm(self: &Arc<Self>) {
+        self.set_phase(Phase::Starting);
+        tokio::spawn(self.clone().ensure_started());
     }
 
     /// Starts the kernel unless a live one exists (the pre-warm, and the
@@ -473,15 +510,15 @@ impl KernelManager {
         };
         kernel.drain();
 
-        let request = JupyterMessage::new(
-            ExecuteRequest { code, silent, store_history: !silent, user_expressions: None, allow_stdin: false, stop_on_error: true },
-            None,
-        );
-        let id = request.header.msg_id.clone();
-        if let Err(e) = kernel.shell.send(request).await {
+        let id = Uuid::new_v4().simple().to_string();
+        let mut line = serde_json::to_vec(&json!({ "id": id, "code": code, "silent": silent })).unwrap_or_default();
+        line.push(b'\n');
+        drop(code);
+        if let Err(e) = kernel.requests.write_all(&line).await {
             *slot = None;
             return ExecResponse::failure(format!("Failed to send code to the kernel: {e}"));
         }
+        drop(line);
 
         let started = Instant::now();
         let mut acc = Accumulator::default();
@@ -509,6 +546,14 @@ impl KernelManager {
             }
         }
         debug!(ms = started.elapsed().as_millis() as u64, "execution finished");
+        if acc.exiting
+            && let Some(kernel) = slot.as_mut()
+        {
+            // exit(): the kernel is ending; the next call starts a new one
+            // instead of sending its code to this one.
+            let _ = tokio::time::timeout(INTERRUPT_GRACE, wait_exit(&mut kernel.exit_rx)).await;
+            *slot = None;
+        }
 
         let (ok, error) = acc.verdict();
         let mut error = error_override.or(error);
@@ -523,7 +568,7 @@ impl KernelManager {
         ExecResponse { success, execution_count: acc.execution_count, output: acc.take_output(), error }
     }
 
-    /// Spawns a kernel process and waits until it answers.
+    /// Spawns a kernel process and waits for its `ready` message.
     async fn launch(&self) -> Result<Kernel, String> {
         let started = Instant::now();
         let s = &self.settings;
@@ -532,75 +577,63 @@ impl KernelManager {
         // From here on the guard removes the dir and kills the process
         // group on every early return.
         let mut guard = LaunchGuard { dir: Some(dir.clone()), life: None };
+        let script = dir.join("ship_kernel.py");
+        std::fs::write(&script, KERNEL_PY).map_err(|e| format!("cannot write {}: {e}", script.display()))?;
 
-        let info = ConnectionInfo {
-            ip: dir.join("k").to_string_lossy().into_owned(),
-            transport: Transport::IPC,
-            shell_port: 1,
-            iopub_port: 2,
-            stdin_port: 3,
-            control_port: 4,
-            hb_port: 5,
-            key: Uuid::new_v4().simple().to_string(),
-            signature_scheme: "hmac-sha256".into(),
-            kernel_name: Some("python3".into()),
-        };
-        let conn_file = dir.join("connection.json");
-        let conn_json = serde_json::to_vec(&info).map_err(|e| e.to_string())?;
-        std::fs::write(&conn_file, conn_json).map_err(|e| format!("cannot write connection file: {e}"))?;
+        // Both ends are close-on-exec: no other child inherits them.
+        let (ours, theirs) = StdUnixStream::pair().map_err(|e| format!("cannot create the kernel socket: {e}"))?;
+        let (out_r, out_w) = io::pipe().map_err(|e| format!("cannot create the kernel output pipe: {e}"))?;
+        let out_w2 = out_w.try_clone().map_err(|e| format!("cannot create the kernel output pipe: {e}"))?;
 
         let mut cmd = tokio::process::Command::new(&s.python);
-        cmd.arg("-m")
-            .arg("ipykernel_launcher")
-            .arg("-f")
-            .arg(&conn_file)
-            .arg("--InteractiveShell.colors=NoColor")
-            // No history sqlite (and no lock contention on it) in the workspace.
-            .arg("--HistoryManager.hist_file=:memory:")
+        cmd.arg(&script)
             .current_dir(&s.cwd)
             .env_remove(TOKEN_ENV)
             .envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            // Inline figures; matplotlib itself is imported only by a cell
+            // that uses it.
             .env("MPLBACKEND", "module://matplotlib_inline.backend_inline")
             // IPython's profile dir is kernel state, not user data.
             .env("IPYTHONDIR", std::env::temp_dir().join("ship-ipython"))
-            // debugpy (pulled in by ipykernel) warns about frozen modules at
-            // every start otherwise.
-            .env("PYDEVD_DISABLE_FILE_VALIDATION", "1")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdout(out_w)
+            .stderr(out_w2);
         let server_pid = std::process::id() as libc::pid_t;
+        let theirs_fd = theirs.as_raw_fd();
         // SAFETY: only async-signal-safe calls between fork and exec.
         // PDEATHSIG fires when the *thread* that forked exits; this runs on a
         // tokio worker thread, which lives as long as the runtime.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::setsid() == -1 {
-                    return Err(std::io::Error::last_os_error());
+                    return Err(io::Error::last_os_error());
                 }
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
                 if libc::getppid() != server_pid {
                     libc::_exit(1);
                 }
+                // dup2 clears close-on-exec on the copy, but is a no-op when
+                // the socket already has the number.
+                if theirs_fd == KERNEL_PROTOCOL_FD {
+                    if libc::fcntl(KERNEL_PROTOCOL_FD, libc::F_SETFD, 0) == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                } else if libc::dup2(theirs_fd, KERNEL_PROTOCOL_FD) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|e| format!("cannot run {}: {e}", s.python.display()))?;
+        let spawned = cmd.spawn();
+        // The command holds the pipe's write ends: only the kernel may keep them.
+        drop(cmd);
+        drop(theirs);
+        let mut child = spawned.map_err(|e| format!("cannot run {}: {e}", s.python.display()))?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
         let life = Arc::new(Life { pgid: pid, exited: AtomicBool::new(false), dir: dir.clone() });
         guard.life = Some(life.clone());
         if let Ok(mut g) = self.current.lock() {
             *g = Some(life.clone());
-        }
-
-        // Kernel stdout/stderr: logged at debug; the stderr tail explains a
-        // failed start ("No module named ipykernel_launcher").
-        let tail = Arc::new(StdMutex::new(VecDeque::<String>::new()));
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(log_lines(out, None));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(log_lines(err, Some(tail.clone())));
         }
         let (exit_tx, mut exit_rx) = watch::channel(false);
         {
@@ -615,69 +648,54 @@ impl KernelManager {
                 let _ = exit_tx.send(true);
             });
         }
-        let stderr_tail = || tail.lock().map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default();
-        let deadline = started + START_TIMEOUT;
 
-        // 1. Wait for all five sockets to be bound.
-        let socket_paths: Vec<PathBuf> = (1..=5).map(|p| PathBuf::from(format!("{}-{p}", info.ip))).collect();
-        loop {
-            if socket_paths.iter().all(|p| p.exists()) {
-                break;
-            }
-            if life.is_exited() {
-                // Give the stderr reader a moment to collect the reason.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                return Err(format!("kernel exited during startup: {}", stderr_tail()));
-            }
-            if Instant::now() >= deadline {
-                return Err("kernel did not open its sockets in time".into());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-
-        debug!(ms = started.elapsed().as_millis() as u64, "kernel sockets bound");
-        // 2. Connect IOPub first so its subscription settles while shell connects.
-        let session = Uuid::new_v4().to_string();
-        let iopub = retry(|| create_client_iopub_connection(&info, "", &session)).await?;
-        let identity = peer_identity_for_session(&session).map_err(|e| e.to_string())?;
-        let shell = retry(|| create_client_shell_connection_with_identity(&info, &session, identity.clone())).await?;
-        let (shell_tx, shell_rx_conn) = shell.split();
-        let (stx, shell_rx) = mpsc::channel(CHANNEL_DEPTH);
-        let (itx, iopub_rx) = mpsc::channel(CHANNEL_DEPTH);
-        let readers = vec![tokio::spawn(read_loop(shell_rx_conn, stx, "shell")), tokio::spawn(read_loop(iopub, itx, "iopub"))];
-        let mut kernel = Kernel { life: life.clone(), exit_rx: exit_rx.clone(), shell: shell_tx, shell_rx, iopub_rx, readers };
+        ours.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let sock = UnixStream::from_std(ours).map_err(|e| format!("cannot register the kernel socket: {e}"))?;
+        let out = pipe::Receiver::from_owned_fd(OwnedFd::from(out_r)).map_err(|e| format!("cannot register the kernel output pipe: {e}"))?;
+        let (sock_r, requests) = sock.into_split();
+        let (tx, events) = mpsc::channel(CHANNEL_DEPTH);
+        let reader = tokio::spawn(read_loop(BufReader::new(sock_r), out, tx));
+        let mut kernel = Kernel { life: life.clone(), exit_rx: exit_rx.clone(), requests, events, reader };
         // The Kernel's Drop now owns cleanup.
         guard.disarm();
 
-        // 3. Readiness: kernel_info until the reply arrives on shell AND the
-        //    request's status shows up on IOPub (i.e. the subscription is
-        //    live, so the first cell's output cannot be lost).
+        // Readiness: the kernel says so once its shell is built. What it
+        // printed before (warnings, or why it failed) explains a failed start.
+        let deadline = started + START_TIMEOUT;
+        let mut early = String::new();
         loop {
-            if Instant::now() >= deadline {
-                return Err("kernel did not become ready in time".into());
-            }
-            let req = JupyterMessage::new(KernelInfoRequest {}, None);
-            let id = req.header.msg_id.clone();
-            kernel.shell.send(req).await.map_err(|e| format!("kernel_info_request failed: {e}"))?;
-            let reply = recv_matching(&mut kernel.shell_rx, &mut exit_rx, &id, Duration::from_secs(3)).await;
-            debug!(ms = started.elapsed().as_millis() as u64, got = matches!(reply, Wait::Got), "kernel_info reply");
-            match reply {
-                Wait::Exited => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    return Err(format!("kernel exited during startup: {}", stderr_tail()));
+            let event = tokio::select! {
+                e = kernel.events.recv() => e,
+                _ = wait_exit(&mut exit_rx) => None,
+                _ = tokio::time::sleep_until(deadline) => return Err("kernel did not become ready in time".into()),
+            };
+            match event {
+                Some(Event::Msg(m)) if m.msg_type == "ready" => break,
+                Some(Event::Msg(m)) => debug!(msg_type = %m.msg_type, "kernel message before ready ignored"),
+                Some(Event::Output(text)) => {
+                    early.push_str(&text);
+                    if early.len() > START_OUTPUT_TAIL {
+                        let mut cut = early.len() - START_OUTPUT_TAIL;
+                        while !early.is_char_boundary(cut) {
+                            cut += 1;
+                        }
+                        early.drain(..cut);
+                    }
                 }
-                Wait::Timeout => continue,
-                Wait::Got => {}
-            }
-            match recv_matching(&mut kernel.iopub_rx, &mut exit_rx, &id, Duration::from_millis(500)).await {
-                Wait::Got => break,
-                Wait::Exited => {
-                    return Err(format!("kernel exited during startup: {}", stderr_tail()));
+                None => {
+                    // Exited: the rest of what it printed is still in the channel.
+                    while let Ok(e) = kernel.events.try_recv() {
+                        if let Event::Output(text) = e {
+                            early.push_str(&text);
+                        }
+                    }
+                    return Err(format!("kernel exited during startup: {}", early.trim()));
                 }
-                Wait::Timeout => continue,
             }
         }
-        kernel.drain();
+        if !early.trim().is_empty() {
+            debug!(output = %early.trim(), "kernel start-up output");
+        }
         info!(pid, ms = started.elapsed().as_millis() as u64, "python kernel ready");
         Ok(kernel)
     }
@@ -707,98 +725,162 @@ impl Drop for LaunchGuard {
     }
 }
 
-enum Wait {
-    Got,
-    Timeout,
-    Exited,
-}
-
-/// Waits for a message whose parent is `id` (others are dropped).
-async fn recv_matching(rx: &mut mpsc::Receiver<KMsg>, exit_rx: &mut watch::Receiver<bool>, id: &str, within: Duration) -> Wait {
-    let deadline = Instant::now() + within;
+/// The kernel's messages and printed output, merged into one ordered event
+/// stream. A message is handed on only after everything already in the
+/// output pipe: the kernel flushed it before sending the message, so it is
+/// there by then, and text keeps its place before results and the reply.
+/// Ends when the kernel closes its socket (it is exiting).
+async fn read_loop<R: AsyncBufRead + Unpin>(mut sock: R, mut out: pipe::Receiver, tx: mpsc::Sender<Event>) {
+    let mut lines = LineSplitter::default();
+    let mut text = Utf8Stream::default();
+    let mut buf = vec![0u8; OUTPUT_CHUNK];
+    let mut out_open = true;
     loop {
         tokio::select! {
-            m = rx.recv() => match m {
-                Some(m) if m.parent_id.as_deref() == Some(id) => return Wait::Got,
-                Some(_) => {}
-                None => return Wait::Exited,
+            biased;
+            r = out.read(&mut buf), if out_open => match r {
+                Ok(0) | Err(_) => out_open = false,
+                Ok(n) => {
+                    if !send_text(&tx, text.push(&buf[..n])).await {
+                        return;
+                    }
+                }
             },
-            _ = wait_exit(exit_rx) => return Wait::Exited,
-            _ = tokio::time::sleep_until(deadline) => return Wait::Timeout,
+            line = lines.next(&mut sock) => {
+                // Whatever was printed before this point is in the pipe now.
+                if out_open && !drain_pipe(&out, &mut buf, &mut text, &tx).await {
+                    return;
+                }
+                let Some(line) = line else {
+                    let _ = send_text(&tx, text.finish()).await;
+                    return;
+                };
+                match decode(&line) {
+                    Some(m) => {
+                        if tx.send(Event::Msg(m)).await.is_err() {
+                            return;
+                        }
+                    }
+                    None => warn!(bytes = line.len(), "undecodable kernel message dropped"),
+                }
+            }
         }
     }
 }
 
-/// Connecting right after the socket file appears can race the kernel's
-/// `listen()`; retry briefly.
-async fn retry<T, F, Fut>(mut f: F) -> Result<T, String>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = jupyter_zmq_client::Result<T>>,
-{
-    let mut last = String::new();
-    for _ in 0..40 {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) => last = e.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    Err(format!("cannot connect to the kernel: {last}"))
-}
-
-/// Reads raw frames, verifies the signature, and forwards the parts Ship
-/// needs. Undecodable frames are logged and skipped.
-async fn read_loop<S: SocketRecv + Send>(mut conn: Connection<S>, tx: mpsc::Sender<KMsg>, channel: &'static str) {
+/// Reads what the pipe holds right now, bypassing tokio's readiness cache
+/// (which may not have seen the latest write yet). `false`: the receiver is gone.
+async fn drain_pipe(out: &pipe::Receiver, buf: &mut [u8], text: &mut Utf8Stream, tx: &mpsc::Sender<Event>) -> bool {
     loop {
-        let frame = match conn.socket.recv().await {
-            Ok(f) => f,
-            Err(e) => {
-                debug!(channel, error = %e, "kernel socket closed");
-                return;
+        match rustix::io::read(out.as_fd(), &mut *buf) {
+            Ok(0) | Err(_) => return true, // empty (EAGAIN), closed, or failed
+            Ok(n) => {
+                if !send_text(tx, text.push(&buf[..n])).await {
+                    return false;
+                }
             }
-        };
-        let raw = match RawMessage::from_multipart(frame, &conn.mac) {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(channel, error = %e, "bad kernel frame dropped");
-                continue;
-            }
-        };
-        let Some(msg) = decode(&raw) else {
-            warn!(channel, "undecodable kernel message dropped");
-            continue;
-        };
-        if tx.send(msg).await.is_err() {
-            return;
         }
     }
 }
 
-fn decode(raw: &RawMessage) -> Option<KMsg> {
-    let header: Value = serde_json::from_slice(raw.jparts.first()?).ok()?;
-    let parent: Value = serde_json::from_slice(raw.jparts.get(1)?).unwrap_or(Value::Null);
-    let content: Value = serde_json::from_slice(raw.jparts.get(3)?).ok()?;
+async fn send_text(tx: &mpsc::Sender<Event>, s: String) -> bool {
+    s.is_empty() || tx.send(Event::Output(s)).await.is_ok()
+}
+
+fn decode(line: &[u8]) -> Option<KMsg> {
+    let v: Value = serde_json::from_slice(line).ok()?;
     Some(KMsg {
-        msg_type: header.get("msg_type")?.as_str()?.to_owned(),
-        parent_id: parent.get("msg_id").and_then(Value::as_str).map(str::to_owned),
-        content,
+        msg_type: v.get("msg_type")?.as_str()?.to_owned(),
+        parent_id: v.get("id").and_then(Value::as_str).map(str::to_owned),
+        content: v.get("content").cloned().unwrap_or(Value::Null),
     })
 }
 
-async fn log_lines<R: tokio::io::AsyncRead + Unpin>(r: R, tail: Option<Arc<StdMutex<VecDeque<String>>>>) {
-    let mut lines = BufReader::new(r).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        debug!(target: "ship::kernel_output", "{line}");
-        if let Some(t) = &tail
-            && let Ok(mut t) = t.lock()
-        {
-            if t.len() >= 20 {
-                t.pop_front();
+/// Splits a byte stream into lines of at most [`MAX_MESSAGE_LINE`] bytes
+/// (longer ones are skipped whole). Cancel-safe: a partial line lives here,
+/// not in the future.
+#[derive(Default)]
+struct LineSplitter {
+    line: Vec<u8>,
+    oversized: bool,
+}
+
+impl LineSplitter {
+    /// The next line without its newline; `None` at end of stream.
+    async fn next<R: AsyncBufRead + Unpin>(&mut self, r: &mut R) -> Option<Vec<u8>> {
+        loop {
+            let available = match r.fill_buf().await {
+                Ok([]) | Err(_) => return None,
+                Ok(b) => b,
+            };
+            let (chunk, found) = match available.iter().position(|&b| b == b'\n') {
+                Some(i) => (&available[..i], Some(i + 1)),
+                None => (available, None),
+            };
+            if !self.oversized {
+                if self.line.len() + chunk.len() > MAX_MESSAGE_LINE {
+                    self.oversized = true;
+                    self.line = Vec::new();
+                } else {
+                    self.line.extend_from_slice(chunk);
+                }
             }
-            t.push_back(line);
+            let used = found.unwrap_or(available.len());
+            r.consume(used);
+            if found.is_some() {
+                if std::mem::take(&mut self.oversized) {
+                    warn!("oversized kernel message dropped");
+                    continue;
+                }
+                return Some(std::mem::take(&mut self.line));
+            }
         }
     }
+}
+
+/// Decodes UTF-8 that arrives in arbitrary chunks: a character split
+/// between two reads is kept for the next one; invalid bytes become U+FFFD.
+#[derive(Default)]
+struct Utf8Stream {
+    pending: Vec<u8>,
+}
+
+impl Utf8Stream {
+    fn push(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        let keep = match std::str::from_utf8(&self.pending) {
+            Ok(_) => 0,
+            // An incomplete sequence at the very end: wait for the rest.
+            Err(e) if e.error_len().is_none() => self.pending.len() - e.valid_up_to(),
+            Err(_) => incomplete_tail(&self.pending),
+        };
+        let rest = self.pending.split_off(self.pending.len() - keep);
+        let s = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending = rest;
+        s
+    }
+
+    fn finish(&mut self) -> String {
+        let s = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        s
+    }
+}
+
+/// Length of an incomplete (but so far valid) UTF-8 sequence ending `b`.
+fn incomplete_tail(b: &[u8]) -> usize {
+    for back in 1..=3.min(b.len()) {
+        let lead = b[b.len() - back];
+        let need = match lead {
+            0xC2..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF4 => 4,
+            0x80..=0xBF => continue,
+            _ => return 0,
+        };
+        return if need > back { back } else { 0 };
+    }
+    0
 }
 
 // ---------------------------------------------------------------------------
@@ -864,31 +946,33 @@ pub async fn delete_handler(State(state): State<AppState>) -> Result<Json<Value>
 mod tests {
     use super::*;
 
-    fn msg(msg_type: &str, parent: &str, content: Value) -> KMsg {
-        KMsg { msg_type: msg_type.into(), parent_id: Some(parent.into()), content }
+    fn msg(msg_type: &str, parent: &str, content: Value) -> Event {
+        Event::Msg(KMsg { msg_type: msg_type.into(), parent_id: Some(parent.into()), content })
+    }
+
+    fn out(s: &str) -> Event {
+        Event::Output(s.into())
     }
 
     #[test]
     fn output_assembly_follows_shipyard() {
         let mut a = Accumulator::default();
         let id = "req";
-        a.feed(id, msg("status", id, json!({"execution_state": "busy"})));
-        a.feed(id, msg("execute_input", id, json!({"code": "x", "execution_count": 3})));
-        a.feed(id, msg("stream", id, json!({"name": "stdout", "text": "  hello\n"})));
-        a.feed(id, msg("stream", id, json!({"name": "stderr", "text": "warn\n"})));
+        a.on_event(id, out("  hello\n"));
+        a.on_event(id, out("warn\n"));
         // A message of another request is ignored.
-        a.feed(id, msg("stream", "other", json!({"name": "stdout", "text": "NOPE"})));
+        a.on_event(id, msg("execute_result", "other", json!({"data": {"text/plain": "NOPE"}})));
         // Figure: image plus text/plain → only the image.
-        a.feed(
+        a.on_event(
             id,
             msg("display_data", id, json!({"data": {"image/png": "iVBORw0K\n", "text/plain": "<Figure size 640x480 with 1 Axes>"}, "metadata": {}})),
         );
         // Text-only display → text.
-        a.feed(id, msg("display_data", id, json!({"data": {"text/plain": "shown"}, "metadata": {}})));
-        a.feed(id, msg("execute_result", id, json!({"execution_count": 3, "data": {"text/plain": "42"}, "metadata": {}})));
+        a.on_event(id, msg("display_data", id, json!({"data": {"text/plain": "shown"}, "metadata": {}})));
+        a.on_event(id, msg("update_display_data", id, json!({"data": {"text/plain": "ignored"}})));
+        a.on_event(id, msg("execute_result", id, json!({"execution_count": 3, "data": {"text/plain": "42"}, "metadata": {}})));
         assert!(!a.complete());
-        a.feed(id, msg("execute_reply", id, json!({"status": "ok", "execution_count": 3})));
-        a.feed(id, msg("status", id, json!({"execution_state": "idle"})));
+        a.on_event(id, msg("execute_reply", id, json!({"status": "ok", "execution_count": 3})));
         assert!(a.complete());
         let (ok, err) = a.verdict();
         assert!(ok);
@@ -903,8 +987,8 @@ mod tests {
     fn errors_join_traceback_and_fail() {
         let mut a = Accumulator::default();
         let id = "r";
-        a.feed(id, msg("stream", id, json!({"name": "stdout", "text": "before\n"})));
-        a.feed(
+        a.on_event(id, out("before\n"));
+        a.on_event(
             id,
             msg(
                 "error",
@@ -913,16 +997,10 @@ mod tests {
                        "traceback": ["\x1b[0;31m---------\x1b[0m", "NameError: name 'y' is not defined"]}),
             ),
         );
-        a.feed(
+        a.on_event(
             id,
-            msg(
-                "execute_reply",
-                id,
-                json!({"status": "error", "execution_count": 4, "ename": "NameError",
-                                            "evalue": "x", "traceback": []}),
-            ),
+            msg("execute_reply", id, json!({"status": "error", "execution_count": 4, "ename": "NameError", "evalue": "x", "traceback": []})),
         );
-        a.feed(id, msg("status", id, json!({"execution_state": "idle"})));
         let (ok, err) = a.verdict();
         assert!(!ok);
         assert_eq!(err.unwrap(), "---------\nNameError: name 'y' is not defined");
@@ -930,13 +1008,15 @@ mod tests {
     }
 
     #[test]
-    fn unparseable_reply_still_completes() {
+    fn odd_replies_still_complete() {
         let mut a = Accumulator::default();
-        // A reply with an odd shape is still recognised from raw JSON.
-        a.feed("r", msg("execute_reply", "r", json!({"status": "aborted"})));
-        a.feed("r", msg("status", "r", json!({"execution_state": "idle"})));
+        a.on_event("r", msg("execute_reply", "r", json!({"status": "aborted"})));
         assert!(a.complete());
         assert_eq!(a.verdict(), (false, Some("Execution aborted".into())));
+        // An error reply without an error message: its own traceback, or name and value.
+        let mut a = Accumulator::default();
+        a.on_event("r", msg("execute_reply", "r", json!({"status": "error", "ename": "KeyboardInterrupt", "evalue": ""})));
+        assert_eq!(a.verdict(), (false, Some("KeyboardInterrupt: ".into())));
     }
 
     #[test]
@@ -961,5 +1041,65 @@ mod tests {
         assert_eq!(out.images.len(), 2);
         assert!(out.text.ends_with("[output truncated]"));
         assert_eq!(MAX_PYTHON_IMAGES, 16 * 1024 * 1024);
+    }
+
+    #[test]
+    fn utf8_split_across_reads_is_kept_whole() {
+        let mut u = Utf8Stream::default();
+        let bytes = "aé€😀".as_bytes();
+        // Every split point, in two reads.
+        for cut in 0..=bytes.len() {
+            let mut s = u.push(&bytes[..cut]);
+            s.push_str(&u.push(&bytes[cut..]));
+            assert_eq!(s, "aé€😀", "cut at {cut}");
+        }
+        // Invalid bytes are replaced; a trailing partial character waits.
+        assert_eq!(u.push(b"x\xffy\xe2\x82"), "x\u{fffd}y");
+        assert_eq!(u.push(b"\xac"), "€");
+        assert_eq!(u.push(b"\xf0\x9f"), "");
+        assert_eq!(u.finish(), "\u{fffd}");
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_and_oversized_ones_skipped() {
+        let long = "x".repeat(MAX_MESSAGE_LINE + 1);
+        let data = format!("one\n{long}\ntwo\nthree");
+        let mut r = BufReader::with_capacity(7, data.as_bytes());
+        let mut l = LineSplitter::default();
+        assert_eq!(l.next(&mut r).await.as_deref(), Some(&b"one"[..]));
+        assert_eq!(l.next(&mut r).await.as_deref(), Some(&b"two"[..]));
+        // No newline at the end: not a message.
+        assert_eq!(l.next(&mut r).await, None);
+    }
+
+    /// Text printed before a message is handed on before it, however the
+    /// writes and the reader interleave.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn printed_text_precedes_the_message_that_follows_it() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let (mut out_tx, out_rx) = pipe::pipe().unwrap();
+        let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+        let reader = tokio::spawn(read_loop(BufReader::new(ours), out_rx, tx));
+        let writer = tokio::spawn(async move {
+            for i in 0..2000 {
+                out_tx.write_all(format!("line {i}\n").as_bytes()).await.unwrap();
+                theirs.write_all(format!("{{\"msg_type\": \"m\", \"id\": \"{i}\"}}\n").as_bytes()).await.unwrap();
+            }
+        });
+        let mut text = String::new();
+        let mut seen = 0;
+        while let Some(e) = rx.recv().await {
+            match e {
+                Event::Output(s) => text.push_str(&s),
+                Event::Msg(m) => {
+                    let i = m.parent_id.unwrap();
+                    assert!(text.contains(&format!("line {i}\n")), "message {i} before its line");
+                    seen += 1;
+                }
+            }
+        }
+        writer.await.unwrap();
+        reader.await.unwrap();
+        assert_eq!(seen, 2000);
     }
 }

@@ -1,5 +1,5 @@
 //! Ship: the HTTP runtime inside each sandbox container. It serves Python
-//! (a real Jupyter kernel), shell and filesystem operations to Bay, with the
+//! (an IPython kernel, see `kernel.rs`), shell and filesystem operations to Bay, with the
 //! same HTTP API as Shipyard Neo's Ship so the two images are interchangeable.
 
 mod config;
@@ -52,7 +52,7 @@ pub(crate) struct AppState {
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 fn main() -> ExitCode {
-    server::run("ship", "info,zeromq=warn", serve)
+    server::run("ship", "info", serve)
 }
 
 async fn serve(token: RuntimeToken) -> anyhow::Result<()> {
@@ -77,8 +77,12 @@ async fn serve(token: RuntimeToken) -> anyhow::Result<()> {
     info!(%addr, workspace = %cfg.workspace_canon.display(), version = meta::VERSION,
         token = token.is_enabled(), cargo_limit = ?cfg.cargo_limit, "ship listening");
 
-    // Pre-warm: the first /ipython/exec should not pay for the kernel start.
-    tokio::spawn(kernel.clone().ensure_started());
+    // The kernel starts with the first /ipython/exec, unless the host asks
+    // for it now (a warm-pool sandbox, whose first exec should not wait):
+    // an idle sandbox then costs only this server's memory.
+    if cfg.kernel_prewarm {
+        kernel.prewarm();
+    }
 
     let (k2, s2) = (kernel.clone(), shell.clone());
     server::serve_until_signal(listener, router(state, token), SHUTDOWN_GRACE, move || {
@@ -162,7 +166,14 @@ mod tests {
     /// The real router and state on a temp workspace (the kernel is not
     /// started until a cell runs).
     fn app(dir: &Path, vars: &[(&str, &str)], token: RuntimeToken) -> Router {
-        router(crate::testutil::state(dir, vars), token)
+        app_with_kernel(dir, vars, token, &[]).0
+    }
+
+    /// [`app`], with variables for the kernel's environment, and its kernel.
+    fn app_with_kernel(dir: &Path, vars: &[(&str, &str)], token: RuntimeToken, kernel_env: &[(&str, &str)]) -> (Router, Arc<KernelManager>) {
+        let state = crate::testutil::state_with(dir, vars, kernel_env);
+        let kernel = state.kernel.clone();
+        (router(state, token), kernel)
     }
 
     async fn send(app: &Router, req: axum::http::Request<Body>) -> (u16, Value) {
@@ -349,16 +360,40 @@ mod tests {
         assert_eq!((s, v["stdout"].as_str()), (200, Some("ok")));
     }
 
-    /// A 4 MiB cell runs in a real kernel. Needs a Python with ipykernel
-    /// (`SHIP_TEST_PYTHON`, else `python3`); skipped without one.
+    /// A Python that can run the kernel (IPython installed):
+    /// `SHIP_TEST_PYTHON`, else `python3`, else `/usr/bin/python3`. The
+    /// kernel tests are skipped without one; the ship image has one (run the
+    /// test binary inside it: see runtimes/ship/src/kernel.rs).
+    fn kernel_python() -> Option<String> {
+        let found = std::env::var("SHIP_TEST_PYTHON")
+            .into_iter()
+            .chain(["python3".to_string(), "/usr/bin/python3".to_string()])
+            .find(|python| std::process::Command::new(python).args(["-c", "import IPython"]).output().is_ok_and(|o| o.status.success()));
+        if found.is_none() {
+            eprintln!("skipped: no Python with IPython (set SHIP_TEST_PYTHON)");
+        }
+        found
+    }
+
+    fn python_has(python: &str, module: &str) -> bool {
+        std::process::Command::new(python).args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success())
+    }
+
+    async fn status(app: &Router) -> String {
+        let req = axum::http::Request::get("/ipython/kernel/status").body(Body::empty()).unwrap();
+        send(app, req).await.1["status"].as_str().unwrap().to_string()
+    }
+
+    async fn exec(app: &Router, code: &str) -> Value {
+        let (s, v) = post(app, "/ipython/exec", json!({"code": code})).await;
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
+    /// A 4 MiB cell runs in a real kernel.
     #[tokio::test]
     async fn python_cells_up_to_4_mib_run() {
-        let python = std::env::var("SHIP_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-        let has_kernel = std::process::Command::new(&python).args(["-c", "import ipykernel"]).output().is_ok_and(|o| o.status.success());
-        if !has_kernel {
-            eprintln!("skipped: {python} has no ipykernel (set SHIP_TEST_PYTHON)");
-            return;
-        }
+        let Some(python) = kernel_python() else { return };
         let d = tempfile::tempdir().unwrap();
         let a = app(d.path(), &[("SHIP_PYTHON", &python)], RuntimeToken::default());
         let head = "s = '";
@@ -373,5 +408,124 @@ mod tests {
         // And the kernel does not see the runtime token.
         let (_, v) = post(&a, "/ipython/exec", json!({"code": "import os; print(os.environ.get('BAY_RUNTIME_TOKEN', 'unset'))"})).await;
         assert_eq!(v["output"]["text"], json!("unset"));
+    }
+
+    /// The kernel starts with the first exec, which waits for it; a second
+    /// exec sent meanwhile waits too and runs after it in the same kernel.
+    #[tokio::test]
+    async fn exec_waits_for_a_lazily_started_kernel() {
+        let Some(python) = kernel_python() else { return };
+        let d = tempfile::tempdir().unwrap();
+        let a = app(d.path(), &[("SHIP_PYTHON", &python)], RuntimeToken::default());
+        assert_eq!(status(&a).await, "not_started");
+        let (first, second) = tokio::join!(exec(&a, "x = 1; 1 + 1"), exec(&a, "x + 41"));
+        assert_eq!((&first["success"], &first["output"]["text"]), (&json!(true), &json!("2")), "{first}");
+        assert_eq!((&second["success"], &second["output"]["text"]), (&json!(true), &json!("42")), "{second}");
+        let mut counts = [first["execution_count"].as_i64(), second["execution_count"].as_i64()];
+        counts.sort();
+        assert_eq!(counts, [Some(1), Some(2)]);
+        assert_eq!(status(&a).await, "alive");
+    }
+
+    /// Shell and filesystem calls are answered while the kernel is still
+    /// starting (held at start-up by a PYTHONSTARTUP file until the test
+    /// lets it go).
+    #[tokio::test]
+    async fn shell_is_answered_while_the_kernel_starts() {
+        let Some(python) = kernel_python() else { return };
+        let d = tempfile::tempdir().unwrap();
+        let (ws, gate) = (d.path().join("ws"), d.path().join("go"));
+        let startup = d.path().join("hold.py");
+        std::fs::write(&startup, format!("import os, time\nwhile not os.path.exists({:?}):\n    time.sleep(0.01)\n", gate.to_str().unwrap()))
+            .unwrap();
+        let (a, kernel) = app_with_kernel(&ws, &[("SHIP_PYTHON", &python)], RuntimeToken::default(), &[("PYTHONSTARTUP", startup.to_str().unwrap())]);
+        kernel.prewarm();
+        assert_eq!(status(&a).await, "starting");
+        let pending = tokio::spawn({
+            let a = a.clone();
+            async move { exec(&a, "1 + 1").await }
+        });
+        let (s, v) = post(&a, "/shell/exec", json!({"command": "echo hi"})).await;
+        assert_eq!((s, v["stdout"].as_str()), (200, Some("hi")), "{v}");
+        let (s, _) = post(&a, "/fs/write_file", json!({"path": "f.txt", "content": "x"})).await;
+        assert_eq!(s, 200);
+        let health = axum::http::Request::get("/health").body(Body::empty()).unwrap();
+        assert_eq!(send(&a, health).await.0, 200);
+        // Still held: the answers above did not wait for the kernel.
+        assert_eq!(status(&a).await, "starting");
+        assert!(!pending.is_finished());
+        std::fs::write(&gate, "").unwrap();
+        let v = pending.await.unwrap();
+        assert_eq!((&v["success"], &v["output"]["text"]), (&json!(true), &json!("2")), "{v}");
+        assert_eq!(status(&a).await, "alive");
+    }
+
+    /// What users rely on from the kernel: the order of printed text and
+    /// results, tracebacks, magics, `!cmd`, and interrupting a cell (here
+    /// at its timeout) with the kernel's state kept.
+    #[tokio::test]
+    async fn kernel_behaves_like_ipykernel() {
+        let Some(python) = kernel_python() else { return };
+        let d = tempfile::tempdir().unwrap();
+        let a = app(d.path(), &[("SHIP_PYTHON", &python)], RuntimeToken::default());
+        let ws = d.path().canonicalize().unwrap();
+
+        let v = exec(&a, "import sys, os\nprint('a')\nprint('b', file=sys.stderr)\nos.system('echo c')\n42").await;
+        assert_eq!((&v["success"], &v["output"]["text"], &v["execution_count"]), (&json!(true), &json!("a\nb\nc\n42"), &json!(1)), "{v}");
+
+        let v = exec(&a, "%pwd").await;
+        assert_eq!(v["output"]["text"], json!(format!("'{}'", ws.display())), "{v}");
+        let v = exec(&a, "%timeit -n1 -r1 pass").await;
+        assert!(v["output"]["text"].as_str().unwrap().contains("per loop"), "{v}");
+        let v = exec(&a, "!echo hi").await;
+        assert_eq!((&v["success"], v["output"]["text"].as_str().map(str::trim)), (&json!(true), Some("hi")), "{v}");
+
+        let v = exec(&a, "def f():\n    return 1/0\nf()").await;
+        assert_eq!(v["success"], json!(false));
+        let err = v["error"].as_str().unwrap();
+        // "Cell In [5], line 3" (IPython 8.5, Debian 12) or "Cell In[5], line 3" (later ones).
+        assert!(err.contains("ZeroDivisionError") && err.contains("5], line 3") && err.contains("----> 2     return 1/0"), "{err}");
+        let v = exec(&a, "input()").await;
+        assert!(v["error"].as_str().unwrap().contains("StdinNotImplementedError"), "{v}");
+
+        // Interrupted at its timeout; the variables survive.
+        let v = exec(&a, "x = 41").await;
+        assert_eq!(v["success"], json!(true));
+        let (_, v) = post(&a, "/ipython/exec", json!({"code": "while True: pass", "timeout": 1})).await;
+        assert_eq!((&v["success"], &v["error"]), (&json!(false), &json!("Code execution timed out after 1 seconds")), "{v}");
+        let v = exec(&a, "x + 1").await;
+        assert_eq!((&v["success"], &v["output"]["text"], &v["execution_count"]), (&json!(true), &json!("42"), &json!(9)), "{v}");
+
+        // exit() ends the kernel, as with ipykernel; the next call gets a new one.
+        let v = exec(&a, "exit()").await;
+        assert_eq!(v["success"], json!(true), "{v}");
+        let v = exec(&a, "'x' in dir()").await;
+        assert_eq!(v["output"]["text"], json!("False"), "{v}");
+    }
+
+    /// A matplotlib figure comes back as a PNG; matplotlib is not imported
+    /// before a cell does it.
+    #[tokio::test]
+    async fn matplotlib_figures_are_png_images() {
+        let Some(python) = kernel_python() else { return };
+        if !python_has(&python, "matplotlib_inline") {
+            eprintln!("skipped: {python} has no matplotlib_inline");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let mpl = d.path().join("mpl");
+        let (a, _) =
+            app_with_kernel(&d.path().join("ws"), &[("SHIP_PYTHON", &python)], RuntimeToken::default(), &[("MPLCONFIGDIR", mpl.to_str().unwrap())]);
+        let v = exec(&a, "import sys; 'matplotlib' in sys.modules").await;
+        assert_eq!(v["output"]["text"], json!("False"), "{v}");
+        let v = exec(&a, "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.title('t')\nprint('drawn')").await;
+        assert_eq!((&v["success"], &v["output"]["text"]), (&json!(true), &json!("drawn")), "{v}");
+        let images = v["output"]["images"].as_array().unwrap();
+        assert_eq!(images.len(), 1, "{v}");
+        // base64 of the PNG signature.
+        assert!(images[0]["image/png"].as_str().unwrap().starts_with("iVBORw0KGgo"), "{v}");
+        // Rich display of any object with a PNG repr.
+        let v = exec(&a, "import matplotlib\nfrom IPython.display import display, Image\ndisplay(Image(filename=matplotlib.get_data_path() + '/images/matplotlib.png'))").await;
+        assert_eq!(v["output"]["images"].as_array().map(Vec::len), Some(1), "{v}");
     }
 }

@@ -23,6 +23,11 @@ use crate::{
 /// The state of a Ship serving `dir`, configured by `vars` (the kernel is
 /// not started until a cell runs).
 pub(crate) fn state(dir: &Path, vars: &[(&str, &str)]) -> AppState {
+    state_with(dir, vars, &[])
+}
+
+/// [`state`], with variables for the kernel's environment.
+pub(crate) fn state_with(dir: &Path, vars: &[(&str, &str)], kernel_env: &[(&str, &str)]) -> AppState {
     let ws_path = dir.to_string_lossy().into_owned();
     let mut cfg = Config::from_lookup(|k| {
         if k == "SHIP_WORKSPACE" {
@@ -37,7 +42,7 @@ pub(crate) fn state(dir: &Path, vars: &[(&str, &str)]) -> AppState {
         python: cfg.python.clone(),
         cwd: cfg.workspace_canon.clone(),
         workspace_display: ws_path.clone(),
-        env: Vec::new(),
+        env: kernel_env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
     }));
     let shell = Arc::new(ShellManager::new(cfg.clone(), ws.clone()));
     AppState {

@@ -48,7 +48,7 @@ fn token_is_enforced_and_not_inherited() {
         .env("SHIP_WORKSPACE", ws.path())
         .env("SHIP_HOST", "127.0.0.1")
         .env("SHIP_PORT", port.to_string())
-        // No kernel needed here: a missing interpreter only fails the pre-warm.
+        // No kernel needed here: it starts with the first Python call only.
         .env("SHIP_PYTHON", "/nonexistent/python")
         .env("SHIP_SKILLS_DIR", ws.path().join("no-skills"))
         .env("BAY_RUNTIME_TOKEN", "s3cret-token")
