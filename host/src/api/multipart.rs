@@ -40,6 +40,8 @@ pub(crate) struct BoundedMultipart {
 struct Budget {
     /// How many more bytes the parser may pull in the current phase.
     left: AtomicU64,
+    /// The budget ran out once: the parser was told to look at what it has.
+    deferred: AtomicBool,
     exceeded: AtomicBool,
 }
 
@@ -67,6 +69,7 @@ impl BoundedMultipart {
     /// bytes pulled in this phase count against the header budget).
     pub(crate) async fn next_field(&mut self) -> Result<Option<multer::Field<'static>>, BayError> {
         self.budget.left.store(self.part_header_bytes, Ordering::Relaxed);
+        self.budget.deferred.store(false, Ordering::Relaxed);
         let next = self.inner.next_field().await;
         self.budget.left.store(UNLIMITED, Ordering::Relaxed);
         match next {
@@ -106,8 +109,15 @@ impl<S: Stream<Item = Result<Bytes, axum::Error>> + Unpin> Stream for GuardedStr
     type Item = Result<Bytes, std::io::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        // Checked before pulling: a phase reads at most its budget plus one chunk.
+        // Checked before pulling: a phase reads at most its budget plus one
+        // chunk. The parser pulls until `Pending` before it looks at what it
+        // has, so running out first means "look now" (and a wake-up so it
+        // asks again); asking again with nothing new is the error.
         if self.budget.left.load(Ordering::Relaxed) == 0 {
+            if !self.budget.deferred.swap(true, Ordering::Relaxed) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             self.budget.exceeded.store(true, Ordering::Relaxed);
             return Poll::Ready(Some(Err(std::io::Error::other("multipart part headers over their limit"))));
         }
@@ -162,6 +172,24 @@ mod tests {
         let mut m = BoundedMultipart::new(&headers("multipart/form-data; boundary=B"), body(&[b]), &l).unwrap();
         let mut f = m.next_field().await.unwrap().unwrap();
         assert_eq!(read_text(&mut f, "path", "multipart_field_bytes", 8).await.unwrap(), "ok.txt");
+        drop(f);
+        assert!(m.next_field().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_large_read_holding_the_headers_is_fine() {
+        let l = LimitsConfig { multipart_part_header_bytes: 1024, ..Default::default() };
+        let mut first = b"--B\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n".to_vec();
+        first.extend(vec![b'x'; 64 * 1024]);
+        let more = vec![b'y'; 64 * 1024];
+        let end: &[u8] = b"\r\n--B--\r\n";
+        let mut m = BoundedMultipart::new(&headers("multipart/form-data; boundary=B"), body(&[&first, &more, end]), &l).unwrap();
+        let mut f = m.next_field().await.unwrap().unwrap();
+        let mut n = 0;
+        while let Some(chunk) = f.chunk().await.unwrap() {
+            n += chunk.len();
+        }
+        assert_eq!(n, 128 * 1024);
         drop(f);
         assert!(m.next_field().await.unwrap().is_none());
     }
