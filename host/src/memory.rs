@@ -5,10 +5,16 @@
 //! keeps most of that memory: the mmap threshold rises (up to 32 MiB) after
 //! the first large buffer is freed, so later ones come from arenas, and
 //! per-thread arenas are only trimmed from their top. Measured with
-//! `bay serve` (debug build) and 20 × 64 MiB bodies plus a 1 GiB body against
-//! five routes, before the request limits existed: idle 61 MB, 261 MB after
-//! the burst with the defaults, 68 MB with the settings below. glibc's own
-//! knobs do it, without a second allocator next to wasmtime's.
+//! `bay serve` (debug build, 2 cores; docs/security.md has the table):
+//!
+//! - before the request limits, 20 × 64 MiB bodies plus a 1 GiB body: idle
+//!   61 MB, 261 MB after with glibc's defaults, 68 MB with the settings below;
+//! - bodies within their limits (60 × 3 MiB, still buffered): 106 MB after
+//!   with the defaults, 56–71 MB with these settings (idle 47–58 MB);
+//! - mimalloc 0.1 as the global allocator instead: idle 73 MB, 114 MB after
+//!   the in-limit burst, 92 MB after the attack burst (glibc tuned: 56, 48).
+//!
+//! So glibc's own knobs, without a second allocator next to wasmtime's.
 //!
 //! - `M_MMAP_THRESHOLD` fixed at 128 KiB (this also turns the dynamic
 //!   threshold off): large buffers are mapped and unmapped, never kept;
