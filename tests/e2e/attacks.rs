@@ -125,7 +125,13 @@ async fn oversized_requests_get_the_envelope() {
     let c = bay.client();
 
     // 413: a body over `limits.json_body_bytes`, declared…
-    let resp = c.req(Method::POST, "/v1/sandboxes").header("content-type", "application/json").body(json_with_string("profile", 2 * MIB)).send().await.unwrap();
+    let resp = c
+        .req(Method::POST, "/v1/sandboxes")
+        .header("content-type", "application/json")
+        .body(json_with_string("profile", 2 * MIB))
+        .send()
+        .await
+        .unwrap();
     let status = resp.status().as_u16();
     let r: Value = resp.json().await.unwrap();
     assert_envelope(status, &r, 413, "payload_too_large");
@@ -338,11 +344,14 @@ async fn early_errors_reach_clients_that_send_the_whole_body_first() {
 
     // Unknown sandbox: 404 before the body is read.
     let body = multipart("B", b"a.txt", &file);
-    let resp = raw.send(&post_head("/v1/sandboxes/sandbox-000000000000/filesystem/upload", &bay.key, "multipart/form-data; boundary=B", body.len()), &body).await;
+    let resp = raw
+        .send(&post_head("/v1/sandboxes/sandbox-000000000000/filesystem/upload", &bay.key, "multipart/form-data; boundary=B", body.len()), &body)
+        .await;
     assert_envelope(resp.status, &resp.body, 404, "not_found");
     // A bad path: 400 once the `path` field is read, the file part unread.
     let body = multipart("B", b"/etc/passwd", &file);
-    let resp = raw.send(&post_head(&format!("/v1/sandboxes/{id}/filesystem/upload"), &bay.key, "multipart/form-data; boundary=B", body.len()), &body).await;
+    let resp =
+        raw.send(&post_head(&format!("/v1/sandboxes/{id}/filesystem/upload"), &bay.key, "multipart/form-data; boundary=B", body.len()), &body).await;
     assert_envelope(resp.status, &resp.body, 400, "invalid_path");
     // A body declared over its route's limit: 413 before reading.
     let body = json_with_string("profile", 6 * MIB);
@@ -453,7 +462,10 @@ async fn keys_from_the_cli_work_and_stop_within_seconds() {
 /// A non-loopback IPv4 address of this machine, if it has one.
 fn network_address() -> Option<String> {
     let out = std::process::Command::new("hostname").arg("-I").output().ok()?;
-    String::from_utf8_lossy(&out.stdout).split_whitespace().find(|a| a.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| !ip.is_loopback())).map(str::to_owned)
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|a| a.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| !ip.is_loopback()))
+        .map(str::to_owned)
 }
 
 #[tokio::test]

@@ -30,9 +30,11 @@ use tower::ServiceExt;
 
 use crate::config::LimitsConfig;
 
-/// Headers hyper parses per request; `limits.header_count` (smaller) is
-/// enforced with the envelope after parsing.
-pub(crate) const PARSED_HEADERS: usize = 1000;
+/// Headers hyper parses per request (it allocates room for this many on
+/// every request); `limits.header_count` (100) is enforced with the envelope
+/// after parsing, and a request with more than this many gets hyper's 431,
+/// rewritten into the envelope by [`EnvelopeIo`].
+pub(crate) const PARSED_HEADERS: usize = 256;
 
 /// Serves `router` on `listener` until `shutdown` resolves, then waits for
 /// the connections in flight.
