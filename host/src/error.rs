@@ -35,8 +35,14 @@ pub enum ErrorCode {
     Timeout,
     /// The route exists but not for this method (405).
     MethodNotAllowed,
-    /// A body, field or file over its limit (413).
+    /// A request body, or one field of it, is over its configured limit (413).
     PayloadTooLarge,
+    /// The request target (path and query) is too long (414).
+    UriTooLong,
+    /// The request headers are too large or too many (431).
+    HeadersTooLarge,
+    /// The body is not of a media type the route accepts (415).
+    UnsupportedMediaType,
 }
 
 impl ErrorCode {
@@ -59,6 +65,9 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UriTooLong => "uri_too_long",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
         }
     }
 
@@ -77,6 +86,9 @@ impl ErrorCode {
             ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
+            ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
 }
@@ -92,15 +104,61 @@ pub struct BayError {
 
 pub type BayResult<T> = Result<T, BayError>;
 
+/// Longest value a message quotes from the request ([`echo`]).
+pub const ECHO_CHARS: usize = 128;
+/// Longest message an error carries, whatever built it (serde's messages
+/// quote the offending value whole).
+const MESSAGE_CHARS: usize = 1024;
+/// Longest string anywhere in `details`.
+const DETAIL_CHARS: usize = 256;
+
+/// A value taken from the request, as an error message may quote it: at most
+/// [`ECHO_CHARS`] characters, then `…`. A 50 MB profile name must not come
+/// back as a 50 MB error body.
+pub fn echo(value: &str) -> String {
+    truncate(value, ECHO_CHARS)
+}
+
+fn truncate(value: &str, max_chars: usize) -> String {
+    match value.char_indices().nth(max_chars) {
+        None => value.to_owned(),
+        Some((end, _)) => format!("{}…", &value[..end]),
+    }
+}
+
+/// Clamps every string inside a details value (arrays and objects included).
+fn clamp(value: Value) -> Value {
+    match value {
+        Value::String(s) if s.len() > DETAIL_CHARS => Value::String(truncate(&s, DETAIL_CHARS)),
+        Value::Array(items) => Value::Array(items.into_iter().map(clamp).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (truncate(&k, DETAIL_CHARS), clamp(v))).collect()),
+        other => other,
+    }
+}
+
 impl BayError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        BayError { code, message: message.into(), details: Map::new() }
+        let message = message.into();
+        let message = if message.len() > MESSAGE_CHARS { truncate(&message, MESSAGE_CHARS) } else { message };
+        BayError { code, message, details: Map::new() }
     }
 
-    /// Adds one `details` entry.
+    /// Adds one `details` entry (long strings are truncated).
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.details.insert(key.to_owned(), value.into());
+        self.details.insert(key.to_owned(), clamp(value.into()));
         self
+    }
+
+    /// A body or field over its limit (413). `limit` is the `limits.*` key.
+    pub fn payload_too_large(what: &str, limit: &str, max_bytes: u64) -> Self {
+        Self::new(ErrorCode::PayloadTooLarge, format!("{what} is larger than {max_bytes} bytes (limits.{limit})"))
+            .with("limit", limit)
+            .with("max_bytes", max_bytes)
+    }
+
+    /// An authenticated caller without the scope a route needs (403).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -128,13 +186,19 @@ impl BayError {
     /// A request body or query string that does not match the schema (422).
     /// `loc` follows FastAPI's convention, e.g. `["body", "timeout"]`.
     pub fn request_validation(loc: &[&str], msg: impl Into<String>, kind: &str) -> Self {
+        Self::request_validation_at(loc.iter().map(|l| Value::from(*l)).collect(), msg, kind)
+    }
+
+    /// As [`request_validation`](Self::request_validation), with list indices
+    /// in `loc` as numbers (`["body", "commands", 3]`).
+    pub fn request_validation_at(loc: Vec<Value>, msg: impl Into<String>, kind: &str) -> Self {
         let msg = msg.into();
         Self::new(ErrorCode::RequestValidation, format!("Request validation failed: {msg}"))
             .with("errors", json!([{ "loc": loc, "msg": msg, "type": kind }]))
     }
 
     pub fn sandbox_not_found(id: &str) -> Self {
-        Self::not_found(format!("Sandbox not found: {id}"))
+        Self::not_found(format!("Sandbox not found: {}", echo(id)))
     }
 
     pub fn session_not_ready(message: impl Into<String>, sandbox_id: &str, retry_after_ms: u64) -> Self {
@@ -209,6 +273,20 @@ mod tests {
     }
 
     #[test]
+    fn echoed_values_and_messages_are_bounded() {
+        let long = "é".repeat(10_000);
+        let e = echo(&long);
+        assert_eq!(e.chars().count(), ECHO_CHARS + 1);
+        assert!(e.ends_with('…'));
+        assert_eq!(echo("short"), "short");
+        let err = BayError::validation(format!("Invalid profile: {long}")).with("errors", json!([{ "msg": long.clone(), "loc": ["body"] }]));
+        assert!(err.message.chars().count() <= MESSAGE_CHARS + 1);
+        let msg = err.details["errors"][0]["msg"].as_str().unwrap();
+        assert_eq!(msg.chars().count(), DETAIL_CHARS + 1);
+        assert_eq!(err.details["errors"][0]["loc"], json!(["body"]));
+    }
+
+    #[test]
     fn statuses_follow_the_reference() {
         let cases = [
             (ErrorCode::NotFound, 404),
@@ -222,6 +300,11 @@ mod tests {
             (ErrorCode::ShipError, 502),
             (ErrorCode::Timeout, 504),
             (ErrorCode::QuotaExceeded, 429),
+            (ErrorCode::PayloadTooLarge, 413),
+            (ErrorCode::UriTooLong, 414),
+            (ErrorCode::HeadersTooLarge, 431),
+            (ErrorCode::UnsupportedMediaType, 415),
+            (ErrorCode::Forbidden, 403),
         ];
         for (code, status) in cases {
             assert_eq!(code.status().as_u16(), status, "{code:?}");

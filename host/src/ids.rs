@@ -42,6 +42,23 @@ pub fn secs(s: i64) -> Micros {
     s.saturating_mul(1_000_000)
 }
 
+/// The longest `ttl` or `extend_by` accepted, in seconds: 10 years.
+pub const MAX_TTL_SECS: i64 = 10 * 365 * 24 * 3600;
+
+/// The latest timestamp Bay stores (9999-12-31T23:59:59, the last one the
+/// API's timestamp format can show).
+pub const LATEST_TIMESTAMP: Micros = 253_402_300_799_000_000;
+
+/// `base + secs` seconds, when `0 < secs <= MAX_TTL_SECS` and the result is
+/// no later than [`LATEST_TIMESTAMP`]; `None` otherwise (checked arithmetic:
+/// a TTL of `i64::MAX` must not wrap around to 1970).
+pub fn checked_after(base: Micros, secs: i64) -> Option<Micros> {
+    if secs <= 0 || secs > MAX_TTL_SECS {
+        return None;
+    }
+    base.checked_add(secs.checked_mul(1_000_000)?).filter(|t| *t <= LATEST_TIMESTAMP)
+}
+
 const WITH_FRACTION: &[BorrowedFormatItem<'static>] = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]");
 const WITHOUT_FRACTION: &[BorrowedFormatItem<'static>] = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
 
@@ -72,6 +89,19 @@ mod tests {
         assert!(hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert!(cargo_id().starts_with("ws-"));
         assert!(execution_id().starts_with("exec-"));
+    }
+
+    #[test]
+    fn expiries_use_checked_arithmetic() {
+        let now = 1_770_336_000_i64 * 1_000_000;
+        assert_eq!(checked_after(now, 60), Some(now + 60_000_000));
+        assert_eq!(checked_after(now, MAX_TTL_SECS), Some(now + MAX_TTL_SECS * 1_000_000));
+        for bad in [0, -1, i64::MIN, MAX_TTL_SECS + 1, i64::MAX] {
+            assert_eq!(checked_after(now, bad), None, "{bad}");
+        }
+        assert_eq!(checked_after(LATEST_TIMESTAMP, 1), None);
+        assert_eq!(checked_after(i64::MAX, 1), None);
+        assert_eq!(format_ts(LATEST_TIMESTAMP), "9999-12-31T23:59:59");
     }
 
     #[test]

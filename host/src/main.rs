@@ -33,6 +33,41 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Create, list and revoke API keys (on the configured database).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; prints it once, with its id.
+    Create {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The owner the key acts as.
+        #[arg(long, default_value = bay::auth::DEFAULT_OWNER)]
+        owner: String,
+        /// `user` (default) or `admin`; repeat or separate with commas.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        id: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -67,10 +102,18 @@ enum PluginCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // Before any thread exists (bay::memory).
+    bay::memory::tune_allocator();
     bay::telemetry::init();
-    match run(Cli::parse()).await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(Cli::parse())) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -99,6 +142,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             PluginCommand::Check { path } => bay::cli::plugin::check(&path).await,
             PluginCommand::List { config, url, key, local } => bay::cli::plugin::list(config.as_deref(), url, key, local).await,
+        },
+        Command::Keys { command } => match command {
+            KeysCommand::Create { config, owner, scopes, name } => bay::cli::keys::create(config.as_deref(), owner, scopes, name).await,
+            KeysCommand::List { config, json } => bay::cli::keys::list(config.as_deref(), json).await,
+            KeysCommand::Revoke { id, config } => bay::cli::keys::revoke(config.as_deref(), &id).await,
         },
         Command::Config { config } => {
             let (config, report) = Config::load(config.as_deref())?;

@@ -1,6 +1,5 @@
 //! Wiring: configuration → database → auth → driver → plugins → HTTP server.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -88,7 +87,10 @@ impl Bay {
         sandboxes.spawn_warm_pool();
         let gc = Gc::new(config.gc.clone(), sandboxes.clone());
         gc.spawn();
-        let state = AppState { auth: Arc::new(auth), sandboxes, idempotency, gc };
+        warn_about_anonymous_access(&config);
+        crate::memory::spawn_trimmer();
+        let limits = Arc::new(config.limits.clone());
+        let state = AppState { auth: Arc::new(auth), sandboxes, idempotency, gc, limits };
         Ok(Bay { config, state, plugins })
     }
 
@@ -96,17 +98,44 @@ impl Bay {
         api::router(self.state.clone())
     }
 
-    /// Serves until `shutdown` resolves.
+    /// Serves until `shutdown` resolves (`api::serve`: HTTP/1 and HTTP/2,
+    /// the peer address as `ConnectInfo<SocketAddr>`, graceful shutdown).
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = self.router();
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await?;
+        api::serve::serve(listener, app, &self.config.limits, shutdown).await?;
         // In-flight requests are done; commit the history they queued.
         self.state.sandboxes.history().flush().await;
         Ok(())
+    }
+}
+
+/// True when `host` only listens on loopback (`127.0.0.1`, `::1`, `localhost`).
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
+/// Anonymous access lets a caller name any owner: say so when the network
+/// can reach it.
+fn warn_about_anonymous_access(config: &Config) {
+    let security = &config.security;
+    if !security.allow_anonymous {
+        return;
+    }
+    if security.anonymous_from_network {
+        tracing::warn!(
+            host = %config.server.host,
+            "security.anonymous_from_network is on: any client that reaches Bay, sandboxes included, can act as any owner without a key"
+        );
+    } else if !is_loopback_host(&config.server.host) {
+        tracing::warn!(
+            host = %config.server.host,
+            "anonymous access is on and Bay listens beyond loopback; anonymous requests are honoured from loopback clients only"
+        );
     }
 }
 
@@ -139,4 +168,17 @@ pub async fn shutdown_signal() {
     };
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_hosts() {
+        for h in ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "::ffff:127.0.0.1"] {
+            assert!(super::is_loopback_host(h), "{h}");
+        }
+        for h in ["0.0.0.0", "::", "10.0.0.1", "bay.example", "172.17.0.1"] {
+            assert!(!super::is_loopback_host(h), "{h}");
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! Every error code of the reference (§2) that Bay raises, with its status.
-//! `forbidden` and `quota_exceeded` are defined but never raised (as in
-//! Shipyard Neo). Codes covered elsewhere: `not_found`, `unauthorized` (api.rs),
+//! `forbidden` (admin routes) and `quota_exceeded` (per-owner quotas), never
+//! raised by Shipyard Neo, are covered in attacks.rs with Bay's own codes
+//! (`payload_too_large`, `uri_too_long`, `headers_too_large`,
+//! `unsupported_media_type`). Codes covered elsewhere: `not_found`, `unauthorized` (api.rs),
 //! `invalid_path`, `file_not_found`, `ship_error` (files.rs), `conflict` for
 //! cargos and idempotency (v1.rs).
 

@@ -4,6 +4,7 @@
 //! `target/plugins/` and the `ship:latest` image.
 
 mod api;
+mod attacks;
 mod browser;
 mod builtin;
 mod errors;

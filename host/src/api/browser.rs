@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::exec::{HistoryRow, record, unexpected};
 use super::extract::{Owner, check_range, parse_body};
+use super::limits::check_field;
 use crate::adapter::{BrowserBatchResult, BrowserStep, CapabilityCall, CapabilityOutcome};
+use crate::config::LimitsConfig;
 use crate::config::ProfileConfig;
 use crate::db::blobs::{blob_ref, parse_blob_ref};
 use crate::db::sandboxes::Sandbox;
@@ -36,10 +38,10 @@ fn yes() -> bool {
 }
 
 #[derive(Deserialize)]
-struct ExecBody {
-    cmd: String,
+pub(super) struct ExecBody {
+    pub cmd: String,
     #[serde(default = "default_exec_timeout")]
-    timeout: i64,
+    pub timeout: i64,
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
@@ -81,11 +83,38 @@ fn step_json(s: &BrowserStep, with_duration: bool) -> Value {
     v
 }
 
+/// The body of `browser/exec`: schema, `timeout` 1..=300, `cmd` within
+/// `limits.browser_cmd_bytes` (413).
+pub(super) fn parse_exec(bytes: &[u8], limits: &LimitsConfig) -> BayResult<ExecBody> {
+    let body: ExecBody = parse_body(bytes)?;
+    check_range(body.timeout, 1, 300, &["body", "timeout"])?;
+    check_field("cmd", body.cmd.len(), "browser_cmd_bytes", limits.browser_cmd_bytes)?;
+    Ok(body)
+}
+
+/// The body of `browser/exec_batch`: schema, at least one command,
+/// `timeout` 1..=600, all commands together within `limits.browser_batch_bytes`.
+pub(super) fn parse_batch(bytes: &[u8], limits: &LimitsConfig) -> BayResult<BatchBody> {
+    let body: BatchBody = parse_body(bytes)?;
+    if body.commands.is_empty() {
+        return Err(BayError::request_validation(&["body", "commands"], "List should have at least 1 item after validation, not 0", "too_short"));
+    }
+    check_range(body.timeout, 1, 600, &["body", "timeout"])?;
+    let total = body.commands.iter().fold(0usize, |n, c| n.saturating_add(c.len()));
+    check_field("commands", total, "browser_batch_bytes", limits.browser_batch_bytes)?;
+    Ok(body)
+}
+
+pub(super) fn parse_skill_run(bytes: &[u8]) -> BayResult<SkillRunBody> {
+    let body: SkillRunBody = parse_body(bytes)?;
+    check_range(body.timeout, 1, 600, &["body", "timeout"])?;
+    Ok(body)
+}
+
 pub async fn exec(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>, body: Bytes) -> BayResult<Json<ExecResponse>> {
     let started = Instant::now();
     let (sandbox, profile) = target(&state, &owner, &id).await?;
-    let body: ExecBody = parse_body(&body)?;
-    check_range(body.timeout, 1, 300, &["body", "timeout"])?;
+    let body = parse_exec(&body, &state.limits)?;
     let call = CapabilityCall::BrowserExec { cmd: body.cmd.clone(), timeout_s: body.timeout as u32 };
     let (outcome, session_id) = state.sandboxes.call(&sandbox, &profile, call).await?;
     let CapabilityOutcome::BrowserExec(r) = outcome else {
@@ -138,10 +167,10 @@ pub async fn exec(State(state): State<AppState>, Owner(owner): Owner, Path(id): 
 }
 
 #[derive(Deserialize)]
-struct BatchBody {
-    commands: Vec<String>,
+pub(super) struct BatchBody {
+    pub commands: Vec<String>,
     #[serde(default = "default_batch_timeout")]
-    timeout: i64,
+    pub timeout: i64,
     #[serde(default = "yes")]
     stop_on_error: bool,
     #[serde(default)]
@@ -222,11 +251,7 @@ async fn run_batch(state: &AppState, owner: &str, b: Batch<'_>) -> BayResult<(Br
 
 pub async fn exec_batch(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>, body: Bytes) -> BayResult<Json<BatchResponse>> {
     let (sandbox, profile) = target(&state, &owner, &id).await?;
-    let body: BatchBody = parse_body(&body)?;
-    if body.commands.is_empty() {
-        return Err(BayError::request_validation(&["body", "commands"], "List should have at least 1 item after validation, not 0", "too_short"));
-    }
-    check_range(body.timeout, 1, 600, &["body", "timeout"])?;
+    let body = parse_batch(&body, &state.limits)?;
     let (result, execution_id, execution_time_ms, trace_ref) = run_batch(
         &state,
         &owner,
@@ -247,9 +272,9 @@ pub async fn exec_batch(State(state): State<AppState>, Owner(owner): Owner, Path
 }
 
 #[derive(Deserialize)]
-struct SkillRunBody {
+pub(super) struct SkillRunBody {
     #[serde(default = "default_batch_timeout")]
-    timeout: i64,
+    pub timeout: i64,
     #[serde(default = "yes")]
     stop_on_error: bool,
     #[serde(default)]
@@ -279,13 +304,12 @@ pub async fn run_skill(
     body: Bytes,
 ) -> BayResult<Json<SkillRunResponse>> {
     let (sandbox, profile) = target(&state, &owner, &id).await?;
-    let body: SkillRunBody = parse_body(&body)?;
-    check_range(body.timeout, 1, 600, &["body", "timeout"])?;
+    let body = parse_skill_run(&body)?;
     let skills = Skills::new(state.sandboxes.db().clone());
     let release = skills
         .active_release(&owner, &skill_key)
         .await?
-        .ok_or_else(|| BayError::not_found(format!("No active release found for skill_key: {skill_key}")))?;
+        .ok_or_else(|| BayError::not_found(format!("No active release found for skill_key: {}", crate::error::echo(&skill_key))))?;
     let candidate = skills.get_candidate(&owner, &release.candidate_id).await?;
     let payload_ref =
         candidate.payload_ref.clone().ok_or_else(|| BayError::validation(format!("Skill candidate {} has no payload_ref", candidate.id)))?;
@@ -330,8 +354,12 @@ pub async fn run_skill(
 pub async fn trace(State(state): State<AppState>, Owner(owner): Owner, Path((id, trace_ref)): Path<(String, String)>) -> BayResult<Json<Value>> {
     let (_, _) = target(&state, &owner, &id).await?;
     let blob_id = parse_blob_ref(&trace_ref)?;
-    let blob =
-        state.sandboxes.db().blob_for_owner(blob_id, &owner).await?.ok_or_else(|| BayError::not_found(format!("Trace not found: {trace_ref}")))?;
+    let blob = state
+        .sandboxes
+        .db()
+        .blob_for_owner(blob_id, &owner)
+        .await?
+        .ok_or_else(|| BayError::not_found(format!("Trace not found: {}", crate::error::echo(&trace_ref))))?;
     let trace: Value = serde_json::from_str(&blob.payload_json).unwrap_or(Value::Null);
     Ok(Json(json!({ "trace_ref": trace_ref, "trace": trace })))
 }

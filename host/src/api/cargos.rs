@@ -14,16 +14,24 @@ use crate::idempotency;
 use crate::sandbox::cargos::{CargoPage, CargoView};
 
 #[derive(Deserialize, Serialize)]
-struct CreateBody {
+pub(super) struct CreateBody {
     #[serde(default)]
-    size_limit_mb: Option<i64>,
+    pub size_limit_mb: Option<i64>,
+}
+
+/// Largest `size_limit_mb` (the reference's bound, 64 GiB).
+pub(super) const MAX_SIZE_LIMIT_MB: i64 = 65536;
+
+pub(super) fn parse_create(bytes: &[u8]) -> BayResult<CreateBody> {
+    let body: CreateBody = parse_body(bytes)?;
+    if let Some(size) = body.size_limit_mb {
+        check_range(size, 1, MAX_SIZE_LIMIT_MB, &["body", "size_limit_mb"])?;
+    }
+    Ok(body)
 }
 
 pub async fn create(State(state): State<AppState>, Owner(owner): Owner, headers: HeaderMap, body: Bytes) -> BayResult<Response> {
-    let body: CreateBody = parse_body(&body)?;
-    if let Some(size) = body.size_limit_mb {
-        check_range(size, 1, 65536, &["body", "size_limit_mb"])?;
-    }
+    let body = parse_create(&body)?;
     let claim = state.idempotency.claim(&owner, &headers, "POST", "/v1/cargos", &body).await?;
     idempotency::run(claim, StatusCode::CREATED, state.sandboxes.create_cargo(&owner, body.size_limit_mb)).await
 }
@@ -50,7 +58,7 @@ pub async fn list(State(state): State<AppState>, Owner(owner): Owner, RawQuery(q
         Some(other) => {
             return Err(BayError::request_validation(
                 &["query", "managed"],
-                format!("Input should be a valid boolean, got {other:?}"),
+                format!("Input should be a valid boolean, got {:?}", crate::error::echo(other)),
                 "bool_parsing",
             ));
         }

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::extract::{Owner, check_range, parse_body};
+use super::limits::check_field;
 use crate::adapter::{CapabilityCall, CapabilityOutcome};
+use crate::config::LimitsConfig;
 use crate::db::history::{Execution, normalize_tags};
 use crate::db::sandboxes::Sandbox;
 use crate::error::{BayError, BayResult};
@@ -22,10 +24,10 @@ fn default_timeout() -> i64 {
 }
 
 #[derive(Deserialize)]
-struct PythonBody {
-    code: String,
+pub(super) struct PythonBody {
+    pub code: String,
     #[serde(default = "default_timeout")]
-    timeout: i64,
+    pub timeout: i64,
     #[serde(default)]
     include_code: bool,
     #[serde(default)]
@@ -46,10 +48,10 @@ pub struct PythonResponse {
 }
 
 #[derive(Deserialize)]
-struct ShellBody {
-    command: String,
+pub(super) struct ShellBody {
+    pub command: String,
     #[serde(default = "default_timeout")]
-    timeout: i64,
+    pub timeout: i64,
     #[serde(default)]
     cwd: Option<String>,
     #[serde(default)]
@@ -124,13 +126,30 @@ pub(super) fn unexpected(what: &str, outcome: &CapabilityOutcome) -> BayError {
     BayError::ship(format!("runtime adapter answered a {what} call with {outcome:?}"))
 }
 
+/// The body of `python/exec`: schema, `timeout` 1..=300, `code` within
+/// `limits.python_code_bytes` (413).
+pub(super) fn parse_python(bytes: &[u8], limits: &LimitsConfig) -> BayResult<PythonBody> {
+    let body: PythonBody = parse_body(bytes)?;
+    check_range(body.timeout, 1, 300, &["body", "timeout"])?;
+    check_field("code", body.code.len(), "python_code_bytes", limits.python_code_bytes)?;
+    Ok(body)
+}
+
+/// The body of `shell/exec`: schema, `timeout` 1..=300, `command` within
+/// `limits.shell_command_bytes` (413); `cwd` is checked by the handler.
+pub(super) fn parse_shell(bytes: &[u8], limits: &LimitsConfig) -> BayResult<ShellBody> {
+    let body: ShellBody = parse_body(bytes)?;
+    check_range(body.timeout, 1, 300, &["body", "timeout"])?;
+    check_field("command", body.command.len(), "shell_command_bytes", limits.shell_command_bytes)?;
+    Ok(body)
+}
+
 pub async fn python(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>, body: Bytes) -> BayResult<Json<PythonResponse>> {
     let started = Instant::now();
     let sandbox = state.sandboxes.find_for_call(&owner, &id).await?;
     let profile = state.sandboxes.profile_of(&sandbox)?.clone();
     state.sandboxes.check_capability(&profile, "python")?;
-    let body: PythonBody = parse_body(&body)?;
-    check_range(body.timeout, 1, 300, &["body", "timeout"])?;
+    let body = parse_python(&body, &state.limits)?;
     let call = CapabilityCall::PythonExec { code: body.code.clone(), timeout_s: body.timeout as u32 };
     let (outcome, session_id) = state.sandboxes.call(&sandbox, &profile, call).await?;
     let CapabilityOutcome::PythonExec(r) = outcome else {
@@ -173,12 +192,11 @@ pub async fn shell(State(state): State<AppState>, Owner(owner): Owner, Path(id):
     let sandbox = state.sandboxes.find_for_call(&owner, &id).await?;
     let profile = state.sandboxes.profile_of(&sandbox)?.clone();
     state.sandboxes.check_capability(&profile, "shell")?;
-    let body: ShellBody = parse_body(&body)?;
+    let body = parse_shell(&body, &state.limits)?;
     let cwd = match &body.cwd {
         Some(c) => Some(validate_relative_path(c, "cwd")?),
         None => None,
     };
-    check_range(body.timeout, 1, 300, &["body", "timeout"])?;
     let call = CapabilityCall::ShellExec { command: body.command.clone(), timeout_s: body.timeout as u32, cwd };
     let (outcome, session_id) = state.sandboxes.call(&sandbox, &profile, call).await?;
     let CapabilityOutcome::ShellExec(r) = outcome else {

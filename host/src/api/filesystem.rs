@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Multipart, Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -19,6 +19,7 @@ use tokio_util::io::ReaderStream;
 use super::AppState;
 use super::extract::{Owner, parse_query, require};
 use super::file_text;
+use super::multipart::{BoundedMultipart, multipart_error, read_text};
 use crate::adapter::{CapabilityCall, CapabilityOutcome, FileEntry};
 use crate::config::ProfileConfig;
 use crate::db::sandboxes::Sandbox;
@@ -109,21 +110,22 @@ fn entries_json(entries: Vec<FileEntry>) -> Vec<Value> {
         .collect()
 }
 
-fn multipart_error(e: axum::extract::multipart::MultipartError) -> BayError {
-    BayError::request_validation(&["body"], e.body_text(), "value_error")
-}
-
-pub async fn upload(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>, mut multipart: Multipart) -> BayResult<Json<Value>> {
+/// `POST …/filesystem/upload`: the multipart body is read after the sandbox
+/// and capability checks (an early error leaves it to the drain layer,
+/// `api::limits`), with bounded text fields (`api::multipart`).
+pub async fn upload(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>, request: Request) -> BayResult<Json<Value>> {
     let (sandbox, profile) = target(&state, &owner, &id).await?;
+    let (parts, body) = request.into_parts();
+    let mut multipart = BoundedMultipart::new(&parts.headers, body, &state.limits)?;
     let mut path: Option<String> = None;
     // A file part that arrives before the `path` field is spooled to a
     // temporary file (bounded memory), then streamed once the path is known.
     let mut spooled: Option<(tempfile::NamedTempFile, u64)> = None;
     let mut result: Option<(String, u64)> = None;
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+    while let Some(mut field) = multipart.next_field().await? {
         match field.name() {
             Some("path") => {
-                let text = field.text().await.map_err(multipart_error)?;
+                let text = read_text(&mut field, "path", "multipart_field_bytes", state.limits.multipart_field_bytes).await?;
                 path = Some(validate_relative_path(&text, "path")?);
             }
             Some("file") if result.is_none() && spooled.is_none() => match &path {
@@ -142,7 +144,7 @@ pub async fn upload(State(state): State<AppState>, Owner(owner): Owner, Path(id)
                                 }
                                 Ok(None) => return Ok(()),
                                 Err(e) => {
-                                    let _ = tx.send(Err(std::io::Error::other(e.body_text()))).await;
+                                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
                                     return Err(multipart_error(e));
                                 }
                             }

@@ -70,7 +70,11 @@ fn flag(v: &Option<String>, name: &str) -> BayResult<bool> {
         None | Some("") => Ok(false),
         Some("true" | "1" | "yes" | "on") => Ok(true),
         Some("false" | "0" | "no" | "off") => Ok(false),
-        Some(other) => Err(BayError::request_validation(&["query", name], format!("Input should be a valid boolean, got {other:?}"), "bool_parsing")),
+        Some(other) => Err(BayError::request_validation(
+            &["query", name],
+            format!("Input should be a valid boolean, got {:?}", crate::error::echo(other)),
+            "bool_parsing",
+        )),
     }
 }
 
@@ -137,7 +141,7 @@ async fn find_entry(state: &AppState, owner: &str, sandbox_id: &str, execution_i
         .db()
         .execution(owner, &sandbox.id, execution_id)
         .await?
-        .ok_or_else(|| BayError::not_found(format!("Execution not found: {execution_id}")))
+        .ok_or_else(|| BayError::not_found(format!("Execution not found: {}", crate::error::echo(execution_id))))
 }
 
 pub async fn get(State(state): State<AppState>, Owner(owner): Owner, Path((id, execution_id)): Path<(String, String)>) -> BayResult<Json<Entry>> {

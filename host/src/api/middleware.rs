@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
-use crate::error::{BayError, PendingError};
+use crate::error::{BayError, ErrorCode, PendingError};
 
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -35,7 +35,11 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", request_id = %id, %method, %path);
     let started = Instant::now();
     let mut response = next.run(req).instrument(span.clone()).await;
-    if let Some(PendingError(err)) = response.extensions_mut().remove::<PendingError>() {
+    let pending = match response.extensions_mut().remove::<PendingError>() {
+        Some(PendingError(err)) => Some(err),
+        None => foreign_error(&mut response).await,
+    };
+    if let Some(err) = pending {
         let body = serde_json::to_vec(&err.envelope(Some(&id))).unwrap_or_default();
         response.headers_mut().remove(header::CONTENT_LENGTH);
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -54,6 +58,44 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         }
     });
     response
+}
+
+/// An error response that did not come from a [`BayError`] (an axum
+/// extractor's rejection, in plain text) becomes the same envelope, with the
+/// same status; its text (bounded) is the message.
+async fn foreign_error(response: &mut Response) -> Option<BayError> {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return None;
+    }
+    let json = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+    if json {
+        return None;
+    }
+    let code = match status.as_u16() {
+        400 => ErrorCode::ValidationError,
+        401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        413 => ErrorCode::PayloadTooLarge,
+        414 => ErrorCode::UriTooLong,
+        415 => ErrorCode::UnsupportedMediaType,
+        422 => ErrorCode::RequestValidation,
+        429 => ErrorCode::QuotaExceeded,
+        431 => ErrorCode::HeadersTooLarge,
+        _ if status.is_server_error() => ErrorCode::InternalError,
+        _ => ErrorCode::ValidationError,
+    };
+    let body = std::mem::take(response.body_mut());
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_owned();
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("Error").to_owned() } else { text };
+    // The status stays what it was; only the body changes.
+    if code.status() != status {
+        tracing::debug!(%status, "error response without a Bay error code of that status");
+    }
+    Some(BayError::new(code, message))
 }
 
 /// A panicking handler becomes a 500 `internal_error` envelope, never a bare 500.

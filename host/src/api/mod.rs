@@ -10,18 +10,24 @@ mod filesystem;
 mod health;
 mod history;
 mod json_stream;
+mod limits;
 pub mod middleware;
+mod multipart;
 mod profiles;
+#[cfg(test)]
+mod proptests;
 mod sandboxes;
+pub(crate) mod serve;
 mod skills;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::auth::Auth;
+use crate::config::LimitsConfig;
 use crate::error::{BayError, ErrorCode};
 use crate::gc::Gc;
 use crate::idempotency::Idempotency;
@@ -34,10 +40,9 @@ pub struct AppState {
     pub sandboxes: Arc<SandboxManager>,
     pub idempotency: Idempotency,
     pub gc: Arc<Gc>,
+    /// `limits:` (docs/security.md).
+    pub limits: Arc<LimitsConfig>,
 }
-
-/// JSON request bodies (code, file contents) may be this large.
-const JSON_BODY_LIMIT: usize = 64 << 20;
 
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
@@ -61,11 +66,9 @@ pub fn router(state: AppState) -> Router {
             get(filesystem::read).put(filesystem::write).layer(DefaultBodyLimit::disable()).delete(filesystem::delete),
         )
         .route("/sandboxes/{id}/filesystem/directories", get(filesystem::list))
-        .route(
-            "/sandboxes/{id}/filesystem/upload",
-            // Uploads are streamed to the runtime, never buffered: no size limit here.
-            post(filesystem::upload).layer(DefaultBodyLimit::disable()),
-        )
+        // Uploads are streamed to the runtime, never buffered: no body limit
+        // (`api::limits`), bounded text fields (`api::multipart`).
+        .route("/sandboxes/{id}/filesystem/upload", post(filesystem::upload))
         .route("/sandboxes/{id}/filesystem/download", get(filesystem::download))
         .route("/profiles", get(profiles::list))
         .route("/cargos", post(cargos::create).get(cargos::list))
@@ -73,15 +76,23 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/gc/run", post(admin::run_gc))
         .route("/admin/gc/status", get(admin::gc_status))
         .route("/admin/plugins", get(admin::plugins))
-        .merge(skills::routes());
+        .route("/admin/keys", post(admin::create_key).get(admin::list_keys))
+        .route("/admin/keys/{id}", delete(admin::revoke_key))
+        .merge(skills::routes())
+        // After routing: each route's body limit, by its matched path.
+        .route_layer(axum::middleware::from_fn_with_state(state.limits.clone(), limits::route_body_limit));
 
+    let limits = state.limits.clone();
     Router::new()
         .route("/health", get(health::health))
         .nest("/v1", v1)
-        .fallback(|uri: axum::http::Uri| async move { BayError::not_found(format!("Not Found: {}", uri.path())) })
+        .fallback(|uri: axum::http::Uri| async move { BayError::not_found(format!("Not Found: {}", crate::error::echo(uri.path()))) })
         .method_not_allowed_fallback(|| async { BayError::new(ErrorCode::MethodNotAllowed, "Method Not Allowed") })
-        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        // Body limits are `limits::route_body_limit`'s, per route.
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn_with_state(limits.clone(), limits::head_limits))
+        .layer(axum::middleware::from_fn_with_state(limits, limits::drain_unread_body))
         .layer(axum::middleware::from_fn(middleware::request_context))
 }

@@ -12,32 +12,53 @@ use super::AppState;
 use super::extract::{Owner, check_range, parse_body, parse_query};
 use crate::error::BayResult;
 use crate::idempotency;
+use crate::ids;
 use crate::sandbox::{CreateSandbox, SandboxPage, SandboxStatus, SandboxView};
 
 #[derive(Deserialize, Serialize)]
-struct CreateBody {
+pub(super) struct CreateBody {
     #[serde(default = "default_profile")]
-    profile: String,
+    pub profile: String,
     #[serde(default)]
-    cargo_id: Option<String>,
+    pub cargo_id: Option<String>,
     #[serde(default)]
-    ttl: Option<i64>,
+    pub ttl: Option<i64>,
 }
 
 fn default_profile() -> String {
     "python-default".into()
 }
 
+/// `ttl` (null, 0 or negative: no expiry) and `extend_by` are at most
+/// `ids::MAX_TTL_SECS` (422 beyond, naming the field).
+fn check_ttl(value: i64, field: &str) -> BayResult<()> {
+    check_range(value, i64::MIN, ids::MAX_TTL_SECS, &["body", field])
+}
+
+pub(super) fn parse_create(bytes: &[u8]) -> BayResult<CreateBody> {
+    let body: CreateBody = parse_body(bytes)?;
+    if let Some(ttl) = body.ttl {
+        check_ttl(ttl, "ttl")?;
+    }
+    Ok(body)
+}
+
+pub(super) fn parse_extend(bytes: &[u8]) -> BayResult<ExtendBody> {
+    let body: ExtendBody = parse_body(bytes)?;
+    check_ttl(body.extend_by, "extend_by")?;
+    Ok(body)
+}
+
 pub async fn create(State(state): State<AppState>, Owner(owner): Owner, headers: HeaderMap, body: Bytes) -> BayResult<Response> {
-    let body: CreateBody = parse_body(&body)?;
+    let body = parse_create(&body)?;
     let claim = state.idempotency.claim(&owner, &headers, "POST", "/v1/sandboxes", &body).await?;
     let request = CreateSandbox { profile: body.profile, cargo_id: body.cargo_id, ttl: body.ttl };
     idempotency::run(claim, StatusCode::CREATED, state.sandboxes.create(&owner, request)).await
 }
 
 #[derive(Deserialize, Serialize)]
-struct ExtendBody {
-    extend_by: i64,
+pub(super) struct ExtendBody {
+    pub extend_by: i64,
 }
 
 pub async fn extend_ttl(
@@ -48,7 +69,7 @@ pub async fn extend_ttl(
     body: Bytes,
 ) -> BayResult<Response> {
     state.sandboxes.find(&owner, &id).await?;
-    let body: ExtendBody = parse_body(&body)?;
+    let body = parse_extend(&body)?;
     let path = format!("/v1/sandboxes/{id}/extend_ttl");
     let claim = state.idempotency.claim(&owner, &headers, "POST", &path, &body).await?;
     idempotency::run(claim, StatusCode::OK, state.sandboxes.extend_ttl(&owner, &id, body.extend_by)).await

@@ -13,7 +13,7 @@ use axum::routing::{delete, get, post};
 use serde::{Deserialize, Deserializer};
 
 use super::AppState;
-use super::extract::{Owner, check_range, parse_body, parse_query};
+use super::extract::{Owner, check_range, parse_body, parse_optional_body, parse_query};
 use crate::error::{BayError, BayResult};
 use crate::skills::json::Json as JsonValue;
 use crate::skills::releases::check_stage;
@@ -195,7 +195,7 @@ fn require_object(value: Option<JsonValue>, field: &str) -> BayResult<Option<Jso
 
 /// The optional `{"reason"}` body of the deletes (empty body or `null`: none).
 fn delete_reason(body: &[u8]) -> BayResult<Option<String>> {
-    Ok(parse_body::<Option<DeleteBody>>(body)?.and_then(|b| b.reason))
+    Ok(parse_optional_body::<DeleteBody>(body)?.and_then(|b| b.reason))
 }
 
 // ---------------------------------------------------------------------------
@@ -253,7 +253,7 @@ async fn list_candidates(State(state): State<AppState>, Owner(owner): Owner, Raw
     if let Some(s) = &status
         && !CANDIDATE_STATUSES.contains(&s.as_str())
     {
-        return Err(BayError::validation(format!("Invalid candidate status: {s}")));
+        return Err(BayError::validation(format!("Invalid candidate status: {}", crate::error::echo(s))));
     }
     let (items, total) = skills(&state).list_candidates(&owner, status.as_deref(), query.skill_key.as_deref(), limit, offset).await?;
     Ok(Json(Page { items: items.into_iter().map(Into::into).collect(), total }))

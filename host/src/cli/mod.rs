@@ -1,3 +1,4 @@
 //! `bay` subcommands other than `serve`.
 
+pub mod keys;
 pub mod plugin;

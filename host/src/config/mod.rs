@@ -10,9 +10,11 @@
 //! logged once at startup, never silently misread.
 
 mod database;
+mod limits;
 mod profiles;
 
 pub use database::DatabaseUrl;
+pub use limits::{LimitsConfig, QuotasConfig};
 pub use profiles::SecurityConfig as ContainerSecurity;
 pub use profiles::{ContainerSpec, ProfileConfig, Resources, default_profiles, parse_memory};
 
@@ -46,6 +48,10 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// Bay extension: session start behaviour.
     pub sessions: SessionsConfig,
+    /// Bay extension: how much of one request Bay holds at once (docs/security.md).
+    pub limits: LimitsConfig,
+    /// Bay extension: per-owner quotas (docs/security.md).
+    pub quotas: QuotasConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,7 +62,8 @@ pub struct ServerConfig {
 }
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { host: "0.0.0.0".into(), port: 8114 }
+        // Loopback unless the operator says otherwise (Shipyard Neo: 0.0.0.0).
+        ServerConfig { host: "127.0.0.1".into(), port: 8114 }
     }
 }
 
@@ -209,14 +216,21 @@ impl Default for CargoConfig {
 #[serde(default)]
 pub struct SecurityConfig {
     pub api_key: Option<String>,
+    /// Requests without a bearer token act as the owner named by `X-Owner`.
+    /// Off by default (Shipyard Neo: on).
     pub allow_anonymous: bool,
+    /// Bay extension: honour anonymous requests from any peer, not only from
+    /// loopback. Without it a sandbox (or anything else on the network) that
+    /// reaches Bay cannot act as any owner it names.
+    pub anonymous_from_network: bool,
     pub blocked_hosts: Vec<String>,
 }
 impl Default for SecurityConfig {
     fn default() -> Self {
         SecurityConfig {
             api_key: None,
-            allow_anonymous: true,
+            allow_anonymous: false,
+            anonymous_from_network: false,
             blocked_hosts: ["169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"].map(String::from).to_vec(),
         }
     }
@@ -562,6 +576,7 @@ impl Config {
         if self.plugins.max_instances == 0 {
             bail!("plugins.max_instances must be at least 1");
         }
+        self.limits.validate()?;
         Ok(())
     }
 
@@ -602,9 +617,14 @@ mod tests {
     fn defaults_match_the_reference() {
         let (c, r) = load("", &[]);
         assert_eq!(c.server.port, 8114);
-        assert_eq!(c.server.host, "0.0.0.0");
+        // Safe defaults, unlike Shipyard Neo (0.0.0.0, anonymous on): see
+        // docs/security.md.
+        assert_eq!(c.server.host, "127.0.0.1");
         assert_eq!(c.database.url, "sqlite+aiosqlite:///./bay.db");
-        assert!(c.security.allow_anonymous);
+        assert!(!c.security.allow_anonymous);
+        assert!(!c.security.anonymous_from_network);
+        assert_eq!(c.limits, LimitsConfig::default());
+        assert_eq!(c.quotas, QuotasConfig::default());
         assert_eq!(c.idempotency.ttl_hours, 1.0);
         assert_eq!(c.gc.interval_seconds, 300);
         assert!(!c.gc.orphan_container.enabled);
@@ -619,12 +639,21 @@ mod tests {
     fn env_overrides_the_file_and_parses_scalars() {
         let (c, r) = load(
             "server:\n  port: 9000\nsecurity:\n  allow_anonymous: true\n",
-            &[("BAY_SERVER__PORT", "8200"), ("BAY_SECURITY__ALLOW_ANONYMOUS", "false"), ("BAY_API_KEY", "x"), ("BAY_GC__INSTANCE_ID", "bay-7")],
+            &[
+                ("BAY_SERVER__PORT", "8200"),
+                ("BAY_SECURITY__ALLOW_ANONYMOUS", "false"),
+                ("BAY_API_KEY", "x"),
+                ("BAY_GC__INSTANCE_ID", "bay-7"),
+                ("BAY_LIMITS__JSON_BODY_BYTES", "2048"),
+                ("BAY_QUOTAS__MAX_SANDBOXES", "3"),
+            ],
         );
         assert_eq!(c.server.port, 8200);
         assert!(!c.security.allow_anonymous);
         assert_eq!(c.gc.instance_id.as_deref(), Some("bay-7"));
-        assert_eq!(r.env_overrides.len(), 3);
+        assert_eq!(c.limits.json_body_bytes, 2048);
+        assert_eq!(c.quotas.max_sandboxes, 3);
+        assert_eq!(r.env_overrides.len(), 5);
         assert!(r.unknown_keys.is_empty());
     }
 

@@ -28,10 +28,10 @@ pub fn blob_ref(id: &str) -> String {
 /// `"Unsupported payload_ref: …"`, an empty id 400 `"Invalid payload_ref: …"`.
 pub fn parse_blob_ref(payload_ref: &str) -> Result<&str, BayError> {
     let Some(id) = payload_ref.strip_prefix(BLOB_REF_PREFIX) else {
-        return Err(BayError::validation(format!("Unsupported payload_ref: {payload_ref}")));
+        return Err(BayError::validation(format!("Unsupported payload_ref: {}", crate::error::echo(payload_ref))));
     };
     if id.is_empty() {
-        return Err(BayError::validation(format!("Invalid payload_ref: {payload_ref}")));
+        return Err(BayError::validation(format!("Invalid payload_ref: {}", crate::error::echo(payload_ref))));
     }
     Ok(id)
 }

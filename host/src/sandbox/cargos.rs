@@ -81,6 +81,8 @@ impl SandboxManager {
     /// `POST /v1/cargos`: an external cargo.
     pub async fn create_cargo(&self, owner: &str, size_limit_mb: Option<i64>) -> BayResult<CargoView> {
         let size = size_limit_mb.unwrap_or(self.config.cargo.default_size_limit_mb);
+        // Held until the cargo row is stored.
+        let _admission = self.quotas.admit_cargo(&self.db, owner, size).await?;
         let cargo = self.new_cargo(owner, None, size).await?;
         if let Err(e) = self.db.insert_cargo(self.db.pool(), &cargo).await {
             let _ = self.driver.delete_volume(&cargo.driver_ref).await;
@@ -128,5 +130,5 @@ impl SandboxManager {
 }
 
 fn cargo_not_found(id: &str) -> BayError {
-    BayError::not_found(format!("Cargo not found: {id}"))
+    BayError::not_found(format!("Cargo not found: {}", crate::error::echo(id)))
 }

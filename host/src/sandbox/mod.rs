@@ -120,6 +120,19 @@ pub struct SandboxManager {
     pub(crate) warm_refill: Arc<tokio::sync::Notify>,
     /// Admission for session starts (`sessions.max_concurrent_starts`).
     pub(crate) start_slots: tokio::sync::Semaphore,
+    /// Per-owner quotas (`quotas:`).
+    pub(crate) quotas: crate::quotas::Quotas,
+}
+
+/// `expires_at` for a create's `ttl` (`null`, 0 or negative: none). The API
+/// validates the range first; this is the checked arithmetic behind it.
+pub(crate) fn expiry_for_ttl(now: Micros, ttl: Option<i64>) -> BayResult<Option<Micros>> {
+    match ttl.filter(|t| *t > 0) {
+        None => Ok(None),
+        Some(t) => ids::checked_after(now, t).map(Some).ok_or_else(|| {
+            BayError::request_validation(&["body", "ttl"], format!("Input should be less than or equal to {}", ids::MAX_TTL_SECS), "less_than_equal")
+        }),
+    }
 }
 
 impl SandboxManager {
@@ -137,6 +150,7 @@ impl SandboxManager {
             warmup: Arc::new(warm_pool::WarmupQueue::new(&config.warm_pool)),
             warm_refill: Arc::new(tokio::sync::Notify::new()),
             start_slots: tokio::sync::Semaphore::new(config.sessions.concurrent_starts()),
+            quotas: crate::quotas::Quotas::new(config.quotas.clone()),
             instance_id: config.gc.effective_instance_id(),
             config,
             db,
@@ -209,7 +223,11 @@ impl SandboxManager {
     }
 
     pub async fn create(self: &Arc<Self>, owner: &str, req: CreateSandbox) -> BayResult<SandboxView> {
-        let profile = self.profile(&req.profile).ok_or_else(|| BayError::validation(format!("Invalid profile: {}", req.profile)))?.clone();
+        let profile =
+            self.profile(&req.profile).ok_or_else(|| BayError::validation(format!("Invalid profile: {}", crate::error::echo(&req.profile))))?.clone();
+        // Held until the sandbox is stored (a warm claim counts as a create).
+        let new_cargo_mb = req.cargo_id.is_none().then_some(self.config.cargo.default_size_limit_mb);
+        let _admission = self.quotas.admit_sandbox(&self.db, owner, new_cargo_mb).await?;
         if req.cargo_id.is_none()
             && let Some(claimed) = self.claim_warm(owner, &profile, req.ttl).await?
         {
@@ -218,12 +236,15 @@ impl SandboxManager {
         }
         let now = now_micros();
         let sandbox_id = ids::sandbox_id();
-        let expires_at = req.ttl.filter(|t| *t > 0).map(|t| now + ids::secs(t));
+        let expires_at = expiry_for_ttl(now, req.ttl)?;
 
         let (cargo, created_volume) = match &req.cargo_id {
             Some(cargo_id) => {
-                let cargo =
-                    self.db.cargo_for_owner(cargo_id, owner).await?.ok_or_else(|| BayError::not_found(format!("Cargo not found: {cargo_id}")))?;
+                let cargo = self
+                    .db
+                    .cargo_for_owner(cargo_id, owner)
+                    .await?
+                    .ok_or_else(|| BayError::not_found(format!("Cargo not found: {}", crate::error::echo(cargo_id))))?;
                 (cargo, false)
             }
             None => (self.new_cargo(owner, Some(&sandbox_id), self.config.cargo.default_size_limit_mb).await?, true),
@@ -387,7 +408,13 @@ impl SandboxManager {
                 .with("sandbox_id", id)
                 .with("expires_at", format_ts(expires_at)));
         }
-        let new_expiry = expires_at.max(now) + ids::secs(extend_by);
+        let new_expiry = ids::checked_after(expires_at.max(now), extend_by).ok_or_else(|| {
+            BayError::request_validation(
+                &["body", "extend_by"],
+                format!("Input should be at most {} and keep the expiry before {}", ids::MAX_TTL_SECS, format_ts(ids::LATEST_TIMESTAMP)),
+                "less_than_equal",
+            )
+        })?;
         self.db.set_sandbox_expiry(&sandbox.id, Some(new_expiry)).await?;
         let updated = Sandbox { expires_at: Some(new_expiry), ..sandbox };
         Ok(self.view(&updated, None, now))

@@ -57,7 +57,7 @@ impl WarmupQueue {
         }
         if queue.len() >= self.max {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if dropped % self.alert_every == 0 {
+            if dropped.is_multiple_of(self.alert_every) {
                 tracing::warn!(dropped, policy = ?self.policy, "warmup queue is full; dropping work");
             }
             match self.policy {
@@ -168,7 +168,7 @@ impl SandboxManager {
         let hash = env_hash(profile);
         for _ in 0..3 {
             let now = now_micros();
-            let expires_at: Option<Micros> = ttl.filter(|t| *t > 0).map(|t| now + ids::secs(t));
+            let expires_at: Option<Micros> = super::expiry_for_ttl(now, ttl)?;
             let Some(id) = self.db.claim_warm_sandbox(&profile.id, &hash, owner, now, expires_at).await? else {
                 return Ok(None);
             };
@@ -295,10 +295,11 @@ impl SandboxManager {
                 let Some(manager) = this.upgrade() else {
                     return;
                 };
-                if (!first || config.run_on_startup) && manager.cluster.is_leader() {
-                    if let Err(e) = manager.maintain_warm_pool().await {
-                        tracing::warn!(error = %e.message, "warm pool maintenance failed");
-                    }
+                if (!first || config.run_on_startup)
+                    && manager.cluster.is_leader()
+                    && let Err(e) = manager.maintain_warm_pool().await
+                {
+                    tracing::warn!(error = %e.message, "warm pool maintenance failed");
                 }
                 first = false;
                 let refill = manager.warm_refill.clone();

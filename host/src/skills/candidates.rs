@@ -200,7 +200,7 @@ pub struct NewEvaluation {
 }
 
 pub(crate) fn candidate_not_found(id: &str) -> BayError {
-    BayError::not_found(format!("Skill candidate not found: {id}"))
+    BayError::not_found(format!("Skill candidate not found: {}", crate::error::echo(id)))
 }
 
 impl Skills {
@@ -221,7 +221,7 @@ impl Skills {
                 .fetch_optional(self.db.pool())
                 .await?;
             if found.is_none() {
-                return Err(BayError::validation(format!("Execution ID not found or not owned: {id}")));
+                return Err(BayError::validation(format!("Execution ID not found or not owned: {}", crate::error::echo(id))));
             }
         }
         let now = now_micros();

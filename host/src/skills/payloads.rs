@@ -34,7 +34,11 @@ impl Skills {
     /// must be an object or an array.
     pub async fn payload_by_ref(&self, owner: &str, payload_ref: &str) -> BayResult<(Blob, Json)> {
         let id = parse_blob_ref(payload_ref)?;
-        let blob = self.db.blob_for_owner(id, owner).await?.ok_or_else(|| BayError::not_found(format!("Artifact blob not found: {id}")))?;
+        let blob = self
+            .db
+            .blob_for_owner(id, owner)
+            .await?
+            .ok_or_else(|| BayError::not_found(format!("Artifact blob not found: {}", crate::error::echo(id))))?;
         let payload = Json::parse(&blob.payload_json).map_err(|_| BayError::validation(format!("Invalid payload JSON in blob: {}", blob.id)))?;
         if !(payload.is_object() || payload.is_array()) {
             return Err(BayError::validation(format!("Unsupported payload type in blob: {}", blob.id)));

@@ -132,11 +132,11 @@ pub struct ReleaseFilter {
 
 /// 400 unless `stage` is `canary` or `stable`.
 pub fn check_stage(stage: &str) -> BayResult<()> {
-    if RELEASE_STAGES.contains(&stage) { Ok(()) } else { Err(BayError::validation(format!("Invalid release stage: {stage}"))) }
+    if RELEASE_STAGES.contains(&stage) { Ok(()) } else { Err(BayError::validation(format!("Invalid release stage: {}", crate::error::echo(stage)))) }
 }
 
 pub(crate) fn release_not_found(id: &str) -> BayError {
-    BayError::not_found(format!("Skill release not found: {id}"))
+    BayError::not_found(format!("Skill release not found: {}", crate::error::echo(id)))
 }
 
 impl Skills {
