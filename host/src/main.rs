@@ -75,11 +75,15 @@ enum PluginCommand {
     /// Scaffold a plugin crate from the SDK.
     New {
         name: String,
+        /// `runtime-adapter` or `driver-extension`.
         #[arg(long, default_value = "runtime-adapter")]
         kind: String,
-        /// The profile `runtime_type` it serves (default: the name without `-adapter`).
-        #[arg(long)]
+        /// An adapter: the profile `runtime_type` it serves (default: the name without `-adapter`).
+        #[arg(long, conflicts_with = "driver_name")]
         runtime_type: Option<String>,
+        /// A driver extension: the name `driver.plugin.name` selects it by (default: the name without `-driver`).
+        #[arg(long)]
+        driver_name: Option<String>,
         /// Where to create it.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
@@ -134,8 +138,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bay.serve(listener, shutdown_signal()).await
         }
         Command::Plugin { command } => match command {
-            PluginCommand::New { name, kind, runtime_type, dir, sdk } => {
-                let root = bay::cli::plugin::new(&name, &kind, runtime_type.as_deref(), &dir, sdk)?;
+            PluginCommand::New { name, kind, runtime_type, driver_name, dir, sdk } => {
+                let root = bay::cli::plugin::new(&name, &kind, runtime_type.or(driver_name).as_deref(), &dir, sdk)?;
                 println!("created {}", root.display());
                 println!("build it: cd {} && cargo build --target wasm32-wasip2 --release", root.display());
                 Ok(())

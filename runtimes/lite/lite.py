@@ -6,21 +6,24 @@ small enough to read in one go, served to Bay by `plugins/lite-adapter`.
     GET  /health                          -> {"status": "healthy"}
     GET  /meta                            -> {"runtime": {...}, "capabilities": {...}}
     POST /exec   {command, timeout, cwd}  -> {stdout, stderr, exit_code}
-    POST /files/read  {path}              -> {content}
-    POST /files/write {path, content}     -> {path, size}
+    GET  /files?path=...                  -> the file's bytes (404 if missing)
+    PUT  /files?path=...  (the bytes)     -> {path, size}
 
 Paths are relative to the workspace (or absolute inside it); anything that
-resolves outside it is refused with 400.
+resolves outside it is refused with 400. File contents travel as raw bytes,
+read and written in chunks, so a file of any size streams through.
 """
 
 import json
 import os
+import shutil
 import subprocess
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 WORKSPACE = os.path.realpath(os.environ.get("LITE_WORKSPACE", "/workspace"))
 PORT = int(os.environ.get("LITE_PORT", "8200"))
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 
 
 class BadRequest(Exception):
@@ -47,21 +50,6 @@ def run(body):
         return {"stdout": out, "stderr": f"timed out after {timeout:g}s", "exit_code": 124}
 
 
-def read(body):
-    with open(resolve(body.get("path")), encoding="utf-8") as f:
-        return {"content": f.read()}
-
-
-def write(body):
-    full = resolve(body.get("path"))
-    os.makedirs(os.path.dirname(full), exist_ok=True)
-    data = str(body.get("content", "")).encode()
-    with open(full, "wb") as f:
-        f.write(data)
-    return {"path": os.path.relpath(full, WORKSPACE), "size": len(data)}
-
-
-ROUTES = {"/exec": run, "/files/read": read, "/files/write": write}
 META = {
     "runtime": {"name": "lite", "version": VERSION, "api_version": "v1"},
     "workspace": {"mount_path": WORKSPACE},
@@ -77,30 +65,75 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
+        if status >= 400:
+            # A refused request's body may be unread: do not reuse the connection.
+            self.send_header("connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self):
-        if self.path == "/health":
-            self.reply(200, {"status": "healthy"})
-        elif self.path == "/meta":
-            self.reply(200, META)
-        else:
-            self.reply(404, {"detail": "not found"})
-
-    def do_POST(self):
-        handler = ROUTES.get(self.path)
-        if handler is None:
-            return self.reply(404, {"detail": "not found"})
+    def handle_errors(self, action):
         try:
-            body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
-            self.reply(200, handler(body))
+            action()
         except BadRequest as e:
             self.reply(400, {"detail": str(e)})
         except FileNotFoundError as e:
             self.reply(404, {"detail": f"file not found: {e.filename}"})
         except (ValueError, KeyError, OSError) as e:
             self.reply(400, {"detail": str(e)})
+
+    def file_path(self):
+        return resolve(parse_qs(urlsplit(self.path).query).get("path", [""])[0])
+
+    def read_file(self):
+        with open(self.file_path(), "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            self.send_response(200)
+            self.send_header("content-type", "application/octet-stream")
+            self.send_header("content-length", str(size))
+            self.end_headers()
+            shutil.copyfileobj(f, self.wfile, 1 << 16)
+
+    def write_file(self):
+        full = self.file_path()
+        if self.headers.get("content-length") is None:
+            return self.reply(411, {"detail": "content-length required"})
+        left = int(self.headers["content-length"])
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "wb") as f:
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    raise BadRequest("the body ended early")
+                f.write(chunk)
+                left -= len(chunk)
+        self.reply(200, {"path": os.path.relpath(full, WORKSPACE), "size": os.path.getsize(full)})
+
+    def do_GET(self):
+        route = urlsplit(self.path).path
+        if route == "/health":
+            self.reply(200, {"status": "healthy"})
+        elif route == "/meta":
+            self.reply(200, META)
+        elif route == "/files":
+            self.handle_errors(self.read_file)
+        else:
+            self.reply(404, {"detail": "not found"})
+
+    def do_PUT(self):
+        if urlsplit(self.path).path != "/files":
+            return self.reply(404, {"detail": "not found"})
+        self.handle_errors(self.write_file)
+
+    def do_POST(self):
+        if self.path != "/exec":
+            return self.reply(404, {"detail": "not found"})
+
+        def answer():
+            body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+            self.reply(200, run(body))
+
+        self.handle_errors(answer)
 
     def log_message(self, *args):
         pass

@@ -30,6 +30,6 @@ async fn the_tutorial_runtime_serves_shell_and_files() {
     let (status, r) = c.post(&format!("/v1/sandboxes/{id}/python/exec"), json!({"code": "1"})).await;
     assert_eq!((status, r["error"]["code"].as_str()), (400, Some("capability_not_supported")), "{r}");
     let (_, g) = c.get(&format!("/v1/sandboxes/{id}")).await;
-    assert_eq!(g["containers"][0]["version"], "0.1.0", "{g}");
+    assert_eq!(g["containers"][0]["version"], "0.2.0", "{g}");
     c.delete_sandbox(&id).await;
 }

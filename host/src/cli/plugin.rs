@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::config::{Config, PluginsConfig};
-use crate::plugins::PluginHost;
+use crate::plugins::{Checked, PluginHost};
 
-/// `bay plugin check <file.wasm | plugin dir>`: validates a component against
-/// the runtime-adapter world this host implements and prints what it says
-/// about itself, or exactly what does not fit.
+/// `bay plugin check <file.wasm | plugin dir>`: validates a component — a
+/// runtime adapter or a driver extension, of any WIT version this host
+/// implements — and prints what it says about itself, or exactly what does
+/// not fit.
 pub async fn check(path: &Path) -> anyhow::Result<()> {
     let cache = tempfile::tempdir()?;
     let host = PluginHost::new(&PluginsConfig::default(), cache.path().to_path_buf())?;
@@ -31,25 +32,14 @@ pub async fn check(path: &Path) -> anyhow::Result<()> {
                 println!("ok: {} {} ({}), driver {name:?}, loaded in {} ms", record.name, record.version, record.wit, record.load_ms);
             }
         }
-    } else {
-        // A bare component names no version: try the newest first.
-        let mut failures = Vec::new();
-        for wit in ["bay:plugin@0.2.0", "bay:plugin@0.1.0"] {
-            match host.check_component(path, wit).await {
-                Ok(info) => {
-                    println!(
-                        "ok: {} implements {wit} runtime-adapter; runtime type {:?}, version {}",
-                        path.display(),
-                        info.runtime_type,
-                        info.version
-                    );
-                    print_capabilities(&info);
-                    return Ok(());
-                }
-                Err(e) => failures.push(format!("{wit}: {e:#}")),
-            }
+        return Ok(());
+    }
+    match host.check_component(path).await.with_context(|| format!("{} is not a valid Bay plugin", path.display()))? {
+        Checked::Adapter { wit, info } => {
+            println!("ok: {} implements {wit} runtime-adapter; runtime type {:?}, version {}", path.display(), info.runtime_type, info.version);
+            print_capabilities(&info);
         }
-        bail!("{} is not a valid runtime adapter:\n  {}", path.display(), failures.join("\n  "));
+        Checked::Driver { wit, name } => println!("ok: {} implements {wit} driver-extension; driver {name:?}", path.display()),
     }
     Ok(())
 }
@@ -108,17 +98,22 @@ pub async fn list(config: Option<&Path>, url: Option<String>, key: Option<String
     Ok(())
 }
 
-/// `bay plugin new <name> --kind runtime-adapter`: a plugin crate from the SDK.
-pub fn new(name: &str, kind: &str, runtime_type: Option<&str>, dir: &Path, sdk: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    if kind != "runtime-adapter" {
-        bail!(
-            "only --kind runtime-adapter can be scaffolded; for a driver extension start from plugins/docker-api-driver (world driver-extension in wit/bay-plugin-0.1/driver.wit)"
-        );
-    }
+/// `bay plugin new <name> --kind runtime-adapter|driver-extension`: a plugin
+/// crate on the SDK (`bay:plugin@0.2`). `serves` is the runtime type an
+/// adapter serves (default: the name without `-adapter`) or the name a
+/// driver registers as (default: the name without `-driver`).
+pub fn new(name: &str, kind: &str, serves: Option<&str>, dir: &Path, sdk: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    // The manifest's kind, its section and key naming what the plugin
+    // serves, the usual suffix of the name, and the kind's own files.
+    let (manifest_kind, section, key, suffix, lib_rs, readme) = match kind {
+        "runtime-adapter" => ("runtime-adapter", "runtime", "type", "-adapter", LIB_RS, README),
+        "driver-extension" | "driver" => ("driver", "driver", "name", "-driver", DRIVER_LIB_RS, DRIVER_README),
+        other => bail!("--kind {other:?}: expected runtime-adapter or driver-extension"),
+    };
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
         bail!("the name must be lowercase letters, digits and dashes");
     }
-    let runtime_type = runtime_type.map(str::to_owned).unwrap_or_else(|| name.trim_end_matches("-adapter").to_owned());
+    let serves = serves.map(str::to_owned).unwrap_or_else(|| name.trim_end_matches(suffix).to_owned());
     let root = dir.join(name);
     if root.exists() {
         bail!("{} already exists", root.display());
@@ -132,7 +127,7 @@ pub fn new(name: &str, kind: &str, runtime_type: Option<&str>, dir: &Path, sdk: 
         .context("cannot find the plugin SDK: pass --sdk <path to plugins/sdk>")?;
     let sdk = std::fs::canonicalize(&sdk).with_context(|| format!("{}", sdk.display()))?;
     let crate_name = name.replace('-', "_");
-    let type_name: String = runtime_type
+    let type_name: String = serves
         .split(['-', '_'])
         .map(|w| {
             let mut c = w.chars();
@@ -140,12 +135,14 @@ pub fn new(name: &str, kind: &str, runtime_type: Option<&str>, dir: &Path, sdk: 
         })
         .collect();
     std::fs::create_dir_all(root.join("src"))?;
-    let files = [("Cargo.toml", CARGO_TOML), ("plugin.toml", PLUGIN_TOML), ("src/lib.rs", LIB_RS), ("README.md", README)];
-    for (file, template) in files {
+    for (file, template) in [("Cargo.toml", CARGO_TOML), ("plugin.toml", PLUGIN_TOML), ("src/lib.rs", lib_rs), ("README.md", readme)] {
         let text = template
+            .replace("{{kind}}", manifest_kind)
+            .replace("{{section}}", section)
+            .replace("{{key}}", key)
             .replace("{{name}}", name)
             .replace("{{crate}}", &crate_name)
-            .replace("{{runtime_type}}", &runtime_type)
+            .replace("{{serves}}", &serves)
             .replace("{{Type}}", &type_name)
             .replace("{{sdk}}", &sdk.display().to_string());
         std::fs::write(root.join(file), text)?;
@@ -177,21 +174,23 @@ panic = "abort"
 [workspace]
 "#;
 
+/// The manifest of either kind: `{{kind}}`, then the section naming what
+/// it serves (`[runtime] type` or `[driver] name`).
 const PLUGIN_TOML: &str = r#"name = "{{name}}"
 version = "0.1.0"
-kind = "runtime-adapter"
-wit = "bay:plugin@0.1.0"
+kind = "{{kind}}"
+wit = "bay:plugin@0.2.0"
 component = "{{crate}}.wasm"
 
-[runtime]
-type = "{{runtime_type}}"
+[{{section}}]
+{{key}} = "{{serves}}"
 
 [limits]
 memory_mb = 64
 guest_time_ms = 1000
 "#;
 
-const LIB_RS: &str = r#"//! Bay runtime adapter for `{{runtime_type}}` runtimes.
+const LIB_RS: &str = r#"//! Bay runtime adapter for `{{serves}}` runtimes.
 //!
 //! Every operation not implemented here answers `unsupported`; `health` and
 //! `meta` default to `GET /health` and `GET /meta` on the runtime.
@@ -205,7 +204,7 @@ struct {{Type}};
 
 impl RuntimeAdapter for {{Type}} {
     fn describe() -> AdapterInfo {
-        AdapterInfo::new("{{runtime_type}}", env!("CARGO_PKG_VERSION")).capability("shell", &["exec"])
+        AdapterInfo::new("{{serves}}", env!("CARGO_PKG_VERSION")).capability("shell", &["exec"])
     }
 
     fn shell_exec(req: ShellExecRequest) -> Result<ShellExecResult, AdapterError> {
@@ -226,13 +225,91 @@ bay_plugin_sdk::register_adapter!({{Type}});
 
 const README: &str = r#"# {{name}}
 
-A Bay runtime adapter for `{{runtime_type}}` runtimes.
+A Bay runtime adapter for `{{serves}}` runtimes.
 
     cargo build --target wasm32-wasip2 --release
     mkdir -p <bay plugins dir>/{{name}}
     cp plugin.toml target/wasm32-wasip2/release/{{crate}}.wasm <bay plugins dir>/{{name}}/
     bay plugin check <bay plugins dir>/{{name}}
 
-Bay picks it up without a restart; a profile with `runtime_type: {{runtime_type}}`
+Bay picks it up without a restart; a profile with `runtime_type: {{serves}}`
 uses it.
+"#;
+
+const DRIVER_LIB_RS: &str = r#"//! Bay driver extension `{{serves}}`.
+//!
+//! Bay calls it to launch, inspect, list and destroy sessions (one or more
+//! runtime containers sharing a cargo volume) and to manage cargo volumes;
+//! see the `DriverExtension` trait of `bay-plugin-sdk` for the contract and
+//! Bay's `plugins/docker-api-driver` for a complete driver. Reach the engine
+//! with `bay_plugin_sdk::http::send`: paths resolve against the endpoint the
+//! operator configured (`driver.plugin.endpoint`). Read the operator's
+//! `driver.plugin.settings` with `setting("key")`.
+//!
+//! Logs, pausing and resuming default to `unsupported`.
+
+use bay_plugin_sdk::prelude::*;
+
+struct {{Type}};
+
+/// What this skeleton does not do yet.
+fn not_yet(operation: &str) -> DriverError {
+    DriverError::Unsupported(format!("{operation} is not implemented yet"))
+}
+
+impl DriverExtension for {{Type}} {
+    fn describe() -> DriverInfo {
+        DriverInfo::new("{{serves}}", env!("CARGO_PKG_VERSION"))
+    }
+
+    fn launch_session(_spec: SessionSpec) -> Result<Vec<LaunchedContainer>, DriverError> {
+        Err(not_yet("launch-session"))
+    }
+
+    fn destroy_session(_session_id: String) -> Result<(), DriverError> {
+        Err(not_yet("destroy-session"))
+    }
+
+    fn session_status(_session_id: String) -> Result<Vec<ContainerInfo>, DriverError> {
+        Err(not_yet("session-status"))
+    }
+
+    fn list_sessions(_labels: Labels) -> Result<Vec<SessionInfo>, DriverError> {
+        Err(not_yet("list-sessions"))
+    }
+
+    fn create_volume(_name: String, _labels: Labels) -> Result<String, DriverError> {
+        Err(not_yet("create-volume"))
+    }
+
+    fn delete_volume(_driver_ref: String) -> Result<(), DriverError> {
+        Err(not_yet("delete-volume"))
+    }
+
+    fn volume_exists(_driver_ref: String) -> Result<bool, DriverError> {
+        Err(not_yet("volume-exists"))
+    }
+
+    fn list_volumes(_labels: Labels) -> Result<Vec<Named>, DriverError> {
+        Err(not_yet("list-volumes"))
+    }
+}
+
+bay_plugin_sdk::register_driver!({{Type}});
+"#;
+
+const DRIVER_README: &str = r#"# {{name}}
+
+A Bay driver extension (`{{serves}}`).
+
+    cargo build --target wasm32-wasip2 --release
+    mkdir -p <bay plugins dir>/{{name}}
+    cp plugin.toml target/wasm32-wasip2/release/{{crate}}.wasm <bay plugins dir>/{{name}}/
+    bay plugin check <bay plugins dir>/{{name}}
+
+Select it in Bay's configuration:
+
+    driver:
+      type: plugin
+      plugin: { name: {{serves}}, endpoint: "http://engine:port", settings: {} }
 "#;

@@ -101,6 +101,12 @@ pub(crate) enum Loaded {
     Driver(String, Arc<dyn DriverExtension>),
 }
 
+/// What `bay plugin check` found in a bare component.
+pub enum Checked {
+    Adapter { wit: String, info: crate::adapter::AdapterInfo },
+    Driver { wit: String, name: String },
+}
+
 struct DirState {
     fingerprint: u64,
     record: PluginRecord,
@@ -365,13 +371,7 @@ impl PluginHost {
         record.cached = outcome == compile_cache::CacheOutcome::Hit;
         let limits = self.limits(manifest);
         if manifest.kind == PluginKind::Driver {
-            let (plugin, name): (Arc<dyn DriverExtension>, String) = if wit.minor == v0_1::MINOR {
-                let (p, n) = driver::DriverPlugin::<v0_1::driver::Driver>::load(manifest, &component, &self.shared, limits).await?;
-                (Arc::new(p), n)
-            } else {
-                let (p, n) = driver::DriverPlugin::<v0_2::driver::Driver>::load(manifest, &component, &self.shared, limits).await?;
-                (Arc::new(p), n)
-            };
+            let (plugin, name) = self.load_driver(manifest, &component, limits, wit.minor).await?;
             let declared = manifest.driver.as_ref().map(|d| d.name.as_str()).unwrap_or_default();
             if name != declared {
                 bail!("the manifest declares driver {declared:?} but the component describes itself as {name:?}");
@@ -397,6 +397,23 @@ impl PluginHost {
         })
     }
 
+    /// Loads a driver extension; returns it and the name it describes itself by.
+    async fn load_driver(
+        &self,
+        manifest: &Manifest,
+        component: &Component,
+        limits: Limits,
+        minor: u64,
+    ) -> anyhow::Result<(Arc<dyn DriverExtension>, String)> {
+        Ok(if minor == v0_1::MINOR {
+            let (p, n) = driver::DriverPlugin::<v0_1::driver::Driver>::load(manifest, component, &self.shared, limits).await?;
+            (Arc::new(p), n)
+        } else {
+            let (p, n) = driver::DriverPlugin::<v0_2::driver::Driver>::load(manifest, component, &self.shared, limits).await?;
+            (Arc::new(p), n)
+        })
+    }
+
     fn limits(&self, manifest: &Manifest) -> Limits {
         Limits {
             memory_bytes: (manifest.limits.memory_mb.unwrap_or(self.config.memory_limit_mb).min(self.config.memory_limit_mb) as usize) << 20,
@@ -405,18 +422,36 @@ impl PluginHost {
         }
     }
 
-    /// Validates a runtime-adapter component without a manifest (for `bay
-    /// plugin check`): compiles it, links it against this host's imports for
-    /// `wit`, checks its exports and calls `describe`.
-    pub async fn check_component(&self, wasm: &Path, wit: &str) -> anyhow::Result<crate::adapter::AdapterInfo> {
+    /// Validates a component without a manifest (for `bay plugin check`):
+    /// compiles it, finds what it is by its export (`bay:plugin/adapter@…`
+    /// or `bay:plugin/driver@…`, which also names the WIT version), links it
+    /// against this host's imports for that version and calls `describe`.
+    pub async fn check_component(&self, wasm: &Path) -> anyhow::Result<Checked> {
         let engine = self.shared.engine.clone();
         let path = wasm.to_path_buf();
         let component = tokio::task::spawn_blocking(move || Component::from_file(&engine, &path).map_err(|e| anyhow::anyhow!("{e:#}"))).await??;
+        let exports: Vec<String> = component.component_type().exports(&self.shared.engine).map(|(name, _)| name.to_owned()).collect();
+        let found = exports.iter().find_map(|name| {
+            let (interface, version) = name.strip_prefix("bay:plugin/")?.split_once('@')?;
+            let kind = match interface {
+                "adapter" => PluginKind::RuntimeAdapter,
+                "driver" => PluginKind::Driver,
+                _ => return None,
+            };
+            Some((kind, format!("bay:plugin@{version}")))
+        });
+        let Some((kind, wit)) = found else {
+            bail!("it exports neither a runtime adapter (bay:plugin/adapter) nor a driver (bay:plugin/driver); its exports: {exports:?}");
+        };
+        let version = manifest::WitVersion::parse(&wit)?;
+        if !supported(version) {
+            bail!("{wit} is not supported (this host implements {} and {})", v0_1::PACKAGE, v0_2::PACKAGE);
+        }
         let manifest = Manifest {
             name: wasm.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
             version: "0.0.0".into(),
-            kind: PluginKind::RuntimeAdapter,
-            wit: wit.to_owned(),
+            kind,
+            wit: wit.clone(),
             component: wasm.to_path_buf(),
             description: None,
             runtime: None,
@@ -424,12 +459,14 @@ impl PluginHost {
             limits: Default::default(),
             outbound: Default::default(),
         };
-        let version = manifest::WitVersion::parse(wit)?;
-        if !supported(version) {
-            bail!("{wit} is not supported");
-        }
-        let plugin = self.load_adapter(&manifest, &component, self.limits(&manifest), version.minor).await?;
-        Ok(plugin.info().clone())
+        let limits = self.limits(&manifest);
+        Ok(match kind {
+            PluginKind::RuntimeAdapter => {
+                let plugin = self.load_adapter(&manifest, &component, limits, version.minor).await?;
+                Checked::Adapter { wit, info: plugin.info().clone() }
+            }
+            PluginKind::Driver => Checked::Driver { wit, name: self.load_driver(&manifest, &component, limits, version.minor).await?.1 },
+        })
     }
 
     /// The adapter serving a runtime type: a plugin directory's, else the built-in one.

@@ -2,283 +2,250 @@
 //! a Docker engine (local socket or remote TCP) or Podman's API service
 //! (`podman system service`), which implements the same endpoints.
 //!
-//! It does what the built-in Docker driver does, request for request: one
-//! container per runtime with the cargo volume mounted, the runtime port
-//! published on `host_address` (a random host port), hardening from the
-//! profile, session networks with DNS aliases. The host binds every call to
-//! the engine endpoint the operator configured; paths here are relative to it.
+//! The session logic is `bay-driver-kit`'s (`crates/driver-kit/src/docker_api`),
+//! the same code the built-in Docker driver runs (`host/src/driver/docker.rs`):
+//! one container per runtime on a bridge network of the session's own (with a
+//! subnet from a pool), the cargo volume mounted, hardening from the profile,
+//! everything labelled so any Bay process finds it again. This plugin only
+//! gives the kit a [`Transport`] over the host's `http` import (whose paths
+//! resolve against `driver.plugin.endpoint`; the host reaches nothing else)
+//! and its [`Settings`] from `driver.plugin.settings`:
 //!
-//! Settings (`driver.plugin.settings`): `api_version` (default `1.41`, what
-//! Docker 20.10+ and Podman 3+ serve), `host_address` (default `127.0.0.1`).
+//! | setting | default | meaning |
+//! |---|---|---|
+//! | `api_version` | `1.41` | the Engine API version prefix (Docker 20.10+ and Podman 3+ serve 1.41) |
+//! | `connect_mode` | `host_port` | how Bay reaches a runtime: `host_port` (a port published on `host_address`; Bay on the engine's host) or `container_network` (the container's address on the session network) |
+//! | `host_address` | `127.0.0.1` | `host_port`: the address ports are published on and Bay connects to |
+//! | `self_container` | — | `container_network`: Bay's own container, joined to every session network |
+//! | `network` | — | `container_network` without `self_container`: a shared network every session container joins too (Shipyard Neo's layout; sessions can then reach each other's runtime ports) |
+//! | `session_subnet_pool` | `10.213.0.0/16` | where session networks' subnets come from; empty: the engine's default pools (about thirty networks) |
+//! | `session_subnet_prefix` | `28` | the size of each session's subnet (a /28 holds 14 containers) |
+//! | `image_pull_policy` | `if_not_present` | `always`, `if_not_present` or `never` |
 
-use serde_json::{Value, json};
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
 
-wit_bindgen::generate!({
-    world: "driver-extension",
-    path: "../../wit/bay-plugin-0.1",
-});
+use bay_driver_kit::docker_api::{self, DockerApi, PullPolicy, Reach, Reply, Settings, SubnetPool, Transport};
+use bay_driver_kit::spec;
+use bay_plugin_sdk::driver::*;
+use bay_plugin_sdk::http::{self, Method, Request, RequestBody};
 
-use bay::plugin::http::{self, Method, Request, RequestBody};
-use exports::bay::plugin::driver::{ContainerSpec, ContainerState, ContainerStatus, DriverError, DriverInfo, Guest, Instance, Labels, Named};
+/// The kit's transport: the host's `http` import.
+struct HostHttp;
 
-struct DockerApi;
-
-/// Seconds a runtime gets to shut down cleanly before it is killed.
-const STOP_GRACE: u32 = 5;
-
-fn setting(key: &str, default: &str) -> String {
-    bay::plugin::settings::get(key).unwrap_or_else(|| default.to_owned())
-}
-
-fn path(p: &str) -> String {
-    format!("/v{}{p}", setting("api_version", "1.41"))
-}
-
-/// Percent-encodes one path segment (names and ids are [A-Za-z0-9_.-] in
-/// practice; anything else is escaped rather than trusted).
-fn seg(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-struct Reply {
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Result<Value, DriverError> {
-        serde_json::from_slice(&self.body).map_err(|e| DriverError::Engine(format!("unexpected engine answer: {e}")))
-    }
-
-    fn message(&self) -> String {
-        let text = String::from_utf8_lossy(&self.body);
-        serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(String::from))
-            .unwrap_or_else(|| text.chars().take(300).collect())
-    }
-
-    /// The engine's error for a failed call (404 → not-found).
-    fn error(&self, what: &str) -> DriverError {
-        match self.status {
-            404 => DriverError::NotFound(format!("{what}: {}", self.message())),
-            s => DriverError::Engine(format!("{what}: engine answered {s}: {}", self.message())),
-        }
-    }
-
-    fn expect(self, what: &str, ok: &[u16]) -> Result<Reply, DriverError> {
-        if ok.contains(&self.status) { Ok(self) } else { Err(self.error(what)) }
-    }
-}
-
-fn send(method: Method, p: &str, query: &[(&str, String)], body: Option<Value>, timeout_s: u32) -> Result<Reply, DriverError> {
-    let req = Request {
-        method,
-        url: path(p),
-        query: query.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
-        headers: vec![],
-        body: body.map(|b| RequestBody::Json(b.to_string())).unwrap_or(RequestBody::Empty),
-        timeout_ms: Some(timeout_s * 1000),
+fn send_now(req: docker_api::Request) -> Result<Reply, String> {
+    let method = match req.method {
+        docker_api::Method::Get => Method::Get,
+        docker_api::Method::Post => Method::Post,
+        docker_api::Method::Delete => Method::Delete,
     };
-    let resp = http::send(req).map_err(|e| DriverError::Engine(format!("engine request {p} failed: {e:?}")))?;
+    let mut r = Request::new(method, &req.path).timeout_secs(req.timeout_s);
+    for (k, v) in &req.query {
+        r = r.query(k, v);
+    }
+    if let Some(json) = req.body {
+        r = r.body(RequestBody::Json(json));
+    }
+    let resp = http::send(r).map_err(|e| e.to_string())?;
     Ok(Reply { status: resp.status, body: resp.body })
 }
 
-fn get(p: &str, query: &[(&str, String)]) -> Result<Reply, DriverError> {
-    send(Method::Get, p, query, None, 30)
-}
-
-fn label_filter(labels: &Labels) -> (&'static str, String) {
-    let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    ("filters", json!({ "label": l }).to_string())
-}
-
-fn labels_of(v: &Value) -> Labels {
-    v.as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect()).unwrap_or_default()
-}
-
-fn map(pairs: &[(String, String)]) -> Value {
-    Value::Object(pairs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
-}
-
-fn create_body(spec: &ContainerSpec) -> Value {
-    let port = format!("{}/tcp", spec.runtime_port);
-    let s = &spec.security;
-    let mut host = json!({
-        "Mounts": [{ "Type": "volume", "Source": spec.volume, "Target": spec.mount_path, "ReadOnly": false }],
-        "Memory": spec.memory_bytes,
-        "MemorySwap": spec.memory_bytes,
-        "NanoCpus": (spec.cpus * 1e9) as i64,
-        "PidsLimit": s.pids_limit,
-        "PortBindings": { &port: [{ "HostIp": setting("host_address", "127.0.0.1"), "HostPort": "" }] },
-        "CapDrop": s.cap_drop,
-        "CapAdd": s.cap_add,
-        "ReadonlyRootfs": s.read_only_rootfs,
-        "Tmpfs": map(&s.tmpfs),
-    });
-    if s.no_new_privileges {
-        host["SecurityOpt"] = json!(["no-new-privileges:true"]);
+impl Transport for HostHttp {
+    /// The import blocks until the engine has answered, so the future is
+    /// ready from the start.
+    fn send(&self, req: docker_api::Request) -> impl Future<Output = Result<Reply, String>> + Send {
+        std::future::ready(send_now(req))
     }
-    let mut body = json!({
-        "Image": spec.image,
-        "Env": spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
-        "Labels": map(&spec.labels),
-        "ExposedPorts": { &port: {} },
-        "HostConfig": host,
-    });
-    if let Some(h) = &spec.hostname {
-        body["Hostname"] = json!(h);
-    }
-    if let Some(u) = &s.user {
-        body["User"] = json!(u);
-    }
-    if let Some(net) = &spec.network {
-        body["HostConfig"]["NetworkMode"] = json!(net);
-        body["NetworkingConfig"] = json!({ "EndpointsConfig": { net: { "Aliases": spec.hostname.iter().collect::<Vec<_>>() } } });
-    }
-    body
 }
 
-/// Demultiplexes a non-TTY log stream (8-byte frame headers) into text.
-fn demux(raw: &[u8]) -> String {
-    let mut out = Vec::new();
-    let mut rest = raw;
-    while rest.len() >= 8 && rest[0] <= 2 && rest[1..4] == [0, 0, 0] {
-        let len = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
-        let end = (8 + len).min(rest.len());
-        out.extend_from_slice(&rest[8..end]);
-        rest = &rest[end..];
+/// Polls allowed before a future that is still pending counts as stuck.
+const MAX_POLLS: usize = 1000;
+
+/// Runs one of the kit's operations to its end. Every future the transport
+/// makes is ready when first polled, so one poll usually finishes the
+/// operation; a few more cover combinators that yield on their own (`join_all`
+/// over many futures). Nothing in a plugin could wake a future that is still
+/// pending after that: it is an error, not a hang.
+fn block_on<T>(f: impl Future<Output = Result<T, spec::DriverError>>) -> Result<T, DriverError> {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..MAX_POLLS {
+        if let Poll::Ready(r) = f.as_mut().poll(&mut cx) {
+            return r.map_err(error);
+        }
     }
-    out.extend_from_slice(rest);
-    String::from_utf8_lossy(&out).into_owned()
+    Err(DriverError::Engine("the driver waited on something other than the engine (a bug in the docker-api driver)".into()))
 }
 
-impl Guest for DockerApi {
+fn invalid(key: &str, value: &str, expected: &str) -> DriverError {
+    DriverError::Engine(format!("driver.plugin.settings.{key}: {value:?} is not valid (expected {expected})"))
+}
+
+/// The kit's settings from `driver.plugin.settings` (see the module doc).
+fn settings() -> Result<Settings, DriverError> {
+    let defaults = Settings::default();
+    let api_version = setting("api_version").map(|v| v.trim_start_matches('v').to_owned()).unwrap_or(defaults.api_version);
+    let reach = match setting("connect_mode").as_deref().unwrap_or("host_port") {
+        "host_port" => Reach::PublishedPort { host_address: setting("host_address").unwrap_or_else(|| "127.0.0.1".into()) },
+        "container_network" => match (setting("self_container"), setting("network")) {
+            (Some(me), _) => Reach::SessionNetwork { join: Some(me) },
+            (None, Some(network)) => Reach::SharedNetwork { network },
+            (None, None) => Reach::SessionNetwork { join: None },
+        },
+        other => return Err(invalid("connect_mode", other, "host_port or container_network")),
+    };
+    let prefix = match setting("session_subnet_prefix") {
+        Some(p) => p.trim().parse().map_err(|_| invalid("session_subnet_prefix", &p, "a prefix length such as 28"))?,
+        None => docker_api::DEFAULT_SUBNET_PREFIX,
+    };
+    let subnets = match setting("session_subnet_pool").unwrap_or_else(|| docker_api::DEFAULT_SUBNET_POOL.into()) {
+        pool if pool.trim().is_empty() => None,
+        pool => Some(
+            SubnetPool::parse(pool.trim(), prefix).map_err(|e| DriverError::Engine(format!("driver.plugin.settings.session_subnet_pool: {e}")))?,
+        ),
+    };
+    let pull = match setting("image_pull_policy").as_deref().unwrap_or("if_not_present") {
+        "always" => PullPolicy::Always,
+        "if_not_present" => PullPolicy::IfNotPresent,
+        "never" => PullPolicy::Never,
+        other => return Err(invalid("image_pull_policy", other, "always, if_not_present or never")),
+    };
+    Ok(Settings { api_version, reach, subnets, pull, ..defaults })
+}
+
+fn api() -> Result<DockerApi<HostHttp>, DriverError> {
+    Ok(DockerApi::new(HostHttp, settings()?))
+}
+
+// ---- WIT records <-> the kit's ----------------------------------------
+
+fn labels(l: Labels) -> spec::Labels {
+    l.into_iter().collect()
+}
+
+fn label_list(l: spec::Labels) -> Labels {
+    l.into_iter().collect()
+}
+
+fn error(e: spec::DriverError) -> DriverError {
+    match e {
+        spec::DriverError::ImageMissing(m) => DriverError::ImageMissing(m),
+        spec::DriverError::NotFound(m) => DriverError::NotFound(m),
+        spec::DriverError::Unsupported(m) => DriverError::Unsupported(m),
+        spec::DriverError::Engine(m) => DriverError::Engine(m),
+    }
+}
+
+fn session_spec(s: SessionSpec) -> spec::SessionSpec {
+    spec::SessionSpec {
+        session_id: s.session_id,
+        labels: labels(s.labels),
+        volume: s.volume,
+        mount_path: s.mount_path,
+        containers: s
+            .containers
+            .into_iter()
+            .map(|c| spec::ContainerSpec {
+                name: c.name,
+                image: c.image,
+                env: c.env,
+                labels: labels(c.labels),
+                cpus: c.cpus,
+                memory_bytes: c.memory_bytes,
+                security: spec::Security {
+                    read_only_rootfs: c.security.read_only_rootfs,
+                    no_new_privileges: c.security.no_new_privileges,
+                    cap_drop: c.security.cap_drop,
+                    cap_add: c.security.cap_add,
+                    pids_limit: c.security.pids_limit,
+                    tmpfs: c.security.tmpfs.into_iter().collect(),
+                    user: c.security.user,
+                },
+                runtime_port: c.runtime_port,
+            })
+            .collect(),
+    }
+}
+
+fn container_info(c: spec::ContainerInfo) -> ContainerInfo {
+    let state = match c.status.state {
+        spec::ContainerState::Created => ContainerState::Created,
+        spec::ContainerState::Running => ContainerState::Running,
+        spec::ContainerState::Paused => ContainerState::Paused,
+        spec::ContainerState::Exited => ContainerState::Exited,
+        spec::ContainerState::Removing => ContainerState::Removing,
+        spec::ContainerState::NotFound => ContainerState::NotFound,
+    };
+    ContainerInfo {
+        name: c.name,
+        id: c.id,
+        status: ContainerStatus { state, exit_code: c.status.exit_code, oom_killed: c.status.oom_killed, finished_at: c.status.finished_at },
+    }
+}
+
+// ---- the driver -----------------------------------------------------------
+
+struct DockerApiDriver;
+
+impl DriverExtension for DockerApiDriver {
     fn describe() -> DriverInfo {
-        DriverInfo { name: "docker-api".into(), version: env!("CARGO_PKG_VERSION").into() }
+        DriverInfo::new("docker-api", env!("CARGO_PKG_VERSION"))
+    }
+
+    fn launch_session(spec: SessionSpec) -> Result<Vec<LaunchedContainer>, DriverError> {
+        let launched = block_on(api()?.launch_session(&session_spec(spec)))?;
+        Ok(launched.into_iter().map(|c| LaunchedContainer { name: c.name, id: c.id, endpoint: c.endpoint }).collect())
+    }
+
+    fn destroy_session(session_id: String) -> Result<(), DriverError> {
+        block_on(api()?.destroy_session(&session_id))
+    }
+
+    fn session_status(session_id: String) -> Result<Vec<ContainerInfo>, DriverError> {
+        Ok(block_on(api()?.session_status(&session_id))?.into_iter().map(container_info).collect())
+    }
+
+    fn list_sessions(labels: Labels) -> Result<Vec<SessionInfo>, DriverError> {
+        let sessions = block_on(api()?.list_sessions(&self::labels(labels)))?;
+        Ok(sessions
+            .into_iter()
+            .map(|s| SessionInfo {
+                session_id: s.session_id,
+                labels: label_list(s.labels),
+                containers: s.containers.into_iter().map(container_info).collect(),
+            })
+            .collect())
+    }
+
+    fn session_logs(session_id: String, lines: u32) -> Result<String, DriverError> {
+        block_on(api()?.session_logs(&session_id, lines))
+    }
+
+    fn pause_session(session_id: String) -> Result<(), DriverError> {
+        block_on(api()?.pause_session(&session_id))
+    }
+
+    fn resume_session(session_id: String) -> Result<(), DriverError> {
+        block_on(api()?.resume_session(&session_id))
     }
 
     fn create_volume(name: String, labels: Labels) -> Result<String, DriverError> {
-        let r = send(Method::Post, "/volumes/create", &[], Some(json!({ "Name": name, "Labels": map(&labels) })), 30)?
-            .expect("create volume", &[200, 201])?;
-        Ok(r.json()?["Name"].as_str().unwrap_or(&name).to_owned())
+        block_on(api()?.create_volume(&name, &self::labels(labels)))
     }
 
     fn delete_volume(driver_ref: String) -> Result<(), DriverError> {
-        send(Method::Delete, &format!("/volumes/{}", seg(&driver_ref)), &[("force", "true".into())], None, 30)?
-            .expect("delete volume", &[204, 404])
-            .map(drop)
+        block_on(api()?.delete_volume(&driver_ref))
     }
 
     fn volume_exists(driver_ref: String) -> Result<bool, DriverError> {
-        let r = get(&format!("/volumes/{}", seg(&driver_ref)), &[])?.expect("inspect volume", &[200, 404])?;
-        Ok(r.status == 200)
+        block_on(api()?.volume_exists(&driver_ref))
     }
 
     fn list_volumes(labels: Labels) -> Result<Vec<Named>, DriverError> {
-        let r = get("/volumes", &[label_filter(&labels)])?.expect("list volumes", &[200])?.json()?;
-        Ok(r["Volumes"]
-            .as_array()
-            .map(|v| v.iter().map(|v| Named { name: v["Name"].as_str().unwrap_or_default().into(), labels: labels_of(&v["Labels"]) }).collect())
-            .unwrap_or_default())
-    }
-
-    fn create_container(spec: ContainerSpec) -> Result<String, DriverError> {
-        let r = send(Method::Post, "/containers/create", &[("name", spec.name.clone())], Some(create_body(&spec)), 60)?;
-        match r.status {
-            200 | 201 => Ok(r.json()?["Id"].as_str().unwrap_or_default().to_owned()),
-            404 => Err(DriverError::ImageMissing(spec.image)),
-            _ => Err(r.error("create container")),
-        }
-    }
-
-    fn start_container(id: String, runtime_port: u16) -> Result<String, DriverError> {
-        send(Method::Post, &format!("/containers/{}/start", seg(&id)), &[], None, 60)?.expect("start container", &[204, 304])?;
-        let info = get(&format!("/containers/{}/json", seg(&id)), &[])?.expect("inspect container", &[200])?.json()?;
-        let port = info["NetworkSettings"]["Ports"][format!("{runtime_port}/tcp")]
-            .as_array()
-            .and_then(|b| b.iter().find_map(|b| b["HostPort"].as_str().filter(|p| !p.is_empty())))
-            .ok_or_else(|| DriverError::Engine(format!("container {id} has no published port for {runtime_port}/tcp")))?;
-        Ok(format!("http://{}:{port}", setting("host_address", "127.0.0.1")))
-    }
-
-    fn destroy_container(id: String) -> Result<(), DriverError> {
-        // Stop first (SIGTERM, then SIGKILL after the grace period) so the
-        // runtime can flush state, then remove.
-        let stop = send(Method::Post, &format!("/containers/{}/stop", seg(&id)), &[("t", STOP_GRACE.to_string())], None, STOP_GRACE + 30)?;
-        if stop.status == 404 {
-            return Ok(());
-        }
-        send(Method::Delete, &format!("/containers/{}", seg(&id)), &[("force", "true".into())], None, 60)?
-            .expect("remove container", &[204, 404, 409])
-            .map(drop)
-    }
-
-    fn inspect_container(id: String) -> Result<ContainerStatus, DriverError> {
-        let r = get(&format!("/containers/{}/json", seg(&id)), &[])?;
-        if r.status == 404 {
-            return Ok(ContainerStatus { state: ContainerState::NotFound, exit_code: None, oom_killed: false, finished_at: None });
-        }
-        let state = r.expect("inspect container", &[200])?.json()?["State"].take();
-        Ok(ContainerStatus {
-            state: match state["Status"].as_str().unwrap_or_default() {
-                "running" | "paused" | "restarting" => ContainerState::Running,
-                "created" => ContainerState::Created,
-                "removing" => ContainerState::Removing,
-                _ => ContainerState::Exited,
-            },
-            exit_code: state["ExitCode"].as_i64(),
-            oom_killed: state["OOMKilled"].as_bool().unwrap_or(false),
-            finished_at: state["FinishedAt"].as_str().map(String::from),
-        })
-    }
-
-    fn container_logs(id: String, lines: u32) -> Result<String, DriverError> {
-        let q = [("stdout", "1".into()), ("stderr", "1".into()), ("tail", lines.to_string())];
-        let r = get(&format!("/containers/{}/logs", seg(&id)), &q)?;
-        match r.status {
-            200 => Ok(demux(&r.body)),
-            404 => Ok(String::new()),
-            _ => Err(r.error("container logs")),
-        }
-    }
-
-    fn list_containers(labels: Labels) -> Result<Vec<Instance>, DriverError> {
-        let r = get("/containers/json", &[("all", "1".into()), label_filter(&labels)])?.expect("list containers", &[200])?.json()?;
-        Ok(r.as_array()
-            .map(|list| {
-                list.iter()
-                    .map(|c| Instance {
-                        id: c["Id"].as_str().unwrap_or_default().into(),
-                        name: c["Names"][0].as_str().unwrap_or_default().trim_start_matches('/').into(),
-                        labels: labels_of(&c["Labels"]),
-                        state: c["State"].as_str().unwrap_or_default().into(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
-    fn create_network(name: String, labels: Labels) -> Result<(), DriverError> {
-        let body = json!({ "Name": name, "Driver": "bridge", "Labels": map(&labels), "CheckDuplicate": true });
-        send(Method::Post, "/networks/create", &[], Some(body), 30)?.expect("create network", &[200, 201, 409]).map(drop)
-    }
-
-    fn remove_network(name: String) -> Result<(), DriverError> {
-        send(Method::Delete, &format!("/networks/{}", seg(&name)), &[], None, 30)?.expect("remove network", &[200, 204, 404]).map(drop)
-    }
-
-    fn list_networks(labels: Labels) -> Result<Vec<Named>, DriverError> {
-        let r = get("/networks", &[label_filter(&labels)])?.expect("list networks", &[200])?.json()?;
-        Ok(r.as_array()
-            .map(|v| v.iter().map(|n| Named { name: n["Name"].as_str().unwrap_or_default().into(), labels: labels_of(&n["Labels"]) }).collect())
-            .unwrap_or_default())
+        let volumes = block_on(api()?.list_volumes(&self::labels(labels)))?;
+        Ok(volumes.into_iter().map(|v| Named { name: v.name, labels: label_list(v.labels) }).collect())
     }
 }
 
-export!(DockerApi);
+bay_plugin_sdk::register_driver!(DockerApiDriver);

@@ -7,16 +7,27 @@
 //! - anything else: answers `ok`.
 //!
 //! It implements the generated export trait directly (not the SDK trait) so
-//! it can return a wrong response variant.
+//! it can return a wrong response variant, and it stays on `bay:plugin@0.1`
+//! (`wit/bay-plugin-0.1`, its own bindings: the SDK is on 0.2), so the tests
+//! that load it also prove that 0.1 runtime adapters keep loading.
 
-use bay_plugin_sdk::bindings::exports::bay::plugin::adapter::{CapabilityRequest, CapabilityResponse, Guest};
-use bay_plugin_sdk::{AdapterError, AdapterInfo, HealthStatus, PythonExecResult, RuntimeMeta};
+wit_bindgen::generate!({
+    world: "runtime-adapter",
+    path: "../../wit/bay-plugin-0.1",
+});
+
+use bay::plugin::types::{AdapterError, AdapterInfo, Capability};
+use exports::bay::plugin::adapter::{CapabilityRequest, CapabilityResponse, Guest, HealthStatus, PythonExecResult, RuntimeMeta};
 
 struct Faulty;
 
 impl Guest for Faulty {
     fn describe() -> AdapterInfo {
-        AdapterInfo::new("faulty", "0.1.0").capability("python", &["exec"])
+        AdapterInfo {
+            runtime_type: "faulty".into(),
+            version: "0.1.0".into(),
+            capabilities: vec![Capability { name: "python".into(), operations: vec!["exec".into()] }],
+        }
     }
 
     fn health() -> Result<HealthStatus, AdapterError> {
@@ -64,4 +75,4 @@ impl Guest for Faulty {
     }
 }
 
-bay_plugin_sdk::bindings::__export_runtime_adapter!(Faulty with_types_in bay_plugin_sdk::bindings);
+export!(Faulty);

@@ -15,7 +15,8 @@ const RUNTIME: Runtime = Runtime::new("Lite");
 struct Lite;
 
 /// The runtime answers 400/404 with `{"detail": "..."}`: turn those into
-/// the errors Bay maps to the same statuses.
+/// the errors Bay maps to the same statuses (a streamed answer's body stays
+/// on the host, so its errors carry only the status).
 fn runtime_error(e: AdapterError) -> AdapterError {
     match e {
         AdapterError::Runtime(f) if f.status == 404 => AdapterError::NotFound(detail(&f)),
@@ -47,14 +48,16 @@ impl RuntimeAdapter for Lite {
         })
     }
 
-    fn file_read(path: String) -> Result<String, AdapterError> {
-        let out: Value = RUNTIME.post_json("/files/read", &json!({ "path": path }), 30).map_err(runtime_error)?;
-        out["content"].as_str().map(String::from).ok_or_else(|| AdapterError::BadResponse("the runtime's answer has no `content`".into()))
+    /// `GET /files?path=…` answers the file's bytes; they stream back to
+    /// Bay without passing through the plugin (Bay decodes them as text).
+    fn file_read(path: String) -> Result<Download, AdapterError> {
+        RUNTIME.download(Request::new(Method::Get, "/files").query("path", &path).timeout_secs(30), &path).map_err(runtime_error)
     }
 
-    fn file_write(req: FileWriteRequest) -> Result<(), AdapterError> {
-        let body = json!({ "path": req.path, "content": req.content });
-        RUNTIME.post_json::<_, Value>("/files/write", &body, 30).map_err(runtime_error)?;
+    /// `PUT /files?path=…` takes the bytes as the request body, streamed
+    /// from Bay.
+    fn file_write(path: String, content: Body) -> Result<(), AdapterError> {
+        RUNTIME.upload(Request::new(Method::Put, "/files").query("path", &path).stream(content)).map_err(runtime_error)?;
         Ok(())
     }
 }

@@ -1,18 +1,21 @@
-//! Outbound HTTP to the runtime, through the host.
+//! Outbound HTTP, through the host.
 //!
-//! Paths (`/ipython/exec`) resolve against the endpoint of the container the
-//! current call serves. JSON bodies are built and parsed here; large bodies
-//! travel as [`Body`] handles that stay on the host.
+//! In a runtime adapter, paths (`/ipython/exec`) resolve against the endpoint
+//! of the container the current call serves; [`Runtime`] sends them and turns
+//! failures into [`AdapterError`]s. In a driver extension, paths
+//! (`/v1.41/containers/json`) resolve against the engine endpoint the
+//! operator configured; [`send`] sends them. JSON bodies are built and parsed
+//! here; large bodies travel as [`Body`] handles that stay on the host.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bindings::bay::plugin::http as wit;
-use crate::{AdapterError, Body, HealthStatus, RuntimeFailure, RuntimeMeta};
+use crate::bindings::runtime_adapter::bay::plugin::http as wit;
+use crate::{AdapterError, Download, HealthStatus, RuntimeFailure, RuntimeMeta};
 
-pub use wit::{FormPart, Method, PartValue, RequestBody};
+pub use wit::{Body, FormPart, HttpError, Method, PartValue, RequestBody};
 
-/// A request to the runtime.
+/// A request: to the served runtime (adapters) or the engine (drivers).
 pub struct Request {
     inner: wit::Request,
 }
@@ -22,6 +25,7 @@ impl Request {
         Request { inner: wit::Request { method, url: url.into(), query: vec![], headers: vec![], body: RequestBody::Empty, timeout_ms: None } }
     }
 
+    /// Adds a query parameter (the host encodes it).
     pub fn query(mut self, key: &str, value: &str) -> Request {
         self.inner.query.push((key.into(), value.into()));
         self
@@ -38,6 +42,16 @@ impl Request {
         self
     }
 
+    /// A body of host-side bytes (a file's content), sent as it is.
+    pub fn stream(self, content: Body) -> Request {
+        self.body(RequestBody::Stream(content))
+    }
+
+    /// A `multipart/form-data` body (see [`FormPart::text`] and [`FormPart::file`]).
+    pub fn multipart(self, parts: Vec<FormPart>) -> Request {
+        self.body(RequestBody::Multipart(parts))
+    }
+
     pub fn body(mut self, body: RequestBody) -> Request {
         self.inner.body = body;
         self
@@ -52,6 +66,41 @@ impl Request {
     pub fn url(&self) -> &str {
         &self.inner.url
     }
+
+    /// The size of the host-side bytes this request carries, as far as the
+    /// host knows it.
+    fn streamed_bytes(&self) -> u64 {
+        let hint = |b: &Body| b.size_hint().unwrap_or(0);
+        match &self.inner.body {
+            RequestBody::Stream(b) => hint(b),
+            RequestBody::Multipart(parts) => parts
+                .iter()
+                .map(|p| match &p.value {
+                    PartValue::Stream(b) => hint(b),
+                    _ => 0,
+                })
+                .sum(),
+            _ => 0,
+        }
+    }
+}
+
+impl FormPart {
+    /// A text field.
+    pub fn text(name: &str, value: &str) -> FormPart {
+        FormPart { name: name.into(), filename: None, content_type: None, value: PartValue::Text(value.into()) }
+    }
+
+    /// A file field whose bytes stream from the host
+    /// (`content-type: application/octet-stream`).
+    pub fn file(name: &str, filename: &str, content: Body) -> FormPart {
+        FormPart {
+            name: name.into(),
+            filename: Some(filename.into()),
+            content_type: Some("application/octet-stream".into()),
+            value: PartValue::Stream(content),
+        }
+    }
 }
 
 /// A response whose body was read into memory.
@@ -59,6 +108,10 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
 }
 
 impl Response {
@@ -76,7 +129,7 @@ impl Response {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        header(&self.headers, name)
     }
 }
 
@@ -85,6 +138,27 @@ pub struct StreamedResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Body,
+}
+
+impl StreamedResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+
+    /// The announced length (`content-length`), else the host's hint.
+    pub fn size(&self) -> Option<u64> {
+        self.header("content-length").and_then(|v| v.trim().parse().ok()).or_else(|| self.body.size_hint())
+    }
+}
+
+/// Sends a request and reads the whole response, whatever its status.
+pub fn send(req: Request) -> Result<Response, HttpError> {
+    wit::send(req.inner).map(|r| Response { status: r.status, headers: r.headers, body: r.body })
+}
+
+/// Sends a request and leaves the response body on the host.
+pub fn send_streamed(req: Request) -> Result<StreamedResponse, HttpError> {
+    wit::send_streamed(req.inner).map(|r| StreamedResponse { status: r.status, headers: r.headers, body: r.body })
 }
 
 /// The runtime a call serves, named for error messages
@@ -99,18 +173,23 @@ fn snippet(body: &[u8]) -> String {
     text.chars().take(500).collect()
 }
 
+/// An upload's timeout: at least this many seconds...
+const UPLOAD_MIN_TIMEOUT_S: u32 = 600;
+/// ...plus one second per this many bytes streamed.
+const UPLOAD_BYTES_PER_S: u64 = 1 << 20;
+
 impl Runtime {
     pub const fn new(label: &'static str) -> Runtime {
         Runtime { label }
     }
 
-    fn transport(&self, url: &str, e: wit::HttpError) -> AdapterError {
+    fn transport(&self, url: &str, e: HttpError) -> AdapterError {
         match e {
-            wit::HttpError::Denied(m) => AdapterError::InvalidRequest(format!("{} request denied: {m}", self.label)),
-            wit::HttpError::Unreachable(m) => AdapterError::Unreachable(format!("{} request error: {m}", self.label)),
-            wit::HttpError::Timeout => AdapterError::Timeout(format!("{} request timed out: {url}", self.label)),
-            wit::HttpError::InvalidRequest(m) => AdapterError::InvalidRequest(m),
-            wit::HttpError::TooLarge(n) => AdapterError::BadResponse(format!("{} response too large ({n} bytes)", self.label)),
+            HttpError::Denied(m) => AdapterError::InvalidRequest(format!("{} request denied: {m}", self.label)),
+            HttpError::Unreachable(m) => AdapterError::Unreachable(format!("{} request error: {m}", self.label)),
+            HttpError::Timeout => AdapterError::Timeout(format!("{} request timed out: {url}", self.label)),
+            HttpError::InvalidRequest(m) => AdapterError::InvalidRequest(m),
+            HttpError::TooLarge(n) => AdapterError::BadResponse(format!("{} response too large ({n} bytes)", self.label)),
         }
     }
 
@@ -122,7 +201,7 @@ impl Runtime {
     /// Sends a request and reads the response, whatever its status.
     pub fn send_raw(&self, req: Request) -> Result<Response, AdapterError> {
         let url = req.inner.url.clone();
-        wit::send(req.inner).map(|r| Response { status: r.status, headers: r.headers, body: r.body }).map_err(|e| self.transport(&url, e))
+        send(req).map_err(|e| self.transport(&url, e))
     }
 
     /// Sends a request; a status >= 400 is an error.
@@ -137,9 +216,7 @@ impl Runtime {
     /// Sends a request and leaves the response body on the host.
     pub fn send_streamed(&self, req: Request) -> Result<StreamedResponse, AdapterError> {
         let url = req.inner.url.clone();
-        wit::send_streamed(req.inner)
-            .map(|r| StreamedResponse { status: r.status, headers: r.headers, body: r.body })
-            .map_err(|e| self.transport(&url, e))
+        send_streamed(req).map_err(|e| self.transport(&url, e))
     }
 
     pub fn get(&self, path: &str, timeout_secs: u32) -> Result<Response, AdapterError> {
@@ -149,6 +226,32 @@ impl Runtime {
     /// `POST` a JSON body and parse the JSON answer.
     pub fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(&self, path: &str, body: &B, timeout_secs: u32) -> Result<T, AdapterError> {
         self.send(Request::new(Method::Post, path).json(body).timeout_secs(timeout_secs))?.json()
+    }
+
+    /// Sends a request that carries host-side bytes (a [`Request::stream`]
+    /// body or a [`FormPart::file`]), with a timeout that grows with their
+    /// size (at least 10 minutes, plus a second per MiB). A status >= 400 is
+    /// an error that keeps the status and the runtime's answer, so a runtime
+    /// refusing the size (413) is reported to the client as 413.
+    pub fn upload(&self, mut req: Request) -> Result<Response, AdapterError> {
+        let by_size = UPLOAD_MIN_TIMEOUT_S.saturating_add(u32::try_from(req.streamed_bytes() / UPLOAD_BYTES_PER_S).unwrap_or(u32::MAX));
+        let timeout_ms = by_size.saturating_mul(1000).max(req.inner.timeout_ms.unwrap_or(0));
+        req.inner.timeout_ms = Some(timeout_ms);
+        self.send(req)
+    }
+
+    /// Sends a request whose answer is a file's bytes and hands them on
+    /// without reading them: a 2xx answer is the [`Download`] (its size from
+    /// `content-length`), 404 is `not-found` for `path`, any other status a
+    /// runtime failure (the body of an error answer stays on the host, so
+    /// the failure carries only the status).
+    pub fn download(&self, req: Request, path: &str) -> Result<Download, AdapterError> {
+        let resp = self.send_streamed(req)?;
+        match resp.status {
+            200..=299 => Ok(Download { size: resp.size(), content: resp.body }),
+            404 => Err(AdapterError::NotFound(format!("File not found: {path}"))),
+            status => Err(self.failure(status, b"")),
+        }
     }
 }
 

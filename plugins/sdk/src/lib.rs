@@ -1,48 +1,72 @@
-//! Write Bay runtime adapters as WebAssembly components.
+//! Write Bay plugins — runtime adapters and driver extensions — as
+//! WebAssembly components (`bay:plugin@0.2`, `wit/bay-plugin-0.2/`).
 //!
-//! A runtime adapter translates Bay's capability calls (python exec, shell
-//! exec, file operations, browser commands, ...) into the HTTP API of one
-//! runtime type. Implement [`RuntimeAdapter`] — every operation has a default
-//! that answers `unsupported`, so implement only what your runtime serves —
-//! and register it:
+//! - A **runtime adapter** translates Bay's capability calls (python exec,
+//!   shell exec, file operations, browser commands, ...) into the HTTP API of
+//!   one runtime type: implement [`RuntimeAdapter`] and register it with
+//!   [`register_adapter!`].
+//! - A **driver extension** runs sessions on an engine Bay does not build in:
+//!   implement [`driver::DriverExtension`] and register it with
+//!   [`register_driver!`].
 //!
-//! ```ignore
-//! use bay_plugin_sdk::prelude::*;
+//! Either way the plugin never calls `wit_bindgen::generate!` itself: the SDK
+//! owns the generated bindings and hides them behind its traits (they stay
+//! reachable in [`bindings`] for advanced use). Build a plugin with
+//! `cargo build --target wasm32-wasip2 --release`; the output is a component
+//! Bay loads from its plugins directory (see `plugin.toml` in
+//! `docs/plugins.md`).
 //!
-//! struct Echo;
-//! impl RuntimeAdapter for Echo {
-//!     fn describe() -> AdapterInfo {
-//!         AdapterInfo::new("echo", env!("CARGO_PKG_VERSION")).capability("shell", &["exec"])
-//!     }
-//!     fn shell_exec(req: ShellExecRequest) -> Result<ShellExecResult, AdapterError> {
-//!         let resp = Runtime::new("Echo").post_json("/run", &req_json(&req), req.timeout_s + 5)?;
-//!         resp.json()
-//!     }
-//! }
-//! bay_plugin_sdk::register_adapter!(Echo);
-//! ```
-//!
-//! Build with `cargo build --target wasm32-wasip2 --release`; the output is a
-//! component Bay loads from its plugins directory (see `plugin.toml`).
-//!
-//! Each call runs in a fresh instance bound to one runtime container: paths
-//! given to [`Runtime`] resolve against that container's endpoint, and the
+//! Each call runs in a fresh instance. An adapter's call is bound to one
+//! runtime container: paths given to [`Runtime`] resolve against that
+//! container's endpoint. A driver's call is bound to the engine endpoint the
+//! operator configured: paths given to [`http::send`] resolve against it. The
 //! host refuses any other destination.
+//!
+//! # Changes from `bay:plugin@0.1`
+//!
+//! File contents travel as host-side [`Body`] streams in both directions:
+//! [`RuntimeAdapter::file_write`] takes one and [`RuntimeAdapter::file_read`]
+//! answers a [`Download`], so a file of any size never passes through the
+//! plugin's memory. Driver extensions are session-shaped
+//! ([`driver::DriverExtension`]). Plugins built against 0.1 keep loading.
 
 extern crate self as bay_plugin_sdk;
 
+mod adapter;
+pub mod driver;
 pub mod http;
 
-/// The generated bindings of `bay:plugin@0.1` (for advanced use).
+/// The generated bindings of `bay:plugin@0.2` (for advanced use: the traits
+/// of this crate cover what plugins normally need).
 pub mod bindings {
-    wit_bindgen::generate!({
-        world: "runtime-adapter",
-        path: "../../wit/bay-plugin-0.1",
-        pub_export_macro: true,
-        export_macro_name: "__export_runtime_adapter",
-        default_bindings_module: "bay_plugin_sdk::bindings",
-        runtime_path: "bay_plugin_sdk::__private::wit_bindgen::rt",
-    });
+    /// The `runtime-adapter` world.
+    pub mod runtime_adapter {
+        wit_bindgen::generate!({
+            world: "runtime-adapter",
+            path: "../../wit/bay-plugin-0.2",
+            pub_export_macro: true,
+            export_macro_name: "__export_runtime_adapter",
+            default_bindings_module: "bay_plugin_sdk::bindings::runtime_adapter",
+            runtime_path: "bay_plugin_sdk::__private::wit_bindgen::rt",
+        });
+    }
+
+    /// The `driver-extension` world; it shares the `http` and `log`
+    /// interfaces (and their types) with [`runtime_adapter`].
+    pub mod driver_extension {
+        wit_bindgen::generate!({
+            world: "driver-extension",
+            path: "../../wit/bay-plugin-0.2",
+            with: {
+                "bay:plugin/http@0.2.0": crate::bindings::runtime_adapter::bay::plugin::http,
+                "bay:plugin/log@0.2.0": crate::bindings::runtime_adapter::bay::plugin::log,
+            },
+            pub_export_macro: true,
+            export_macro_name: "__export_driver_extension",
+            default_bindings_module: "bay_plugin_sdk::bindings::driver_extension",
+            runtime_path: "bay_plugin_sdk::__private::wit_bindgen::rt",
+        });
+    }
 }
 
 #[doc(hidden)]
@@ -50,151 +74,33 @@ pub mod __private {
     pub use wit_bindgen;
 }
 
-use std::marker::PhantomData;
-
-pub use bindings::bay::plugin::http::Body;
-pub use bindings::bay::plugin::log::Level;
-pub use bindings::bay::plugin::types::{AdapterError, AdapterInfo, Capability, RuntimeFailure};
-pub use bindings::exports::bay::plugin::adapter::{
+pub use adapter::{Export, RuntimeAdapter};
+pub use bindings::runtime_adapter::bay::plugin::http::Body;
+pub use bindings::runtime_adapter::bay::plugin::log::Level;
+pub use bindings::runtime_adapter::bay::plugin::types::{AdapterError, AdapterInfo, Capability, RuntimeFailure};
+pub use bindings::runtime_adapter::exports::bay::plugin::adapter::{
     BrowserBatchRequest, BrowserBatchResult, BrowserExecRequest, BrowserExecResult, BrowserStep, CapabilityRequest, CapabilityResponse,
-    CustomRequest, Download, FileEntry, FileUploadRequest, FileWriteRequest, HealthStatus, Image, PythonExecRequest, PythonExecResult, RuntimeMeta,
-    ShellExecRequest, ShellExecResult, UploadResult,
+    CustomRequest, Download, FileEntry, FileUploadRequest, HealthStatus, Image, PythonExecRequest, PythonExecResult, RuntimeMeta, ShellExecRequest,
+    ShellExecResult, UploadResult,
 };
 pub use http::{Method, Request, Response, Runtime};
 
-/// Everything an adapter usually needs.
+/// Everything an adapter or a driver usually needs.
 pub mod prelude {
+    pub use super::driver::{
+        ContainerInfo, ContainerSpec, ContainerState, ContainerStatus, DriverError, DriverExtension, DriverInfo, Labels, LaunchedContainer, Named,
+        SessionInfo, SessionSpec, setting,
+    };
     pub use super::{
         AdapterError, AdapterInfo, Body, BrowserBatchRequest, BrowserBatchResult, BrowserExecRequest, BrowserExecResult, BrowserStep, Capability,
-        CustomRequest, Download, FileEntry, FileUploadRequest, FileWriteRequest, HealthStatus, Image, PythonExecRequest, PythonExecResult,
-        RuntimeAdapter, RuntimeFailure, RuntimeMeta, ShellExecRequest, ShellExecResult, UploadResult, log,
+        CustomRequest, Download, FileEntry, FileUploadRequest, HealthStatus, Image, Level, PythonExecRequest, PythonExecResult, RuntimeAdapter,
+        RuntimeFailure, RuntimeMeta, ShellExecRequest, ShellExecResult, UploadResult, log,
     };
-    pub use crate::http::{Method, Request, Response, Runtime};
+    pub use crate::http::{FormPart, Method, Request, Response, Runtime};
     pub use serde_json::{Value, json};
-}
-
-impl AdapterInfo {
-    pub fn new(runtime_type: &str, version: &str) -> AdapterInfo {
-        AdapterInfo { runtime_type: runtime_type.into(), version: version.into(), capabilities: vec![] }
-    }
-
-    /// Adds a capability and the operations of it the adapter serves.
-    pub fn capability(mut self, name: &str, operations: &[&str]) -> AdapterInfo {
-        self.capabilities.push(Capability { name: name.into(), operations: operations.iter().map(|s| s.to_string()).collect() });
-        self
-    }
 }
 
 /// Sends a diagnostic message to Bay's log, tagged with this plugin.
 pub fn log(level: Level, message: &str) {
-    bindings::bay::plugin::log::log(level, message);
-}
-
-fn unsupported(what: &str) -> AdapterError {
-    AdapterError::Unsupported(format!("this runtime does not support {what}"))
-}
-
-/// A runtime adapter. Only [`describe`](RuntimeAdapter::describe) is required;
-/// every other operation defaults to `unsupported` (health and meta default to
-/// the common `GET /health` / `GET /meta` conventions of Ship and Gull).
-pub trait RuntimeAdapter {
-    /// The runtime type served and the capabilities offered. Must not do I/O.
-    fn describe() -> AdapterInfo;
-
-    /// Healthy when `GET /health` answers 200.
-    fn health() -> Result<HealthStatus, AdapterError> {
-        http::default_health()
-    }
-
-    /// Parses `GET /meta` as `{"runtime": {"name", "version", "api_version"},
-    /// "capabilities": {"<key>": ...}}`.
-    fn meta() -> Result<RuntimeMeta, AdapterError> {
-        http::default_meta()
-    }
-
-    fn python_exec(_req: PythonExecRequest) -> Result<PythonExecResult, AdapterError> {
-        Err(unsupported("python exec"))
-    }
-    fn shell_exec(_req: ShellExecRequest) -> Result<ShellExecResult, AdapterError> {
-        Err(unsupported("shell exec"))
-    }
-    fn file_read(_path: String) -> Result<String, AdapterError> {
-        Err(unsupported("reading files"))
-    }
-    fn file_write(_req: FileWriteRequest) -> Result<(), AdapterError> {
-        Err(unsupported("writing files"))
-    }
-    fn file_list(_path: String) -> Result<Vec<FileEntry>, AdapterError> {
-        Err(unsupported("listing directories"))
-    }
-    fn file_delete(_path: String) -> Result<(), AdapterError> {
-        Err(unsupported("deleting files"))
-    }
-    fn file_upload(_req: FileUploadRequest) -> Result<UploadResult, AdapterError> {
-        Err(unsupported("uploads"))
-    }
-    fn file_download(_path: String) -> Result<Download, AdapterError> {
-        Err(unsupported("downloads"))
-    }
-    fn browser_exec(_req: BrowserExecRequest) -> Result<BrowserExecResult, AdapterError> {
-        Err(unsupported("browser commands"))
-    }
-    fn browser_batch(_req: BrowserBatchRequest) -> Result<BrowserBatchResult, AdapterError> {
-        Err(unsupported("browser batches"))
-    }
-    fn custom(req: CustomRequest) -> Result<String, AdapterError> {
-        Err(unsupported(&format!("{}/{}", req.capability, req.operation)))
-    }
-}
-
-/// Glue between the generated export trait and a [`RuntimeAdapter`]; used by
-/// [`register_adapter!`].
-#[doc(hidden)]
-pub struct Export<T>(PhantomData<T>);
-
-impl<T: RuntimeAdapter> bindings::exports::bay::plugin::adapter::Guest for Export<T> {
-    fn describe() -> AdapterInfo {
-        T::describe()
-    }
-
-    fn health() -> Result<HealthStatus, AdapterError> {
-        T::health()
-    }
-
-    fn meta() -> Result<RuntimeMeta, AdapterError> {
-        T::meta()
-    }
-
-    fn invoke(req: CapabilityRequest) -> Result<CapabilityResponse, AdapterError> {
-        use CapabilityRequest as Rq;
-        use CapabilityResponse as Rs;
-        Ok(match req {
-            Rq::PythonExec(r) => Rs::PythonExec(T::python_exec(r)?),
-            Rq::ShellExec(r) => Rs::ShellExec(T::shell_exec(r)?),
-            Rq::FileRead(p) => Rs::FileContent(T::file_read(p)?),
-            Rq::FileWrite(r) => {
-                T::file_write(r)?;
-                Rs::Done
-            }
-            Rq::FileList(p) => Rs::FileList(T::file_list(p)?),
-            Rq::FileDelete(p) => {
-                T::file_delete(p)?;
-                Rs::Done
-            }
-            Rq::FileUpload(r) => Rs::Uploaded(T::file_upload(r)?),
-            Rq::FileDownload(p) => Rs::Downloaded(T::file_download(p)?),
-            Rq::BrowserExec(r) => Rs::BrowserExec(T::browser_exec(r)?),
-            Rq::BrowserBatch(r) => Rs::BrowserBatch(T::browser_batch(r)?),
-            Rq::Custom(r) => Rs::Custom(T::custom(r)?),
-        })
-    }
-}
-
-/// Exports a [`RuntimeAdapter`] implementation as the plugin's component.
-#[macro_export]
-macro_rules! register_adapter {
-    ($adapter:ty) => {
-        type __BayRuntimeAdapterExport = $crate::Export<$adapter>;
-        $crate::bindings::__export_runtime_adapter!(__BayRuntimeAdapterExport with_types_in $crate::bindings);
-    };
+    bindings::runtime_adapter::bay::plugin::log::log(level, message);
 }

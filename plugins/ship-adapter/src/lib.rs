@@ -2,7 +2,6 @@
 //! component. Speaks Ship's HTTP API (reference §7.1), so Bay drives both our
 //! Ship image and Shipyard Neo's unchanged.
 
-use bay_plugin_sdk::http::{FormPart, PartValue, RequestBody};
 use bay_plugin_sdk::prelude::*;
 use serde::Deserialize;
 
@@ -109,14 +108,17 @@ impl RuntimeAdapter for Ship {
         })
     }
 
-    fn file_read(path: String) -> Result<String, AdapterError> {
-        let v: Value = missing_is_not_found(SHIP.post_json("/fs/read_file", &json!({ "path": &path }), FS_TIMEOUT), &path)?;
-        v["content"].as_str().map(str::to_owned).ok_or_else(|| AdapterError::BadResponse("Ship read_file answered without content".into()))
+    /// The file's bytes, streamed from `/fs/download` (the host decodes
+    /// them as text and bounds their size).
+    fn file_read(path: String) -> Result<Download, AdapterError> {
+        download(&path)
     }
 
-    fn file_write(req: FileWriteRequest) -> Result<(), AdapterError> {
-        let _: Value = SHIP.post_json("/fs/write_file", &json!({ "path": req.path, "content": req.content, "mode": "w" }), FS_TIMEOUT)?;
-        Ok(())
+    /// Through `/fs/upload`, streamed: a write of any size never passes
+    /// through the plugin (Ship's `/fs/write_file` takes the content inside
+    /// a JSON document).
+    fn file_write(path: String, content: Body) -> Result<(), AdapterError> {
+        upload(&path, content).map(drop)
     }
 
     fn file_list(path: String) -> Result<Vec<FileEntry>, AdapterError> {
@@ -144,42 +146,36 @@ impl RuntimeAdapter for Ship {
     }
 
     fn file_upload(req: FileUploadRequest) -> Result<UploadResult, AdapterError> {
-        let size_hint = req.content.size_hint();
-        let body = RequestBody::Multipart(vec![
-            FormPart { name: "file_path".into(), filename: None, content_type: None, value: PartValue::Text(req.path.clone()) },
-            FormPart {
-                name: "file".into(),
-                filename: Some("file".into()),
-                content_type: Some("application/octet-stream".into()),
-                value: PartValue::Stream(req.content),
-            },
-        ]);
-        // The body streams through the host; allow time for large files.
-        let timeout = FS_TIMEOUT.max(size_hint.map(|s| (s >> 20) as u32).unwrap_or(0) + FS_TIMEOUT);
-        let resp = SHIP.send(Request::new(Method::Post, "/fs/upload").body(body).timeout_secs(timeout.max(600)))?;
-        let v: Value = resp.json()?;
-        if v["success"] == json!(false) {
-            let msg = v["error"].as_str().or(v["message"].as_str()).unwrap_or("upload failed");
-            return Err(AdapterError::Runtime(RuntimeFailure {
-                status: resp.status,
-                message: format!("Ship upload failed: {msg}"),
-                body: String::new(),
-            }));
-        }
-        Ok(UploadResult { path: req.path, size: v["size"].as_u64().unwrap_or_default() })
+        upload(&req.path, req.content)
     }
 
     fn file_download(path: String) -> Result<Download, AdapterError> {
-        let resp = SHIP.send_streamed(Request::new(Method::Get, "/fs/download").query("file_path", &path).timeout_secs(FS_TIMEOUT))?;
-        match resp.status {
-            200..=299 => {
-                let size = resp.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse().ok());
-                Ok(Download { content: resp.body, size })
-            }
-            404 => Err(AdapterError::NotFound(format!("File not found: {path}"))),
-            status => Err(SHIP.failure(status, b"")),
-        }
+        download(&path)
     }
+}
+
+/// `POST /fs/upload` (multipart `file_path` + `file`, the file part streamed
+/// from the host). Ship refuses a file beyond its limits or the cargo's quota
+/// with 413 `{"detail": …}`: that stays a runtime failure with its status, so
+/// Bay answers 413 too.
+fn upload(path: &str, content: Body) -> Result<UploadResult, AdapterError> {
+    let req = Request::new(Method::Post, "/fs/upload").multipart(vec![FormPart::text("file_path", path), FormPart::file("file", "file", content)]);
+    let resp = SHIP.upload(req)?;
+    let v: Value = resp.json()?;
+    if v["success"] == json!(false) {
+        let msg = v["error"].as_str().or(v["message"].as_str()).unwrap_or("upload failed");
+        return Err(AdapterError::Runtime(RuntimeFailure {
+            status: resp.status,
+            message: format!("Ship upload failed: {msg}"),
+            body: String::new(),
+        }));
+    }
+    Ok(UploadResult { path: path.to_owned(), size: v["size"].as_u64().unwrap_or_default() })
+}
+
+/// `GET /fs/download?file_path=…`, handed on as a stream (404 → not-found).
+fn download(path: &str) -> Result<Download, AdapterError> {
+    SHIP.download(Request::new(Method::Get, "/fs/download").query("file_path", path).timeout_secs(FS_TIMEOUT), path)
 }
 
 /// A missing file is `not-found` (Bay answers 404 `file_not_found`), not a
