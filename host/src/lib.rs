@@ -18,6 +18,7 @@ pub mod error;
 pub mod gc;
 pub mod idempotency;
 pub mod ids;
+pub(crate) mod mcp;
 pub mod paths;
 pub mod plugins;
 pub mod sandbox;

@@ -11,6 +11,7 @@ mod files;
 mod isolation;
 mod lifecycle;
 mod lite;
+mod mcp;
 mod multi;
 mod plugins;
 mod pull;
