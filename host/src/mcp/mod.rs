@@ -73,11 +73,8 @@ pub(crate) fn router(rest: Router, auth: Arc<Auth>) -> Router {
         // for unauthenticated local servers). Every call here carries Bay's
         // credentials, and the REST API beside it has no such check either.
         .disable_allowed_hosts();
-    let service = StreamableHttpService::new(
-        move || Ok(server::BayMcp::new(rest.clone(), tools.clone())),
-        Arc::new(NeverSessionManager::default()),
-        config,
-    );
+    let service =
+        StreamableHttpService::new(move || Ok(server::BayMcp::new(rest.clone(), tools.clone())), Arc::new(NeverSessionManager::default()), config);
     Router::new()
         .route_service(PATH, service)
         .layer(axum::middleware::from_fn_with_state(auth, gate))

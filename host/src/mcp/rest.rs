@@ -67,9 +67,11 @@ impl Rest {
             }
             // The request-id middleware ran on the MCP request; its id names
             // the REST call too, so both log lines carry the same id.
-            let id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).or_else(|| {
-                parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned)
-            });
+            let id = parts
+                .extensions
+                .get::<RequestId>()
+                .map(|r| r.0.clone())
+                .or_else(|| parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).map(str::to_owned));
             if let Some(v) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
                 headers.insert(REQUEST_ID, v);
             }
@@ -85,7 +87,7 @@ impl Rest {
             req.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).map_err(|e| CallError::internal(e.to_string()))?);
         }
         if let Some(ci) = &self.connect_info {
-            req.extensions_mut().insert(ci.clone());
+            req.extensions_mut().insert(*ci);
         }
         match self.router.clone().oneshot(req).await {
             Ok(resp) => Ok(resp),
@@ -149,8 +151,10 @@ impl Rest {
             body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
         }
         body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"upload\"\r\nContent-Type: application/octet-stream\r\n\r\n")
-                .as_bytes(),
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"upload\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
         );
         body.extend_from_slice(&file);
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());

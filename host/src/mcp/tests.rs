@@ -95,7 +95,8 @@ async fn call(app: &Router, headers: &[(&str, &str)], tool: &str, args: Value) -
     let (status, body, _) = rpc(app, headers, "tools/call", json!({"name": tool, "arguments": args})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let result = &body["result"];
-    let texts = result["content"].as_array().unwrap_or_else(|| panic!("{body}")).iter().filter_map(|c| c["text"].as_str().map(str::to_owned)).collect();
+    let texts =
+        result["content"].as_array().unwrap_or_else(|| panic!("{body}")).iter().filter_map(|c| c["text"].as_str().map(str::to_owned)).collect();
     (texts, result["isError"].as_bool().unwrap_or(false))
 }
 

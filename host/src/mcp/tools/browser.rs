@@ -27,12 +27,8 @@ fn browser_text(r: &Value) -> String {
 
 fn batch_text(r: &Value) -> String {
     let status = if r.get("success").and_then(Value::as_bool) == Some(true) { "completed" } else { "failed" };
-    let mut lines = vec![format!(
-        "**Batch execution {status}** ({}/{} steps, {}ms)\n",
-        py(r, "completed_steps"),
-        py(r, "total_steps"),
-        py(r, "duration_ms")
-    )];
+    let mut lines =
+        vec![format!("**Batch execution {status}** ({}/{} steps, {}ms)\n", py(r, "completed_steps"), py(r, "total_steps"), py(r, "duration_ms"))];
     if !s(r, "execution_id").is_empty() {
         lines.push(format!("execution_id: {}", s(r, "execution_id")));
     }
@@ -114,6 +110,9 @@ mod tests {
             "**Batch execution failed** (2/3 steps, 40ms)\n\nexecution_id: exec-1\nexecution_time_ms: 50\n✅ Step 0: `open about:blank` (exit=0, 30ms)\n   stdout: ok\n❌ Step 1: `nope` (exit=1, 10ms)\n   stderr: unknown"
         );
         let one = json!({"success": true, "output": "Example", "exit_code": 0, "execution_id": "exec-2", "execution_time_ms": 9, "trace_ref": "blob:blob-1"});
-        assert_eq!(browser_text(&one), "**Browser command successful** (exit code: 0)\n\n```\nExample\n```\n\nexecution_id: exec-2\nexecution_time_ms: 9\ntrace_ref: blob:blob-1");
+        assert_eq!(
+            browser_text(&one),
+            "**Browser command successful** (exit code: 0)\n\n```\nExample\n```\n\nexecution_id: exec-2\nexecution_time_ms: 9\ntrace_ref: blob:blob-1"
+        );
     }
 }

@@ -14,7 +14,11 @@ use crate::mcp::text::{self, clip, error_text};
 /// PNG figures (matplotlib) in a Python result, as MCP image content.
 fn images(r: &Value) -> Vec<ContentBlock> {
     let list = r.pointer("/data/output/images").and_then(Value::as_array);
-    list.into_iter().flatten().filter_map(|img| img.get("image/png").and_then(Value::as_str)).map(|b64| ContentBlock::image(b64, "image/png")).collect()
+    list.into_iter()
+        .flatten()
+        .filter_map(|img| img.get("image/png").and_then(Value::as_str))
+        .map(|b64| ContentBlock::image(b64, "image/png"))
+        .collect()
 }
 
 fn python_text(r: &Value, include_code: bool) -> String {

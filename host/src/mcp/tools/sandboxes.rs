@@ -103,7 +103,9 @@ starts a fresh session (Python variables are lost). The sandbox itself stays unt
         )
     }
 
-    #[tool(description = "Show one sandbox: profile, status (idle, starting, ready, failed, expired), capabilities, cargo, expiry, and its containers when running.")]
+    #[tool(
+        description = "Show one sandbox: profile, status (idle, starting, ready, failed, expired), capabilities, cargo, expiry, and its containers when running."
+    )]
     async fn get_sandbox(&self, Parameters(a): Parameters<SandboxRef>, ext: Extensions) -> CallToolResult {
         let rest = self.rest(&ext);
         result(
@@ -129,7 +131,9 @@ starts a fresh session (Python variables are lost). The sandbox itself stays unt
         )
     }
 
-    #[tool(description = "List your sandboxes (oldest id first), optionally only those in one status. Pass next_cursor back as cursor for the next page.")]
+    #[tool(
+        description = "List your sandboxes (oldest id first), optionally only those in one status. Pass next_cursor back as cursor for the next page."
+    )]
     async fn list_sandboxes(&self, Parameters(a): Parameters<ListSandboxes>, ext: Extensions) -> CallToolResult {
         let rest = self.rest(&ext);
         result(

@@ -15,7 +15,12 @@ use crate::mcp::server::BayMcp;
 use crate::mcp::text::{clip, joined, py, result, s};
 
 fn deleted_text(what: &str, id: &str, d: &Value) -> String {
-    format!("{what} deleted: {id}\ndeleted_at: {}\ndeleted_by: {}\ndelete_reason: {}", py(d, "deleted_at"), py(d, "deleted_by"), py(d, "delete_reason"))
+    format!(
+        "{what} deleted: {id}\ndeleted_at: {}\ndeleted_by: {}\ndelete_reason: {}",
+        py(d, "deleted_at"),
+        py(d, "deleted_by"),
+        py(d, "delete_reason")
+    )
 }
 
 fn reason_body(reason: Option<String>) -> Value {
