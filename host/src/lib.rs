@@ -20,6 +20,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod keys;
 pub mod memory;
+pub(crate) mod mcp;
 pub mod paths;
 pub mod plugins;
 pub(crate) mod quotas;

@@ -94,8 +94,9 @@ impl Bay {
         Ok(Bay { config, state, plugins })
     }
 
+    /// The REST API plus the MCP endpoint at `/mcp` (host/src/mcp/).
     pub fn router(&self) -> axum::Router {
-        api::router(self.state.clone())
+        crate::mcp::mount(api::router(self.state.clone()), self.state.auth.clone())
     }
 
     /// Serves until `shutdown` resolves (`api::serve`: HTTP/1 and HTTP/2,

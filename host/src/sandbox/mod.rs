@@ -6,7 +6,7 @@ mod reconcile;
 mod recovery;
 pub mod session;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 pub mod warm_pool;
