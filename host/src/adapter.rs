@@ -148,8 +148,9 @@ impl CapabilityCall {
     /// timeout plus a margin for the runtime to answer.
     pub fn deadline(&self) -> Duration {
         let secs = match self {
-            CapabilityCall::PythonExec { timeout_s, .. }
-            | CapabilityCall::ShellExec { timeout_s, .. }
+            // The first Python call of a session also starts its kernel.
+            CapabilityCall::PythonExec { timeout_s, .. } => u64::from(*timeout_s) + 135,
+            CapabilityCall::ShellExec { timeout_s, .. }
             | CapabilityCall::BrowserExec { timeout_s, .. }
             | CapabilityCall::BrowserBatch { timeout_s, .. } => u64::from(*timeout_s) + 15,
             // Large transfers are streamed; give them time.

@@ -1,4 +1,4 @@
-//! Authentication and roles (reference §4.2; docs/security.md).
+//! Authentication and roles (Shipyard Neo's contract (docs/compatibility.md); docs/security.md).
 //!
 //! At startup an API key is provisioned: `BAY_API_KEY`, else
 //! `security.api_key`, else any active key already in the database, else (on

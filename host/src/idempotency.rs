@@ -1,4 +1,4 @@
-//! Idempotency keys (reference §4.1) for create sandbox, extend TTL and create
+//! Idempotency keys (Shipyard Neo's contract, docs/compatibility.md) for create sandbox, extend TTL and create
 //! cargo.
 //!
 //! A request carrying `Idempotency-Key` first *claims* the key: it inserts a

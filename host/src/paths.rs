@@ -1,5 +1,5 @@
 //! Validation of the relative paths agents send (Shipyard Neo's
-//! `validate_relative_path`, reference §4.5).
+//! `validate_relative_path`, Shipyard Neo's contract (docs/compatibility.md)).
 //!
 //! This is the host's half of a two-layer defence: it rejects what can never
 //! be valid (absolute paths, escapes above the workspace) before any container

@@ -10,7 +10,7 @@ async fn a_shipyard_neo_config_without_plugins_serves_from_an_empty_directory() 
     let dir = tempfile::Builder::new().prefix("bay-e2e-bare-").tempdir().unwrap();
     let port = free_port();
     let instance = "bay-e2e-bare";
-    // Shipyard Neo's config.yaml shape (reference §8), with our image names.
+    // Shipyard Neo's config.yaml shape (Shipyard Neo's contract, docs/compatibility.md), with our image names.
     let yaml = format!(
         r#"
 server:

@@ -1,4 +1,4 @@
-//! Every error code of the reference (§2) that Bay raises, with its status.
+//! Every error code of Shipyard Neo's contract that Bay raises, with its status.
 //! `forbidden` (admin routes) and `quota_exceeded` (per-owner quotas), never
 //! raised by Shipyard Neo, are covered in attacks.rs with Bay's own codes
 //! (`payload_too_large`, `uri_too_long`, `headers_too_large`,
@@ -36,7 +36,7 @@ async fn capability_not_supported_at_the_profile_level() {
         assert_eq!((status, code(&r)), (400, "capability_not_supported"), "{path}: {r}");
         assert_eq!(r["error"]["details"]["capability"], "browser");
     }
-    // The check comes before the body is parsed (reference §1.2).
+    // The check comes before the body is parsed (Shipyard Neo's contract, docs/compatibility.md).
     let (status, r) = c.post(&format!("/v1/sandboxes/{id}/shell/exec"), json!({})).await;
     assert_eq!((status, code(&r)), (400, "capability_not_supported"));
     c.delete_sandbox(&id).await;

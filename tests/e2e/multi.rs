@@ -1,4 +1,4 @@
-//! Multi-container sessions (reference §6.2): one network per session, sibling
+//! Multi-container sessions (Shipyard Neo's contract, docs/compatibility.md): one network per session, sibling
 //! DNS by container name, one cargo shared by all, all-or-nothing start.
 
 use bay_tests::{docker, strict};

@@ -1,4 +1,4 @@
-//! Ship's own HTTP API beyond what Bay calls (reference §7.1): Shipyard Neo's
+//! Ship's own HTTP API beyond what Bay calls (Shipyard Neo's contract, docs/compatibility.md): Shipyard Neo's
 //! images and ours are interchangeable, so these endpoints must behave alike.
 //! Driven directly on the runtime's published port.
 

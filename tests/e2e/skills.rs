@@ -1,4 +1,4 @@
-//! The skills control plane (reference §1.9): payloads, candidates built from
+//! The skills control plane (Shipyard Neo's contract, docs/compatibility.md): payloads, candidates built from
 //! real executions, evaluations, releases, rollback, release health and soft
 //! deletes, with owner isolation (anonymous mode, owners from `X-Owner`).
 //! Only the lifecycle test starts a container (one sandbox).

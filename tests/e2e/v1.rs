@@ -1,4 +1,4 @@
-//! Cargos, idempotency, TTL, history and admin GC (reference §1.3, §1.5, §1.6, §1.8, §4.1).
+//! Cargos, idempotency, TTL, history and admin GC (Shipyard Neo's contract, docs/compatibility.md).
 
 use bay_tests::{docker, strict};
 use reqwest::Method;

@@ -1,4 +1,4 @@
-//! The warm pool (reference §3.6): creates claim a running sandbox. Runs its
+//! The warm pool (Shipyard Neo's contract, docs/compatibility.md): creates claim a running sandbox. Runs its
 //! own Bay (warm sandboxes are not visible to tests and outlive a test process).
 
 use std::time::{Duration, Instant};

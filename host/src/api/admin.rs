@@ -1,4 +1,4 @@
-//! Admin endpoints (reference §1.8, plus Bay's plugins and keys): all need a
+//! Admin endpoints (Shipyard Neo's contract (docs/compatibility.md), plus Bay's plugins and keys): all need a
 //! key with the `admin` scope (403 `forbidden` otherwise).
 
 use axum::Json;

@@ -1,4 +1,4 @@
-//! Browser endpoints (reference §1.4): exec, batch, skill replay, traces.
+//! Browser endpoints (Shipyard Neo's contract, docs/compatibility.md): exec, batch, skill replay, traces.
 
 use std::time::Instant;
 

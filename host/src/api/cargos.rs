@@ -1,4 +1,4 @@
-//! Cargo endpoints (reference §1.6).
+//! Cargo endpoints (Shipyard Neo's contract, docs/compatibility.md).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -19,7 +19,7 @@ pub(super) struct CreateBody {
     pub size_limit_mb: Option<i64>,
 }
 
-/// Largest `size_limit_mb` (the reference's bound, 64 GiB).
+/// Largest `size_limit_mb` (Shipyard Neo's bound, 64 GiB).
 pub(super) const MAX_SIZE_LIMIT_MB: i64 = 65536;
 
 pub(super) fn parse_create(bytes: &[u8]) -> BayResult<CreateBody> {

@@ -1,4 +1,4 @@
-//! Python and shell execution (reference §1.4). Every call writes a history row.
+//! Python and shell execution (Shipyard Neo's contract, docs/compatibility.md). Every call writes a history row.
 
 use std::time::Instant;
 

@@ -1,4 +1,4 @@
-//! Request extraction that follows the reference's check order (§1.2):
+//! Request extraction that follows Shipyard Neo's check order (docs/compatibility.md):
 //! authentication, then the sandbox lookup, then the capability check, then
 //! path validation, and only then the body schema. Bodies therefore arrive
 //! as bytes and are parsed by [`parse_body`] inside the handler.

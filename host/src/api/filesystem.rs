@@ -1,4 +1,4 @@
-//! Filesystem endpoints (reference §1.4 "Filesystem").
+//! Filesystem endpoints (Shipyard Neo's contract, docs/compatibility.md: "Filesystem").
 //!
 //! Uploads and downloads stream: the agent's multipart file part flows through
 //! a bounded channel into the adapter's request to the runtime, and the

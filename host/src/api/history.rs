@@ -1,4 +1,4 @@
-//! Execution history (reference §1.5).
+//! Execution history (Shipyard Neo's contract, docs/compatibility.md).
 
 use axum::Json;
 use axum::body::Bytes;

@@ -1,4 +1,4 @@
-//! `GET /v1/profiles` (reference §1.7). Unauthenticated, as in Shipyard Neo.
+//! `GET /v1/profiles` (Shipyard Neo's contract, docs/compatibility.md). Unauthenticated, as in Shipyard Neo.
 
 use axum::Json;
 use axum::extract::{RawQuery, State};

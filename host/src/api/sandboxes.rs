@@ -1,4 +1,4 @@
-//! Sandbox lifecycle endpoints (reference §1.3).
+//! Sandbox lifecycle endpoints (Shipyard Neo's contract, docs/compatibility.md).
 
 use axum::Json;
 use axum::body::Bytes;

@@ -1,4 +1,4 @@
-//! Skills control plane (reference §1.9): payloads, candidates, evaluations,
+//! Skills control plane (Shipyard Neo's contract, docs/compatibility.md): payloads, candidates, evaluations,
 //! releases, rollback and release health.
 //!
 //! Check order as in Shipyard Neo: authentication, then the request schema

@@ -1,5 +1,5 @@
 //! Configuration: a YAML file whose keys follow Shipyard Neo's `config.yaml`
-//! (reference §8), with `BAY_<SECTION>__<KEY>` environment overrides.
+//! (Shipyard Neo's contract, docs/compatibility.md), with `BAY_<SECTION>__<KEY>` environment overrides.
 //!
 //! Lookup: `--config FILE`, else `$BAY_CONFIG_FILE`, else `./config.yaml`,
 //! else `/etc/bay/config.yaml`, else built-in defaults.
@@ -614,7 +614,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_match_the_reference() {
+    fn defaults_are_safe_and_otherwise_shipyard_neos() {
         let (c, r) = load("", &[]);
         assert_eq!(c.server.port, 8114);
         // Safe defaults, unlike Shipyard Neo (0.0.0.0, anonymous on): see

@@ -1,4 +1,4 @@
-//! Profiles: what a sandbox runs (reference §3.7).
+//! Profiles: what a sandbox runs (Shipyard Neo's contract, docs/compatibility.md).
 //!
 //! Schema v1 describes one container with top-level `image`/`runtime_type`/…;
 //! schema v2 lists `containers`. Both normalise to a list of [`ContainerSpec`]

@@ -164,7 +164,7 @@ impl HistoryWriter {
     }
 }
 
-/// Filters of `GET …/history` (reference §1.5).
+/// Filters of `GET …/history` (Shipyard Neo's contract, docs/compatibility.md).
 #[derive(Debug, Default, Clone)]
 pub struct HistoryFilter {
     pub exec_type: Option<String>,

@@ -1,5 +1,5 @@
 //! State in SQL through sqlx's `Any` driver: SQLite by default, PostgreSQL when
-//! the URL says so (reference §3.1 tables, portable schema in `migrations/`).
+//! the URL says so (Shipyard Neo's contract, docs/compatibility.md: tables, portable schema in `migrations/`).
 //!
 //! Queries are written once with PostgreSQL's `$1` placeholders; for SQLite
 //! they are rewritten to `?1` (SQLite's numbered form) once and cached.

@@ -1,4 +1,4 @@
-//! Garbage collection (reference §5): reclaims idle sessions, deletes expired
+//! Garbage collection (Shipyard Neo's contract, docs/compatibility.md): reclaims idle sessions, deletes expired
 //! sandboxes, and removes cargos and containers nothing refers to.
 //!
 //! Cycles are serialised; each task works item by item under the sandbox

@@ -1,4 +1,4 @@
-//! Cargos: the persistent `/workspace` volumes (reference §1.6, §3.5).
+//! Cargos: the persistent `/workspace` volumes (Shipyard Neo's contract, docs/compatibility.md).
 //!
 //! Managed cargos are created with (and deleted with) their sandbox; external
 //! cargos are created through the API, can be mounted by several sandboxes,

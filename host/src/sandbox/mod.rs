@@ -31,7 +31,7 @@ use crate::ids::{self, Micros, format_opt_ts, format_ts, now_micros};
 pub use locks::SandboxLocks;
 pub use session::{ActiveContainer, ActiveSession};
 
-/// The statuses agents see (reference §3.2); computed, never stored.
+/// The statuses agents see (Shipyard Neo's contract, docs/compatibility.md); computed, never stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SandboxStatus {
@@ -78,7 +78,7 @@ pub struct ContainerRuntimeView {
     pub healthy: Option<bool>,
 }
 
-/// `SandboxResponse` (reference §1.3): every key always present.
+/// `SandboxResponse` (Shipyard Neo's contract, docs/compatibility.md): every key always present.
 #[derive(Debug, Clone, Serialize)]
 pub struct SandboxView {
     pub id: String,
@@ -208,7 +208,7 @@ impl SandboxManager {
             .ok_or_else(|| BayError::internal(format!("profile {:?} of sandbox {} is no longer configured", sandbox.profile_id, sandbox.id)))
     }
 
-    /// The level-1 capability check (reference §4.4): the profile must offer it.
+    /// The level-1 capability check (Shipyard Neo's contract, docs/compatibility.md): the profile must offer it.
     pub fn check_capability(&self, profile: &ProfileConfig, capability: &str) -> BayResult<()> {
         let available = profile.capability_set();
         if available.iter().any(|c| c == capability) {
@@ -347,7 +347,7 @@ impl SandboxManager {
             .collect()
     }
 
-    /// `GET /v1/sandboxes` (reference §1.3): ordered by id, cursor = last id.
+    /// `GET /v1/sandboxes` (Shipyard Neo's contract, docs/compatibility.md): ordered by id, cursor = last id.
     pub async fn list(&self, owner: &str, limit: usize, cursor: Option<&str>, status: Option<SandboxStatus>) -> BayResult<SandboxPage> {
         let batch = (limit * 5).clamp(50, 500);
         let budget = (limit * 20).max(1000);
@@ -390,7 +390,7 @@ impl SandboxManager {
         }
     }
 
-    /// `POST …/extend_ttl` (reference §1.3): `expires_at = max(old, now) + extend_by`.
+    /// `POST …/extend_ttl` (Shipyard Neo's contract, docs/compatibility.md): `expires_at = max(old, now) + extend_by`.
     /// Answers like create (status computed without the session).
     pub async fn extend_ttl(&self, owner: &str, id: &str, extend_by: i64) -> BayResult<SandboxView> {
         if extend_by <= 0 {
@@ -532,13 +532,27 @@ impl SandboxManager {
         }
         // Held for the call, so idle GC never removes a session mid-call.
         let _in_use = active.usage.read().await;
+        // A session's first Python call starts its kernel: admit it like a
+        // session start, so a burst of new sandboxes does not start every
+        // kernel at once on a few cores.
+        let _kernel_slot = if capability == "python" && !active.python_started.load(std::sync::atomic::Ordering::Relaxed) {
+            let slot = self.start_slots.acquire().await.map_err(|_| BayError::internal("shutting down"))?;
+            Some(slot)
+        } else {
+            None
+        };
         self.record_activity(&active, profile).await?;
         let started = now_micros();
         // The plugin serving the runtime type now (hot reload), else the one
         // the session started with.
         let adapter = self.plugins.adapter(&container.runtime_type).unwrap_or_else(|| container.adapter.clone());
         match adapter.invoke(&container.link, call).await {
-            Ok(outcome) => Ok(Ok((outcome, active.session_id.clone()))),
+            Ok(outcome) => {
+                if capability == "python" {
+                    active.python_started.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Ok(Ok((outcome, active.session_id.clone())))
+            }
             Err(e @ (crate::adapter::AdapterError::Unreachable(_) | crate::adapter::AdapterError::NotConnected(_))) => {
                 let never_connected = matches!(e, crate::adapter::AdapterError::NotConnected(_));
                 let recovery = self.diagnose(&sandbox.id, &active.session_id, &container.container_id, started, never_connected).await;

@@ -53,6 +53,9 @@ pub struct ActiveSession {
     /// Capability calls hold it shared; idle GC needs it exclusively, so it
     /// only reclaims a session no call is using.
     pub usage: tokio::sync::RwLock<()>,
+    /// Whether a Python call has run: the first one starts the runtime's
+    /// kernel, which is admitted like a session start.
+    pub python_started: std::sync::atomic::AtomicBool,
 }
 
 impl ActiveSession {
@@ -122,6 +125,7 @@ impl SandboxManager {
                 containers,
                 last_touch: AtomicI64::new(0),
                 usage: Default::default(),
+                python_started: Default::default(),
             });
             self.active.insert(sandbox.id.clone(), active.clone());
             tracing::info!(sandbox_id = %sandbox.id, session_id = %session.id, "adopted running session");
@@ -225,6 +229,7 @@ impl SandboxManager {
                     containers,
                     last_touch: AtomicI64::new(now),
                     usage: Default::default(),
+                    python_started: Default::default(),
                 });
                 self.active.insert(sandbox.id.clone(), active.clone());
                 tracing::info!(
@@ -392,6 +397,11 @@ impl SandboxManager {
         env.push(("BAY_WORKSPACE_PATH".into(), self.config.cargo.mount_path.clone()));
         if let Some(token) = &session.runtime_token {
             env.push(("BAY_RUNTIME_TOKEN".into(), token.clone()));
+        }
+        if sandbox.owner == super::warm_pool::WARM_OWNER {
+            // A warm sandbox is handed out ready for Python: Ship starts its
+            // kernel at boot (others start it on the first Python call).
+            env.push(("SHIP_KERNEL_PREWARM".into(), "1".into()));
         }
         if cargo.size_limit_mb > 0 {
             env.push(("BAY_CARGO_LIMIT_BYTES".into(), (cargo.size_limit_mb as u64).saturating_mul(1 << 20).to_string()));

@@ -1,4 +1,4 @@
-//! The warm pool and the warmup queue (reference §3.6).
+//! The warm pool and the warmup queue (Shipyard Neo's contract, docs/compatibility.md).
 //!
 //! For profiles with `warm_pool_size > 0`, Bay keeps that many sandboxes with
 //! a running session, owned by `warm-pool`. A create without a `cargo_id`
@@ -185,6 +185,7 @@ impl SandboxManager {
                     containers: active.containers.clone(),
                     last_touch: std::sync::atomic::AtomicI64::new(0),
                     usage: Default::default(),
+                    python_started: std::sync::atomic::AtomicBool::new(true),
                 });
                 self.active.insert(sandbox.id.clone(), updated);
             }

@@ -462,7 +462,7 @@ mod tests {
         assert!(v["postconditions"].is_null() && v["latest_score"].is_null() && v["latest_pass"].is_null());
         assert_eq!(serde_json::to_string(&v["preconditions"]).unwrap(), r#"{"a":2,"b":1}"#);
         assert_eq!(serde_json::to_string(&CandidateView::from(c.clone()).preconditions).unwrap(), r#"{"b":1,"a":2}"#, "stored in the order given");
-        // Every key of the reference is present, nulls included.
+        // Every key of Shipyard Neo's shape is present, nulls included.
         for key in [
             "id",
             "skill_key",

@@ -1,4 +1,4 @@
-//! The skills control plane (reference §1.9): payload blobs, skill
+//! The skills control plane (Shipyard Neo's contract, docs/compatibility.md): payload blobs, skill
 //! candidates built from execution evidence, their evaluations, versioned
 //! releases with rollback, and release health computed from the execution
 //! history of a release.

@@ -1,5 +1,5 @@
 //! Runtime adapter for Gull (headless Chromium driven by agent-browser), as a
-//! WebAssembly component. Speaks Gull's HTTP API (reference §7.2).
+//! WebAssembly component. Speaks Gull's HTTP API (Shipyard Neo's contract, docs/compatibility.md).
 
 use bay_plugin_sdk::prelude::*;
 use serde::Deserialize;

@@ -1,5 +1,5 @@
 //! Runtime adapter for Ship (python, shell, filesystem), as a WebAssembly
-//! component. Speaks Ship's HTTP API (reference §7.1), so Bay drives both our
+//! component. Speaks Ship's HTTP API (Shipyard Neo's contract, docs/compatibility.md), so Bay drives both our
 //! Ship image and Shipyard Neo's unchanged.
 
 use bay_plugin_sdk::prelude::*;
@@ -8,6 +8,8 @@ use serde::Deserialize;
 const SHIP: Runtime = Runtime::new("Ship");
 /// Seconds added to an execution's own timeout for the HTTP round trip.
 const EXEC_MARGIN: u32 = 5;
+/// The first Python call also starts the kernel (Ship allows it 120 s).
+const KERNEL_START: u32 = 120;
 const FS_TIMEOUT: u32 = 30;
 
 struct Ship;
@@ -64,25 +66,27 @@ impl RuntimeAdapter for Ship {
             .capability("filesystem", &["read", "write", "list", "delete", "upload", "download"])
     }
 
-    /// Ready when the server answers and its Python kernel has started
-    /// (Ship starts it at boot): a session counts as started only when its
-    /// first exec will not pay for the kernel, which keeps many concurrent
-    /// starts from sharing the CPU until every one of them times out. A Ship
-    /// without the kernel status endpoint is ready when `/health` answers.
+    /// Ready when the server answers and no kernel start is under way. Ship
+    /// starts its kernel on the first Python call (shell and files never
+    /// wait for it), or at boot when Bay asks for it (`SHIP_KERNEL_PREWARM`,
+    /// warm-pool sandboxes): such a sandbox is ready once its kernel is. A
+    /// Ship without the kernel status endpoint is ready when `/health` answers.
     fn health() -> Result<HealthStatus, AdapterError> {
         let resp = SHIP.send_raw(Request::new(Method::Get, "/health").timeout_secs(5))?;
         if resp.status != 200 {
             return Ok(HealthStatus { healthy: false, detail: Some(resp.text()) });
         }
         let kernel = SHIP.send_raw(Request::new(Method::Get, "/ipython/kernel/status").timeout_secs(5))?;
-        let starting = kernel.status == 200
-            && matches!(kernel.json::<Value>().ok().as_ref().and_then(|k| k["status"].as_str()), Some("starting" | "not_started"));
+        let starting = kernel.status == 200 && matches!(kernel.json::<Value>().ok().as_ref().and_then(|k| k["status"].as_str()), Some("starting"));
         Ok(HealthStatus { healthy: !starting, detail: Some(if starting { "kernel starting".into() } else { resp.text() }) })
     }
 
     fn python_exec(req: PythonExecRequest) -> Result<PythonExecResult, AdapterError> {
-        let r: IpythonResult =
-            SHIP.post_json("/ipython/exec", &json!({ "code": req.code, "timeout": req.timeout_s, "silent": false }), req.timeout_s + EXEC_MARGIN)?;
+        let r: IpythonResult = SHIP.post_json(
+            "/ipython/exec",
+            &json!({ "code": req.code, "timeout": req.timeout_s, "silent": false }),
+            req.timeout_s + KERNEL_START + EXEC_MARGIN,
+        )?;
         let output = r.output.unwrap_or(IpythonOutput { text: String::new(), images: vec![] });
         let images = output
             .images
