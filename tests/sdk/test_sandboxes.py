@@ -147,7 +147,7 @@ async def test_list_status_filter(client: BayClient, new_sandbox: SandboxFactory
     ready = await new_sandbox()
     await ready.python.exec("1")
     idle = await new_sandbox()
-    await wait_ready(idle)  # let its warmup finish, then stop it
+    await idle.python.exec("1")  # a session to stop: sessions start lazily (on the first call)
     await idle.stop()
 
     for status in (SandboxStatus.READY, "ready"):
