@@ -25,7 +25,11 @@ use crate::ids::{Micros, now_micros};
 
 pub const HEADER: &str = "idempotency-key";
 
+/// A stored key: fingerprint, response snapshot, status, created and expiry times.
+type StoredKey = (String, Option<String>, Option<i64>, Micros, Micros);
+
 /// A pending claim older than this is considered abandoned (its holder crashed).
+
 const STALE_CLAIM: Duration = Duration::from_secs(120);
 /// How long a duplicate waits for the original request to finish.
 const WAIT_FOR_ORIGINAL: Duration = Duration::from_secs(150);
@@ -106,7 +110,7 @@ impl Idempotency {
             if inserted == 1 {
                 return Ok(Claim::Owned(Guard { db: self.db.clone(), owner: owner.into(), key: key.into(), done: false }));
             }
-            let row: Option<(String, Option<String>, Option<i64>, Micros, Micros)> = sqlx::query_as(self.db.sql(
+            let row: Option<StoredKey> = sqlx::query_as(self.db.sql(
                 "SELECT request_fingerprint, response_snapshot, status_code, created_at, expires_at FROM idempotency_keys WHERE owner = $1 AND idem_key = $2",
             ))
             .bind(owner)

@@ -33,7 +33,7 @@ async fn start_registry() -> Registry {
         format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n", dir.path().join("data").display()),
     )
     .unwrap();
-    let child = Command::new("docker-registry")
+    let mut child = Command::new("docker-registry")
         .args(["serve"])
         .arg(&config)
         .stdout(Stdio::null())
@@ -47,6 +47,8 @@ async fn start_registry() -> Registry {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the registry did not start on {addr}");
 }
 

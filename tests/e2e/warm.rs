@@ -22,13 +22,12 @@ fn warm_running(claimed: &[&str]) -> usize {
         .filter_map(|l| l.split_once(' '))
         .filter(|(_, sandbox)| !claimed.contains(sandbox))
         .filter(|(container, _)| {
-            let status = std::process::Command::new("docker")
+            std::process::Command::new("docker")
                 // The runtime answers only with its session secret (in the container's environment).
                 .args(["exec", container, "sh", "-c", r#"curl -s -H "X-Bay-Token: $BAY_RUNTIME_TOKEN" http://127.0.0.1:8123/ipython/kernel/status"#])
                 .output()
                 .map(|o| String::from_utf8_lossy(&o.stdout).contains("alive"))
-                .unwrap_or(false);
-            status
+                .unwrap_or(false)
         })
         .count()
 }
