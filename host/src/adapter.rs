@@ -243,6 +243,43 @@ pub enum CapabilityOutcome {
     Custom(String),
 }
 
+/// A live operation: work whose bytes the host pumps itself (streamed
+/// execution, background processes, the terminal). The adapter only maps it
+/// onto a request on its runtime (`bay:plugin@0.2`'s `live`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveOp {
+    ShellStream { command: String, timeout_s: u32, cwd: Option<String> },
+    PythonStream { code: String, timeout_s: u32 },
+    ProcessStart { command: String, cwd: Option<String>, env: Vec<(String, String)>, pty: bool, cols: u16, rows: u16 },
+    ProcessList,
+    ProcessGet { id: String },
+    ProcessOutput { id: String, from_seq: u64, follow: bool },
+    ProcessStdin { id: String, data: Vec<u8>, eof: bool },
+    ProcessSignal { id: String, signal: String },
+    ProcessResize { id: String, cols: u16, rows: u16 },
+    Terminal { cols: u16, rows: u16 },
+}
+
+impl LiveOp {
+    /// The capability the operation belongs to.
+    pub fn capability(&self) -> &'static str {
+        match self {
+            LiveOp::PythonStream { .. } => "python",
+            _ => "shell",
+        }
+    }
+}
+
+/// The request on a runtime that performs a live operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveRequest {
+    pub method: reqwest::Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    /// A JSON document.
+    pub body: Option<String>,
+}
+
 /// Why an adapter call failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AdapterError {
@@ -312,6 +349,11 @@ pub trait RuntimeAdapter: Send + Sync {
     async fn health(&self, link: &RuntimeLink) -> Result<HealthStatus, AdapterError>;
     async fn meta(&self, link: &RuntimeLink) -> Result<RuntimeMeta, AdapterError>;
     async fn invoke(&self, link: &RuntimeLink, call: CapabilityCall) -> Result<CapabilityOutcome, AdapterError>;
+    /// The runtime request that performs a live operation (no I/O). Adapters
+    /// of `bay:plugin@0.1` have none.
+    async fn live(&self, op: LiveOp) -> Result<LiveRequest, AdapterError> {
+        Err(AdapterError::Unsupported(format!("this runtime adapter has no live operations ({op:?})")))
+    }
 }
 
 /// Where the lifecycle finds the adapter serving a runtime type: the plugin

@@ -19,6 +19,7 @@ pub mod gc;
 pub mod idempotency;
 pub mod ids;
 pub mod keys;
+pub(crate) mod live;
 pub(crate) mod mcp;
 pub mod memory;
 pub mod paths;

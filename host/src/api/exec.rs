@@ -5,13 +5,15 @@ use std::time::Instant;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::extract::{Owner, check_range, parse_body};
 use super::limits::check_field;
-use crate::adapter::{CapabilityCall, CapabilityOutcome};
+use crate::adapter::{CapabilityCall, CapabilityOutcome, PythonExecResult, ShellExecResult};
 use crate::config::LimitsConfig;
 use crate::db::history::{Execution, normalize_tags};
 use crate::db::sandboxes::Sandbox;
@@ -53,7 +55,7 @@ pub(super) struct ShellBody {
     #[serde(default = "default_timeout")]
     pub timeout: i64,
     #[serde(default)]
-    cwd: Option<String>,
+    pub cwd: Option<String>,
     #[serde(default)]
     include_code: bool,
     #[serde(default)]
@@ -144,24 +146,45 @@ pub(super) fn parse_shell(bytes: &[u8], limits: &LimitsConfig) -> BayResult<Shel
     Ok(body)
 }
 
-pub async fn python(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>, body: Bytes) -> BayResult<Json<PythonResponse>> {
+pub async fn python(
+    State(state): State<AppState>,
+    Owner(owner): Owner,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> BayResult<Response> {
     let started = Instant::now();
     let sandbox = state.sandboxes.find_for_call(&owner, &id).await?;
     let profile = state.sandboxes.profile_of(&sandbox)?.clone();
     state.sandboxes.check_capability(&profile, "python")?;
     let body = parse_python(&body, &state.limits)?;
+    if super::live::wants_stream(&headers) {
+        return super::live::python(state, sandbox, profile, body, started).await;
+    }
     let call = CapabilityCall::PythonExec { code: body.code.clone(), timeout_s: body.timeout as u32 };
     let (outcome, session_id) = state.sandboxes.call(&sandbox, &profile, call).await?;
     let CapabilityOutcome::PythonExec(r) = outcome else {
         return Err(unexpected("python", &outcome));
     };
+    Ok(Json(finish_python(&state, &sandbox, session_id, body, r, started).await?).into_response())
+}
+
+/// Records a Python execution and builds its answer.
+pub(super) async fn finish_python(
+    state: &AppState,
+    sandbox: &Sandbox,
+    session_id: String,
+    body: PythonBody,
+    r: PythonExecResult,
+    started: Instant,
+) -> BayResult<PythonResponse> {
     let elapsed_ms = started.elapsed().as_millis() as i64;
     let images: Vec<Value> = r.images.iter().map(|(mime, data)| json!({ mime.clone(): data })).collect();
     let data = json!({ "execution_count": r.execution_count, "output": { "text": r.text, "images": images } });
     let execution_id = record(
-        &state,
+        state,
         HistoryRow {
-            sandbox: &sandbox,
+            sandbox,
             session_id: Some(session_id),
             exec_type: "python",
             code: body.code.clone(),
@@ -176,7 +199,7 @@ pub async fn python(State(state): State<AppState>, Owner(owner): Owner, Path(id)
         },
     )
     .await?;
-    Ok(Json(PythonResponse {
+    Ok(PythonResponse {
         success: r.success,
         output: r.text,
         error: r.error,
@@ -184,10 +207,16 @@ pub async fn python(State(state): State<AppState>, Owner(owner): Owner, Path(id)
         execution_id,
         execution_time_ms: elapsed_ms,
         code: body.include_code.then_some(body.code),
-    }))
+    })
 }
 
-pub async fn shell(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>, body: Bytes) -> BayResult<Json<ShellResponse>> {
+pub async fn shell(
+    State(state): State<AppState>,
+    Owner(owner): Owner,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> BayResult<Response> {
     let started = Instant::now();
     let sandbox = state.sandboxes.find_for_call(&owner, &id).await?;
     let profile = state.sandboxes.profile_of(&sandbox)?.clone();
@@ -197,19 +226,34 @@ pub async fn shell(State(state): State<AppState>, Owner(owner): Owner, Path(id):
         Some(c) => Some(validate_relative_path(c, "cwd")?),
         None => None,
     };
+    if super::live::wants_stream(&headers) {
+        return super::live::shell(state, sandbox, profile, body, cwd, started).await;
+    }
     let call = CapabilityCall::ShellExec { command: body.command.clone(), timeout_s: body.timeout as u32, cwd };
     let (outcome, session_id) = state.sandboxes.call(&sandbox, &profile, call).await?;
     let CapabilityOutcome::ShellExec(r) = outcome else {
         return Err(unexpected("shell", &outcome));
     };
+    Ok(Json(finish_shell(&state, &sandbox, session_id, body, r, started).await?).into_response())
+}
+
+/// Records a shell execution and builds its answer.
+pub(super) async fn finish_shell(
+    state: &AppState,
+    sandbox: &Sandbox,
+    session_id: String,
+    body: ShellBody,
+    r: ShellExecResult,
+    started: Instant,
+) -> BayResult<ShellResponse> {
     let elapsed_ms = started.elapsed().as_millis() as i64;
     // Shipyard Neo has no separate stderr field: `error` is the runtime's
     // error, else stderr, else null.
     let error = r.error.filter(|e| !e.is_empty()).or_else(|| Some(r.stderr).filter(|s| !s.is_empty()));
     let execution_id = record(
-        &state,
+        state,
         HistoryRow {
-            sandbox: &sandbox,
+            sandbox,
             session_id: Some(session_id),
             exec_type: "shell",
             code: body.command.clone(),
@@ -224,7 +268,7 @@ pub async fn shell(State(state): State<AppState>, Owner(owner): Owner, Path(id):
         },
     )
     .await?;
-    Ok(Json(ShellResponse {
+    Ok(ShellResponse {
         success: r.success,
         output: r.stdout,
         error,
@@ -232,5 +276,5 @@ pub async fn shell(State(state): State<AppState>, Owner(owner): Owner, Path(id):
         execution_id,
         execution_time_ms: elapsed_ms,
         command: body.include_code.then_some(body.command),
-    }))
+    })
 }

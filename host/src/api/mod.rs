@@ -11,6 +11,7 @@ mod health;
 mod history;
 mod json_stream;
 mod limits;
+mod live;
 pub mod middleware;
 mod multipart;
 mod profiles;
@@ -19,6 +20,7 @@ mod proptests;
 mod sandboxes;
 pub(crate) mod serve;
 mod skills;
+mod terminal;
 
 use std::sync::Arc;
 
@@ -60,6 +62,13 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/browser/skills/{skill_key}/run", post(browser::run_skill))
         .route("/sandboxes/{id}/browser/traces/{trace_ref}", get(browser::trace))
         .route("/sandboxes/{id}/shell/exec", post(exec::shell))
+        .route("/sandboxes/{id}/processes", post(live::start).get(live::list))
+        .route("/sandboxes/{id}/processes/{pid}", get(live::get))
+        .route("/sandboxes/{id}/processes/{pid}/output", get(live::output))
+        .route("/sandboxes/{id}/processes/{pid}/stdin", post(live::stdin))
+        .route("/sandboxes/{id}/processes/{pid}/signal", post(live::signal))
+        .route("/sandboxes/{id}/processes/{pid}/resize", post(live::resize))
+        .route("/sandboxes/{id}/terminal", get(terminal::terminal))
         .route(
             "/sandboxes/{id}/filesystem/files",
             // Writes stream the content (bounded by their own limit).

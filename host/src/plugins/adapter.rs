@@ -17,7 +17,9 @@ use wasmtime::component::{Component, InstancePre};
 
 use super::outbound::OutboundTarget;
 use super::state::{Limits, PluginState, describe_failure, new_store};
-use crate::adapter::{AdapterError, AdapterInfo, CapabilityCall, CapabilityOutcome, HealthStatus, RuntimeAdapter, RuntimeLink, RuntimeMeta};
+use crate::adapter::{
+    AdapterError, AdapterInfo, CapabilityCall, CapabilityOutcome, HealthStatus, LiveOp, LiveRequest, RuntimeAdapter, RuntimeLink, RuntimeMeta,
+};
 
 /// One WIT version's runtime-adapter world: its bindings, instantiated.
 pub(crate) trait AdapterWorld: Sized + Send + Sync + 'static {
@@ -36,6 +38,9 @@ pub(crate) trait AdapterWorld: Sized + Send + Sync + 'static {
         store: &mut Store<PluginState>,
         call: CapabilityCall,
     ) -> impl Future<Output = wasmtime::Result<Result<CapabilityOutcome, AdapterError>>> + Send;
+    /// Maps a live operation onto a runtime request (versions without live
+    /// operations answer `unsupported`).
+    fn live(&self, store: &mut Store<PluginState>, op: LiveOp) -> impl Future<Output = wasmtime::Result<Result<LiveRequest, AdapterError>>> + Send;
 }
 
 /// A loaded runtime-adapter plugin.
@@ -144,5 +149,11 @@ impl<W: AdapterWorld> RuntimeAdapter for AdapterPlugin<W> {
         let outcome = self.run(deadline, &mut store, async |s| b.invoke(s, call).await).await;
         tracing::trace!(plugin = %self.name, elapsed_us = started.elapsed().as_micros() as u64, "plugin call");
         outcome
+    }
+
+    async fn live(&self, op: LiveOp) -> Result<LiveRequest, AdapterError> {
+        // Pure mapping: the call reaches nothing.
+        let (mut store, b, _permit) = self.instantiate(None).await?;
+        self.run(std::time::Duration::from_secs(10), &mut store, async |s| b.live(s, op).await).await
     }
 }

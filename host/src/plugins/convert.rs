@@ -176,6 +176,14 @@ macro_rules! adapter_conversions {
                     Err(e) => Ok(Err(from_wit_error(e))),
                 }
             }
+
+            async fn live(
+                &self,
+                store: &mut ::wasmtime::Store<$crate::plugins::PluginState>,
+                op: $crate::adapter::LiveOp,
+            ) -> ::wasmtime::Result<Result<$crate::adapter::LiveRequest, $crate::adapter::AdapterError>> {
+                live_call(&self.0, store, op).await
+            }
         }
     };
 }

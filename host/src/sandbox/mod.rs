@@ -1,6 +1,7 @@
 //! Sandboxes: the stable resource agents hold, its cargo and its session.
 
 pub mod cargos;
+pub(crate) mod live;
 mod locks;
 mod reconcile;
 mod recovery;
@@ -520,16 +521,7 @@ impl SandboxManager {
     ) -> BayResult<Result<(CapabilityOutcome, String), (BayError, recovery::Recovery)>> {
         let capability = call.capability().to_owned();
         let active = self.ensure_running(sandbox, profile).await?;
-        let container = active.container_for(profile, &capability).ok_or_else(|| {
-            BayError::capability_not_supported(format!("No container provides capability: {capability}"), &capability, &profile.capability_set())
-        })?;
-        if !container.runtime_capabilities.iter().any(|c| c == &capability) {
-            return Err(BayError::capability_not_supported(
-                format!("Runtime does not support capability: {capability}"),
-                &capability,
-                &container.runtime_capabilities,
-            ));
-        }
+        let container = route(&active, profile, &capability)?;
         // Held for the call, so idle GC never removes a session mid-call.
         let _in_use = active.usage.read().await;
         // A session's first Python call starts its kernel: admit it like a
@@ -561,4 +553,20 @@ impl SandboxManager {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The container serving `capability` in a running session, after the
+/// runtime-level check (Shipyard Neo's level 2: the runtime's `/meta` lists it).
+pub(crate) fn route<'a>(active: &'a ActiveSession, profile: &ProfileConfig, capability: &str) -> BayResult<&'a ActiveContainer> {
+    let container = active.container_for(profile, capability).ok_or_else(|| {
+        BayError::capability_not_supported(format!("No container provides capability: {capability}"), capability, &profile.capability_set())
+    })?;
+    if !container.runtime_capabilities.iter().any(|c| c == capability) {
+        return Err(BayError::capability_not_supported(
+            format!("Runtime does not support capability: {capability}"),
+            capability,
+            &container.runtime_capabilities,
+        ));
+    }
+    Ok(container)
 }

@@ -52,7 +52,7 @@ pub struct ActiveSession {
     pub last_touch: AtomicI64,
     /// Capability calls hold it shared; idle GC needs it exclusively, so it
     /// only reclaims a session no call is using.
-    pub usage: tokio::sync::RwLock<()>,
+    pub usage: Arc<tokio::sync::RwLock<()>>,
     /// Whether a Python call has run: the first one starts the runtime's
     /// kernel, which is admitted like a session start.
     pub python_started: std::sync::atomic::AtomicBool,

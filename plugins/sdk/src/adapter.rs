@@ -6,8 +6,8 @@ use crate::bindings::runtime_adapter::exports::bay::plugin::adapter::Guest;
 use crate::http::{self, Body};
 use crate::{
     AdapterError, AdapterInfo, BrowserBatchRequest, BrowserBatchResult, BrowserExecRequest, BrowserExecResult, Capability, CapabilityRequest,
-    CapabilityResponse, CustomRequest, Download, FileEntry, FileUploadRequest, HealthStatus, PythonExecRequest, PythonExecResult, RuntimeMeta,
-    ShellExecRequest, ShellExecResult, UploadResult,
+    CapabilityResponse, CustomRequest, Download, FileEntry, FileUploadRequest, HealthStatus, LiveOperation, LiveRequest, PythonExecRequest,
+    PythonExecResult, RuntimeMeta, ShellExecRequest, ShellExecResult, UploadResult,
 };
 
 impl AdapterInfo {
@@ -124,6 +124,13 @@ pub trait RuntimeAdapter {
     fn custom(req: CustomRequest) -> Result<String, AdapterError> {
         Err(unsupported(&format!("{}/{}", req.capability, req.operation)))
     }
+    /// The runtime request performing a live operation (streamed execution,
+    /// background processes, the terminal); the host sends it and pumps the
+    /// bytes itself. Must not do I/O. Streams answer NDJSON in Bay's live
+    /// protocol (`docs/plugins.md`).
+    fn live(_op: LiveOperation) -> Result<LiveRequest, AdapterError> {
+        Err(unsupported("live operations (streams, processes, terminals)"))
+    }
 }
 
 /// Glue between the generated export trait and a [`RuntimeAdapter`]; used by
@@ -166,6 +173,10 @@ impl<T: RuntimeAdapter> Guest for Export<T> {
             Rq::BrowserBatch(r) => Rs::BrowserBatch(T::browser_batch(r)?),
             Rq::Custom(r) => Rs::Custom(T::custom(r)?),
         })
+    }
+
+    fn live(op: LiveOperation) -> Result<LiveRequest, AdapterError> {
+        T::live(op)
     }
 }
 

@@ -80,8 +80,9 @@ pub use bindings::runtime_adapter::bay::plugin::log::Level;
 pub use bindings::runtime_adapter::bay::plugin::types::{AdapterError, AdapterInfo, Capability, RuntimeFailure};
 pub use bindings::runtime_adapter::exports::bay::plugin::adapter::{
     BrowserBatchRequest, BrowserBatchResult, BrowserExecRequest, BrowserExecResult, BrowserStep, CapabilityRequest, CapabilityResponse,
-    CustomRequest, Download, FileEntry, FileUploadRequest, HealthStatus, Image, PythonExecRequest, PythonExecResult, RuntimeMeta, ShellExecRequest,
-    ShellExecResult, UploadResult,
+    CustomRequest, Download, FileEntry, FileUploadRequest, HealthStatus, Image, LiveOperation, LiveRequest, ProcessOutput, ProcessResize,
+    ProcessSignal, ProcessStart, ProcessStdin, PythonExecRequest, PythonExecResult, RuntimeMeta, ShellExecRequest, ShellExecResult, TerminalSize,
+    UploadResult,
 };
 pub use http::{Method, Request, Response, Runtime};
 
@@ -93,8 +94,8 @@ pub mod prelude {
     };
     pub use super::{
         AdapterError, AdapterInfo, Body, BrowserBatchRequest, BrowserBatchResult, BrowserExecRequest, BrowserExecResult, BrowserStep, Capability,
-        CustomRequest, Download, FileEntry, FileUploadRequest, HealthStatus, Image, Level, PythonExecRequest, PythonExecResult, RuntimeAdapter,
-        RuntimeFailure, RuntimeMeta, ShellExecRequest, ShellExecResult, UploadResult, log,
+        CustomRequest, Download, FileEntry, FileUploadRequest, HealthStatus, Image, Level, LiveOperation, LiveRequest, PythonExecRequest,
+        PythonExecResult, RuntimeAdapter, RuntimeFailure, RuntimeMeta, ShellExecRequest, ShellExecResult, UploadResult, log,
     };
     pub use crate::http::{FormPart, Method, Request, Response, Runtime};
     pub use serde_json::{Value, json};

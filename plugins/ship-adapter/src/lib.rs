@@ -3,6 +3,7 @@
 //! Ship image and Shipyard Neo's unchanged.
 
 use bay_plugin_sdk::prelude::*;
+use bay_plugin_sdk::{ProcessOutput, ProcessResize, ProcessSignal, ProcessStdin};
 use serde::Deserialize;
 
 const SHIP: Runtime = Runtime::new("Ship");
@@ -61,8 +62,8 @@ struct ShipFile {
 impl RuntimeAdapter for Ship {
     fn describe() -> AdapterInfo {
         AdapterInfo::new("ship", env!("CARGO_PKG_VERSION"))
-            .capability("python", &["exec"])
-            .capability("shell", &["exec"])
+            .capability("python", &["exec", "stream"])
+            .capability("shell", &["exec", "stream", "processes", "terminal"])
             .capability("filesystem", &["read", "write", "list", "delete", "upload", "download"])
     }
 
@@ -155,6 +156,53 @@ impl RuntimeAdapter for Ship {
 
     fn file_download(path: String) -> Result<Download, AdapterError> {
         download(&path)
+    }
+
+    /// Ship's live API: `/shell/exec/stream`, `/ipython/exec/stream`,
+    /// `/processes…` and `/term/ws` (runtimes/ship/src/stream.rs).
+    fn live(op: LiveOperation) -> Result<LiveRequest, AdapterError> {
+        use LiveOperation as O;
+        let post = |path: String, body: Value| LiveRequest { method: Method::Post, path, query: vec![], body: Some(body.to_string()) };
+        let get = |path: String, query: Vec<(String, String)>| LiveRequest { method: Method::Get, path, query, body: None };
+        let id = |id: &str| id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        Ok(match op {
+            O::ShellStream(r) => {
+                let mut body = json!({ "command": r.command, "timeout": r.timeout_s });
+                if let Some(cwd) = r.cwd {
+                    body["cwd"] = json!(cwd);
+                }
+                post("/shell/exec/stream".into(), body)
+            }
+            O::PythonStream(r) => post("/ipython/exec/stream".into(), json!({ "code": r.code, "timeout": r.timeout_s, "silent": false })),
+            O::ProcessStart(p) => {
+                let env: serde_json::Map<String, Value> = p.env.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+                post("/processes".into(), json!({ "command": p.command, "cwd": p.cwd, "env": env, "pty": p.pty, "cols": p.cols, "rows": p.rows }))
+            }
+            O::ProcessList => get("/processes".into(), vec![]),
+            O::ProcessGet(pid)
+            | O::ProcessOutput(ProcessOutput { id: pid, .. })
+            | O::ProcessStdin(ProcessStdin { id: pid, .. })
+            | O::ProcessSignal(ProcessSignal { id: pid, .. })
+            | O::ProcessResize(ProcessResize { id: pid, .. })
+                if !id(&pid) =>
+            {
+                return Err(AdapterError::NotFound(format!("process not found: {pid}")));
+            }
+            O::ProcessGet(pid) => get(format!("/processes/{pid}"), vec![]),
+            O::ProcessOutput(o) => {
+                get(format!("/processes/{}/output", o.id), vec![("from_seq".into(), o.from_seq.to_string()), ("follow".into(), o.follow.to_string())])
+            }
+            O::ProcessStdin(i) => {
+                use base64::Engine as _;
+                post(
+                    format!("/processes/{}/stdin", i.id),
+                    json!({ "data_base64": base64::engine::general_purpose::STANDARD.encode(&i.data), "eof": i.eof }),
+                )
+            }
+            O::ProcessSignal(s) => post(format!("/processes/{}/signal", s.id), json!({ "signal": s.signal })),
+            O::ProcessResize(r) => post(format!("/processes/{}/resize", r.id), json!({ "cols": r.cols, "rows": r.rows })),
+            O::Terminal(t) => get("/term/ws".into(), vec![("cols".into(), t.cols.to_string()), ("rows".into(), t.rows.to_string())]),
+        })
     }
 }
 

@@ -71,4 +71,13 @@ fn file_content(_: &mut wasmtime::Store<PluginState>, text: String) -> wasmtime:
     Ok(CapabilityOutcome::FileContent { content: HostBody::from_bytes(text), size: Some(size) })
 }
 
+/// 0.1 has no live operations.
+async fn live_call(
+    _: &RuntimeAdapter,
+    _: &mut wasmtime::Store<PluginState>,
+    op: crate::adapter::LiveOp,
+) -> wasmtime::Result<Result<crate::adapter::LiveRequest, AdapterError>> {
+    Ok(Err(AdapterError::Unsupported(format!("adapters of {PACKAGE} have no live operations ({})", op.capability()))))
+}
+
 crate::plugins::convert::adapter_conversions!(file_write: file_write, file_content: file_content);

@@ -6,7 +6,8 @@ pub(crate) mod driver;
 
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::adapter::{AdapterError, CapabilityCall, CapabilityOutcome};
+use self::bay::plugin::http::Method;
+use crate::adapter::{AdapterError, CapabilityCall, CapabilityOutcome, LiveOp, LiveRequest};
 use crate::plugins::PluginState;
 use crate::plugins::body::HostBody;
 
@@ -47,6 +48,42 @@ fn file_write(store: &mut wasmtime::Store<PluginState>, path: String, content: H
 fn file_content(store: &mut wasmtime::Store<PluginState>, d: wit::Download) -> wasmtime::Result<CapabilityOutcome> {
     let content = store.data_mut().table.delete(d.content)?;
     Ok(CapabilityOutcome::FileContent { content, size: d.size })
+}
+
+async fn live_call(
+    bindings: &RuntimeAdapter,
+    store: &mut wasmtime::Store<PluginState>,
+    op: LiveOp,
+) -> wasmtime::Result<Result<LiveRequest, AdapterError>> {
+    use wit::LiveOperation as O;
+    let op = match op {
+        LiveOp::ShellStream { command, timeout_s, cwd } => O::ShellStream(wit::ShellExecRequest { command, timeout_s, cwd }),
+        LiveOp::PythonStream { code, timeout_s } => O::PythonStream(wit::PythonExecRequest { code, timeout_s }),
+        LiveOp::ProcessStart { command, cwd, env, pty, cols, rows } => O::ProcessStart(wit::ProcessStart { command, cwd, env, pty, cols, rows }),
+        LiveOp::ProcessList => O::ProcessList,
+        LiveOp::ProcessGet { id } => O::ProcessGet(id),
+        LiveOp::ProcessOutput { id, from_seq, follow } => O::ProcessOutput(wit::ProcessOutput { id, from_seq, follow }),
+        LiveOp::ProcessStdin { id, data, eof } => O::ProcessStdin(wit::ProcessStdin { id, data, eof }),
+        LiveOp::ProcessSignal { id, signal } => O::ProcessSignal(wit::ProcessSignal { id, signal }),
+        LiveOp::ProcessResize { id, cols, rows } => O::ProcessResize(wit::ProcessResize { id, cols, rows }),
+        LiveOp::Terminal { cols, rows } => O::Terminal(wit::TerminalSize { cols, rows }),
+    };
+    Ok(match bindings.bay_plugin_adapter().call_live(store, &op).await? {
+        Ok(r) => Ok(LiveRequest {
+            method: match r.method {
+                Method::Get => reqwest::Method::GET,
+                Method::Head => reqwest::Method::HEAD,
+                Method::Post => reqwest::Method::POST,
+                Method::Put => reqwest::Method::PUT,
+                Method::Patch => reqwest::Method::PATCH,
+                Method::Delete => reqwest::Method::DELETE,
+            },
+            path: r.path,
+            query: r.query,
+            body: r.body,
+        }),
+        Err(e) => Err(from_wit_error(e)),
+    })
 }
 
 crate::plugins::convert::adapter_conversions!(file_write: file_write, file_content: file_content);
