@@ -29,7 +29,6 @@ pub const HEADER: &str = "idempotency-key";
 type StoredKey = (String, Option<String>, Option<i64>, Micros, Micros);
 
 /// A pending claim older than this is considered abandoned (its holder crashed).
-
 const STALE_CLAIM: Duration = Duration::from_secs(120);
 /// How long a duplicate waits for the original request to finish.
 const WAIT_FOR_ORIGINAL: Duration = Duration::from_secs(150);

@@ -7,25 +7,25 @@
 //! WebAssembly components ([`plugins`], interface in [`adapter`]).
 
 pub mod adapter;
-pub mod api;
+pub(crate) mod api;
 pub mod auth;
 pub mod cli;
-pub mod cluster;
+pub(crate) mod cluster;
 pub mod config;
-pub mod db;
-pub mod driver;
-pub mod error;
-pub mod gc;
-pub mod idempotency;
-pub mod ids;
-pub mod keys;
+pub(crate) mod db;
+pub(crate) mod driver;
+pub(crate) mod error;
+pub(crate) mod gc;
+pub(crate) mod idempotency;
+pub(crate) mod ids;
+pub(crate) mod keys;
 pub(crate) mod live;
 pub(crate) mod mcp;
 pub mod memory;
-pub mod paths;
+pub(crate) mod paths;
 pub mod plugins;
 pub(crate) mod quotas;
-pub mod sandbox;
+pub(crate) mod sandbox;
 pub mod server;
-pub mod skills;
+pub(crate) mod skills;
 pub mod telemetry;

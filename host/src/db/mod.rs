@@ -15,7 +15,7 @@ pub mod sessions;
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
 use crate::config::DatabaseUrl;
@@ -104,16 +104,6 @@ impl Db {
     pub async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Any>> {
         self.pool.begin().await
     }
-}
-
-/// Decodes a `BIGINT` 0/1 column.
-pub fn flag(row: &AnyRow, column: &str) -> bool {
-    use sqlx::Row;
-    row.try_get::<i64, _>(column).map(|v| v != 0).unwrap_or(false)
-}
-
-pub fn b2i(b: bool) -> i64 {
-    b as i64
 }
 
 #[cfg(test)]

@@ -89,18 +89,6 @@ impl WarmupQueue {
             notified.await;
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.inner.lock().expect("warmup queue").0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
 }
 
 /// The environment a profile's runtimes start with, hashed.

@@ -17,7 +17,7 @@ use sqlx::{Any, Transaction};
 
 use crate::db::{Db, Dialect};
 
-pub use candidates::{Candidate, CandidateView, Evaluation, EvaluationView, NewCandidate, NewEvaluation};
+pub use candidates::{CandidateView, EvaluationView, NewCandidate, NewEvaluation};
 pub use health::{HealthThresholds, ReleaseHealth};
 pub use json::Json;
 pub use payloads::{PayloadCreated, PayloadView};
@@ -51,7 +51,8 @@ impl Skills {
         Skills { db }
     }
 
-    pub fn db(&self) -> &Db {
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> &Db {
         &self.db
     }
 
