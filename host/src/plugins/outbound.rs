@@ -120,7 +120,13 @@ impl OutboundTarget {
     fn resolve(&self, url: &str) -> Result<Url, OutError> {
         if url.starts_with('/') {
             let base = self.base.as_ref().ok_or_else(|| OutError::Denied("no runtime endpoint is bound to this call".into()))?;
-            return base.join(url).map_err(|e| OutError::InvalidRequest(format!("invalid path {url:?}: {e}")));
+            let joined = base.join(url).map_err(|e| OutError::InvalidRequest(format!("invalid path {url:?}: {e}")))?;
+            // `//host/x` is a network-path reference: joined, it names
+            // another host. A path stays on the bound endpoint.
+            if origin(&joined) != origin(base) {
+                return Err(OutError::Denied(format!("{url:?} is not a path on the bound endpoint")));
+            }
+            return Ok(joined);
         }
         let parsed = Url::parse(url).map_err(|e| OutError::InvalidRequest(format!("invalid URL {url:?}: {e}")))?;
         let o = origin(&parsed);
@@ -308,6 +314,9 @@ mod tests {
         assert!(t.resolve("http://127.0.0.1:9000/x").is_ok());
         // Userinfo tricks do not change the origin.
         assert!(matches!(t.resolve("http://127.0.0.1:32768@evil.example/"), Err(OutError::Denied(_))));
+        // Nor does a "path" that is a network-path reference (`//host/...`).
+        assert!(matches!(t.resolve("//169.254.169.254/latest"), Err(OutError::Denied(_))));
+        assert!(matches!(t.resolve("//127.0.0.1:9000/x"), Err(OutError::Denied(_))));
     }
 
     #[test]
