@@ -12,6 +12,7 @@ mod files;
 mod isolation;
 mod lifecycle;
 mod lite;
+mod live;
 mod mcp;
 mod multi;
 mod plugins;

@@ -77,6 +77,15 @@ fn sse(rx: mpsc::Receiver<Event>) -> Response {
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
 }
 
+/// The runtime's next event; None at its end or once the client has gone
+/// (the caller then drops the runtime request, which cancels the work).
+async fn next_event<S: futures::Stream + Unpin>(events: &mut S, tx: &mpsc::Sender<Event>) -> Option<S::Item> {
+    tokio::select! {
+        ev = events.next() => ev,
+        _ = tx.closed() => None,
+    }
+}
+
 /// Text kept up to a cap.
 #[derive(Default)]
 struct Kept(String);
@@ -109,7 +118,7 @@ pub(super) async fn shell(
         let _in_use: LiveTarget = target;
         let mut events = Box::pin(crate::live::events(resp));
         let (mut stdout, mut stderr) = (Kept::default(), Kept::default());
-        while let Some(ev) = events.next().await {
+        while let Some(ev) = next_event(&mut events, &tx).await {
             let v = match ev {
                 Ok(v) => v,
                 Err(e) => {
@@ -176,7 +185,7 @@ pub(super) async fn python(state: AppState, sandbox: Sandbox, profile: ProfileCo
         let session_id = target.session_id.clone();
         let _in_use: LiveTarget = target;
         let mut events = Box::pin(crate::live::events(resp));
-        while let Some(ev) = events.next().await {
+        while let Some(ev) = next_event(&mut events, &tx).await {
             let v = match ev {
                 Ok(v) => v,
                 Err(e) => {
@@ -365,7 +374,7 @@ pub async fn output(
     tokio::spawn(async move {
         let _in_use: LiveTarget = t;
         let mut events = Box::pin(crate::live::events(resp));
-        while let Some(ev) = events.next().await {
+        while let Some(ev) = next_event(&mut events, &tx).await {
             let done = matches!(&ev, Ok(v) if v["type"] == "exit");
             let e = match ev {
                 Ok(v) => event(&v),

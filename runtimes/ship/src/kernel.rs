@@ -186,6 +186,8 @@ impl Kernel {
     /// Feeds events of request `id` into `acc` until the execution is
     /// complete, the deadline passes, or the kernel dies.
     async fn collect(&mut self, id: &str, acc: &mut Accumulator, deadline: Instant) -> Outcome {
+        let tap = acc.tap.clone();
+        let mut interrupted = false;
         loop {
             if acc.complete() {
                 return Outcome::Done;
@@ -214,8 +216,23 @@ impl Kernel {
                 },
                 _ = wait_exit(&mut self.exit_rx) => {}
                 _ = tokio::time::sleep_until(deadline) => {}
+                // The reader of a streamed cell went away: interrupt it
+                // (once), as Ctrl-C in a notebook would.
+                _ = reader_gone(&tap), if !interrupted => {
+                    interrupted = true;
+                    debug!("stream reader gone; interrupting the cell");
+                    self.life.signal(libc::SIGINT);
+                }
             }
         }
+    }
+}
+
+/// Completes when a streamed cell's reader has gone; never without one.
+async fn reader_gone(tap: &Option<mpsc::UnboundedSender<Value>>) {
+    match tap {
+        Some(t) => t.closed().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -269,6 +286,9 @@ pub(crate) struct Accumulator {
     got_reply: bool,
     /// The cell called exit(): the kernel ends after its reply.
     exiting: bool,
+    /// Streamed execution: every piece of output is also sent here as it
+    /// arrives (`/ipython/exec/stream`); `None` once the reader went away.
+    tap: Option<mpsc::UnboundedSender<Value>>,
 }
 
 impl Accumulator {
@@ -325,8 +345,20 @@ impl Accumulator {
         match e {
             // Printed output belongs to the running execution (as with
             // ipykernel, which tags it with the current request).
-            Event::Output(s) => self.push_text(&s),
+            Event::Output(s) => {
+                self.emit(|| json!({ "type": "stdout", "data": s }));
+                self.push_text(&s)
+            }
             Event::Msg(m) => self.feed(id, m),
+        }
+    }
+
+    /// Hands a streamed event to the reader, if there is one.
+    fn emit(&mut self, event: impl FnOnce() -> Value) {
+        if let Some(tap) = &self.tap
+            && tap.send(event()).is_err()
+        {
+            self.tap = None;
         }
     }
 
@@ -346,9 +378,16 @@ impl Accumulator {
                     self.reply_error = Some(error_text(c));
                 }
             }
-            "execute_result" => self.on_media(c.get("data").unwrap_or(&Value::Null), true),
-            "display_data" => self.on_media(c.get("data").unwrap_or(&Value::Null), false),
-            "error" => self.error = Some(error_text(c)),
+            "execute_result" | "display_data" => {
+                let data = c.get("data").unwrap_or(&Value::Null);
+                self.emit(|| json!({ "type": "display", "data": data, "result": m.msg_type == "execute_result" }));
+                self.on_media(data, m.msg_type == "execute_result");
+            }
+            "error" => {
+                let text = error_text(c);
+                self.emit(|| json!({ "type": "error", "data": text }));
+                self.error = Some(text);
+            }
             other => debug!(msg_type = other, "kernel message ignored"),
         }
     }
@@ -494,6 +533,18 @@ impl KernelManager {
     /// Runs one cell. Never fails at the HTTP level: every problem is
     /// reported in `error` with `success: false`.
     pub async fn execute(self: Arc<Self>, code: String, timeout_secs: u64, silent: bool) -> ExecResponse {
+        self.execute_streamed(code, timeout_secs, silent, None).await
+    }
+
+    /// As [`execute`](Self::execute), also sending each piece of output to
+    /// `tap` as it arrives; the cell is interrupted when `tap` closes.
+    pub async fn execute_streamed(
+        self: Arc<Self>,
+        code: String,
+        timeout_secs: u64,
+        silent: bool,
+        tap: Option<mpsc::UnboundedSender<Value>>,
+    ) -> ExecResponse {
         let mut slot = self.slot.lock().await;
         let mut restarted = false;
         if slot.as_ref().is_none_or(|k| k.is_dead()) {
@@ -521,7 +572,7 @@ impl KernelManager {
         drop(line);
 
         let started = Instant::now();
-        let mut acc = Accumulator::default();
+        let mut acc = Accumulator { tap, ..Accumulator::default() };
         let deadline = started + Duration::from_secs(timeout_secs);
         let mut error_override = None;
         match kernel.collect(&id, &mut acc, deadline).await {
@@ -898,6 +949,53 @@ pub struct ExecRequest {
     pub timeout: i64,
     #[serde(default)]
     pub silent: bool,
+}
+
+/// `POST /ipython/exec/stream` (Bay's extension, `stream.rs`): the body
+/// of `/ipython/exec`; the answer is NDJSON events as the cell produces
+/// them — `stdout` (`data`: printed text), `display` (`data`: the mime
+/// bundle, `result`: true for the cell's value), `error` (`data`: the
+/// traceback) — each with `seq` 1, 2, …, then one `result` event carrying
+/// exactly the `/ipython/exec` answer (`success`, `execution_count`,
+/// `output`, `error`). Closing the connection interrupts the cell.
+pub async fn exec_stream_handler(State(state): State<AppState>, ApiJson(req): ApiJson<ExecRequest>) -> Result<axum::response::Response, AppError> {
+    if req.code.len() > MAX_PYTHON_CODE {
+        return Err(AppError::too_large(format!(
+            "Code is too large ({} bytes > {MAX_PYTHON_CODE} bytes); write it to a file and run that",
+            req.code.len()
+        )));
+    }
+    let timeout = req.timeout.clamp(1, 7 * 24 * 3600) as u64;
+    let (tap, mut events) = mpsc::unbounded_channel::<Value>();
+    let (out, lines) = mpsc::channel::<bytes::Bytes>(32);
+    let kernel = state.kernel.clone();
+    tokio::spawn(async move {
+        let run = tokio::spawn(kernel.execute_streamed(req.code, timeout, req.silent, Some(tap)));
+        let mut seq = 0u64;
+        let mut numbered = |mut v: Value| {
+            seq += 1;
+            v["seq"] = json!(seq);
+            crate::stream::line(&v)
+        };
+        // Forward until the execution drops its tap (it has finished);
+        // a reader that went away closes `out` and the cell is interrupted.
+        while let Some(v) = events.recv().await {
+            if out.send(numbered(v)).await.is_err() {
+                events.close();
+            }
+        }
+        let answer = match run.await {
+            Ok(r) => serde_json::to_value(r).unwrap_or_default(),
+            Err(e) => serde_json::to_value(ExecResponse::failure(format!("Failed to execute code: {e}"))).unwrap_or_default(),
+        };
+        let mut result = json!({ "type": "result" });
+        if let (Some(r), Some(a)) = (result.as_object_mut(), answer.as_object()) {
+            r.extend(a.clone());
+        }
+        let _ = out.send(numbered(result)).await;
+    });
+    let lines = futures::stream::unfold(lines, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    Ok(crate::stream::ndjson_response(lines))
 }
 
 /// `POST /ipython/exec`. The execution runs in its own task so a client
