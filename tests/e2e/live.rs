@@ -90,7 +90,6 @@ async fn streamed_shell_output_arrives_while_the_command_runs() {
         match e.event.as_str() {
             "stdout" => stdout.push_str(e.data["data"].as_str().unwrap()),
             "stderr" => stderr.push_str(e.data["data"].as_str().unwrap()),
-            "exit" => assert_eq!(e.data["exit_code"], 0, "{:?}", e.data),
             "result" => {
                 result = Some(e.data);
                 break;
@@ -195,7 +194,14 @@ async fn live_errors_are_envelopes() {
     let (status, e) = c.get(&format!("/v1/sandboxes/{id}/processes/{pid}/output?from_seq=1000")).await;
     assert_eq!(status, 400, "{e}");
     let (status, e) = c.post(&format!("/v1/sandboxes/{id}/processes/{pid}/resize"), json!({ "cols": 0, "rows": 24 })).await;
-    assert_eq!(status, 400, "{e}");
+    assert_eq!(status, 422, "{e}");
+    assert_eq!(e["error"]["details"]["errors"][0]["loc"], json!(["body", "cols"]), "{e}");
+    // A signal by number works like one by name; an id that cannot exist is 404.
+    let (_, p) = c.post(&format!("/v1/sandboxes/{id}/processes"), json!({ "command": "sleep 300" })).await;
+    let (status, r) = c.post(&format!("/v1/sandboxes/{id}/processes/{}/signal", p["id"].as_str().unwrap()), json!({ "signal": 9 })).await;
+    assert_eq!(status, 200, "{r}");
+    let (status, e) = c.get(&format!("/v1/sandboxes/{id}/processes/a.b")).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (404, Some("not_found")), "{e}");
     // The terminal is a WebSocket; a plain GET says so.
     let (status, e) = c.get(&format!("/v1/sandboxes/{id}/terminal")).await;
     assert_eq!(status, 400, "{e}");

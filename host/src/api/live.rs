@@ -228,6 +228,14 @@ async fn json_op(state: &AppState, owner: &str, id: &str, op: impl FnOnce() -> B
     Ok((StatusCode::from_u16(status).unwrap_or(StatusCode::OK), Json(v)).into_response())
 }
 
+/// A process id as runtimes hand them out; anything else cannot exist.
+fn check_pid(pid: &str) -> BayResult<()> {
+    if pid.is_empty() || pid.len() > 64 || !pid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(BayError::not_found(format!("Process not found: {pid}")));
+    }
+    Ok(())
+}
+
 fn u16_in(v: Option<i64>, default: u16, field: &str) -> BayResult<u16> {
     let v = v.unwrap_or(i64::from(default));
     super::extract::check_range(v, 1, 1000, &["body", field])?;
@@ -275,6 +283,7 @@ pub async fn list(State(state): State<AppState>, Owner(owner): Owner, Path(id): 
 
 /// `GET /v1/sandboxes/{id}/processes/{pid}`.
 pub async fn get(State(state): State<AppState>, Owner(owner): Owner, Path((id, pid)): Path<(String, String)>) -> BayResult<Response> {
+    check_pid(&pid)?;
     json_op(&state, &owner, &id, || Ok(LiveOp::ProcessGet { id: pid })).await
 }
 
@@ -290,6 +299,7 @@ struct StdinBody {
 
 /// `POST …/processes/{pid}/stdin` `{data | data_base64, eof?}`.
 pub async fn stdin(State(state): State<AppState>, Owner(owner): Owner, Path((id, pid)): Path<(String, String)>, body: Bytes) -> BayResult<Response> {
+    check_pid(&pid)?;
     let b: StdinBody = parse_body(&body)?;
     json_op(&state, &owner, &id, || {
         let data = match (b.data, b.data_base64) {
@@ -312,6 +322,7 @@ struct SignalBody {
 
 /// `POST …/processes/{pid}/signal` `{signal: "INT" | "TERM" | … | number}`.
 pub async fn signal(State(state): State<AppState>, Owner(owner): Owner, Path((id, pid)): Path<(String, String)>, body: Bytes) -> BayResult<Response> {
+    check_pid(&pid)?;
     let b: SignalBody = parse_body(&body)?;
     let signal = match &b.signal {
         Value::String(s) => s.clone(),
@@ -329,6 +340,7 @@ struct ResizeBody {
 
 /// `POST …/processes/{pid}/resize` `{cols, rows}` (PTY processes).
 pub async fn resize(State(state): State<AppState>, Owner(owner): Owner, Path((id, pid)): Path<(String, String)>, body: Bytes) -> BayResult<Response> {
+    check_pid(&pid)?;
     let b: ResizeBody = parse_body(&body)?;
     let (cols, rows) = (u16_in(Some(b.cols), 80, "cols")?, u16_in(Some(b.rows), 24, "rows")?);
     json_op(&state, &owner, &id, || Ok(LiveOp::ProcessResize { id: pid, cols, rows })).await
@@ -351,6 +363,7 @@ pub async fn output(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> BayResult<Response> {
+    check_pid(&pid)?;
     let query: OutputQuery = parse_query(q.as_deref())?;
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(|v| {
         v.trim()
@@ -365,9 +378,23 @@ pub async fn output(
     let follow = query.follow.unwrap_or(stream);
     let (sandbox, profile) = target(&state, &owner, &id).await?;
     let t = state.sandboxes.live(&sandbox, &profile, LiveOp::ProcessOutput { id: pid, from_seq, follow: stream && follow }).await?;
-    if !stream {
+    if !stream || !follow {
         let (status, v) = crate::live::json(&t.link, &t.request).await?;
-        return Ok((StatusCode::from_u16(status).unwrap_or(StatusCode::OK), Json(v)).into_response());
+        if !stream || status != 200 {
+            return Ok((StatusCode::from_u16(status).unwrap_or(StatusCode::OK), Json(v)).into_response());
+        }
+        // SSE without following: the events held now, then the end.
+        let (tx, rx) = mpsc::channel(64);
+        let events: Vec<Value> = v["events"].as_array().cloned().unwrap_or_default();
+        tokio::spawn(async move {
+            let _in_use: LiveTarget = t;
+            for v in &events {
+                if tx.send(event(v)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        return Ok(sse(rx));
     }
     let resp = crate::live::send(&t.link, &t.request, None).await?;
     let (tx, rx) = mpsc::channel(64);

@@ -199,7 +199,11 @@ impl RuntimeAdapter for Ship {
                     json!({ "data_base64": base64::engine::general_purpose::STANDARD.encode(&i.data), "eof": i.eof }),
                 )
             }
-            O::ProcessSignal(s) => post(format!("/processes/{}/signal", s.id), json!({ "signal": s.signal })),
+            O::ProcessSignal(s) => {
+                // Ship takes a name ("TERM") or a number (15), not a number in a string.
+                let signal = s.signal.parse::<i64>().map(Value::from).unwrap_or(Value::String(s.signal));
+                post(format!("/processes/{}/signal", s.id), json!({ "signal": signal }))
+            }
             O::ProcessResize(r) => post(format!("/processes/{}/resize", r.id), json!({ "cols": r.cols, "rows": r.rows })),
             O::Terminal(t) => get("/term/ws".into(), vec![("cols".into(), t.cols.to_string()), ("rows".into(), t.rows.to_string())]),
         })
