@@ -81,7 +81,7 @@ fn create_postgres_database(server: &str, name: &str) {
 /// Removes containers and volumes a previous (crashed) test run left behind.
 pub fn remove_leftovers() {
     let ours = |args: &[&str], format: &str| -> Vec<String> {
-        let out = Command::new("docker").args(args).args(["--filter", "label=bay.instance_id", "--format", format]).output().expect("docker");
+        let out = engine::cli().args(args).args(["--filter", "label=bay.instance_id", "--format", format]).output().expect("the engine's CLI");
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.split_once(' '))
@@ -91,15 +91,15 @@ pub fn remove_leftovers() {
     };
     let ids = ours(&["ps", "-a"], "{{.ID}} {{.Label \"bay.instance_id\"}}");
     if !ids.is_empty() {
-        let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+        let _ = engine::cli().arg("rm").arg("-f").args(&ids).output();
     }
     let vols = ours(&["volume", "ls"], "{{.Name}} {{.Label \"bay.instance_id\"}}");
     if !vols.is_empty() {
-        let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&vols).output();
+        let _ = engine::cli().args(["volume", "rm", "-f"]).args(&vols).output();
     }
     let nets = ours(&["network", "ls"], "{{.Name}} {{.Label \"bay.instance_id\"}}");
     if !nets.is_empty() {
-        let _ = Command::new("docker").args(["network", "rm"]).args(&nets).output();
+        let _ = engine::cli().args(["network", "rm"]).args(&nets).output();
     }
 }
 
@@ -118,7 +118,7 @@ fn start(name: &str, key: &str, anonymous: bool) -> TestBay {
         r#"
 server: {{ host: 127.0.0.1, port: 0 }}
 database: {{ url: "{db}" }}
-driver: {{ docker: {{ connect_mode: host_port, host_address: 127.0.0.1 }} }}
+{driver}
 security: {{ api_key: "{key}", allow_anonymous: {anonymous} }}
 gc: {{ instance_id: {instance_id} }}
 plugins: {{ dir: "{plugins}", cache_dir: "{cache}" }}
@@ -151,6 +151,7 @@ profiles:
       - {{ name: broken, image: "bay-e2e-no-such-image:latest", capabilities: [python] }}
 "#,
         db = database_url(&dir),
+        driver = engine::driver_yaml(),
         plugins = plugins_dir().display(),
         cache = workspace_root().join("target/e2e-component-cache").display(),
     );
@@ -265,12 +266,66 @@ impl Client {
     }
 }
 
-/// `docker` CLI helpers, to check what exists on the engine.
-pub mod docker {
+/// The engine the suite runs against, and how Bay reaches it:
+///
+/// - `BAY_TEST_ENGINE` = `docker` (default) or `podman` (Podman's
+///   Docker-compatible API service on the socket `BAY_TEST_PODMAN_SOCKET`,
+///   which `tests/podman.sh start` prints);
+/// - `BAY_TEST_DRIVER` = `builtin` (default on Docker) or `plugin` (the
+///   `docker-api` driver extension from `plugins/docker-api-driver`; always
+///   the case on Podman).
+///
+/// Tests look at the engine only through this module (its CLI speaks to the
+/// chosen engine: `docker`, or `podman --url` for Podman), so the same
+/// tests run on both.
+pub mod engine {
     use std::process::Command;
 
+    /// True when the suite runs on Podman.
+    pub fn is_podman() -> bool {
+        std::env::var("BAY_TEST_ENGINE").is_ok_and(|e| e == "podman")
+    }
+
+    /// True when Bay reaches the engine through the driver-extension plugin.
+    pub fn through_plugin() -> bool {
+        is_podman() || std::env::var("BAY_TEST_DRIVER").is_ok_and(|d| d == "plugin")
+    }
+
+    fn podman_socket() -> String {
+        std::env::var("BAY_TEST_PODMAN_SOCKET").expect("BAY_TEST_PODMAN_SOCKET (tests/podman.sh start prints it)")
+    }
+
+    /// The engine's command-line client.
+    pub fn cli() -> Command {
+        if is_podman() {
+            let mut c = Command::new("podman");
+            c.arg("--url").arg(format!("unix://{}", podman_socket()));
+            c
+        } else {
+            Command::new("docker")
+        }
+    }
+
+    /// The `driver:` line of a test Bay's config: the built-in Docker
+    /// driver, or the `docker-api` plugin on Docker's or Podman's socket
+    /// (Podman's session networks come from a pool of their own, so both
+    /// engines can run side by side on one host).
+    pub fn driver_yaml() -> String {
+        if !through_plugin() {
+            return "driver: { docker: { connect_mode: host_port, host_address: 127.0.0.1 } }".into();
+        }
+        let (endpoint, pool) = if is_podman() {
+            (format!("unix://{}", podman_socket()), "10.214.0.0/16")
+        } else {
+            ("unix:///var/run/docker.sock".into(), "10.213.0.0/16")
+        };
+        format!(
+            "driver: {{ type: plugin, plugin: {{ name: docker-api, endpoint: \"{endpoint}\", settings: {{ connect_mode: host_port, host_address: 127.0.0.1, session_subnet_pool: \"{pool}\" }} }} }}"
+        )
+    }
+
     fn lines(args: &[&str]) -> Vec<String> {
-        let out = Command::new("docker").args(args).output().expect("docker");
+        let out = cli().args(args).output().expect("the engine's CLI");
         String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
     }
 
@@ -280,7 +335,7 @@ pub mod docker {
     }
 
     pub fn volume_exists(name: &str) -> bool {
-        Command::new("docker").args(["volume", "inspect", name]).output().map(|o| o.status.success()).unwrap_or(false)
+        cli().args(["volume", "inspect", name]).output().map(|o| o.status.success()).unwrap_or(false)
     }
 
     pub fn inspect(container: &str, format: &str) -> String {
@@ -320,8 +375,9 @@ impl BayProcess {
     pub fn base_config(dir: &std::path::Path, instance_id: &str, port: u16) -> String {
         let key = "sk-e2e-process-key";
         format!(
-            "server: {{host: 127.0.0.1, port: {port}}}\ndatabase: {{url: \"{db}\"}}\nsecurity: {{api_key: {key}, allow_anonymous: false}}\ndriver: {{docker: {{connect_mode: host_port}}}}\ngc: {{instance_id: {instance_id}, run_on_startup: true}}\nplugins: {{dir: \"{plugins}\", cache_dir: \"{cache}\"}}\n",
+            "server: {{host: 127.0.0.1, port: {port}}}\ndatabase: {{url: \"{db}\"}}\nsecurity: {{api_key: {key}, allow_anonymous: false}}\n{driver}\ngc: {{instance_id: {instance_id}, run_on_startup: true}}\nplugins: {{dir: \"{plugins}\", cache_dir: \"{cache}\"}}\n",
             db = database_url(dir),
+            driver = engine::driver_yaml(),
             plugins = plugins_dir().display(),
             cache = workspace_root().join("target/e2e-component-cache").display(),
         )
@@ -389,19 +445,19 @@ pub fn free_port() -> u16 {
 pub fn remove_instance(instance_id: &str) {
     let label = format!("label=bay.instance_id={instance_id}");
     let list = |args: &[&str]| -> Vec<String> {
-        let out = Command::new("docker").args(args).args(["--filter", &label]).output().expect("docker");
+        let out = engine::cli().args(args).args(["--filter", &label]).output().expect("the engine's CLI");
         String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect()
     };
     let ids = list(&["ps", "-aq"]);
     if !ids.is_empty() {
-        let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+        let _ = engine::cli().arg("rm").arg("-f").args(&ids).output();
     }
     let vols = list(&["volume", "ls", "-q"]);
     if !vols.is_empty() {
-        let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&vols).output();
+        let _ = engine::cli().args(["volume", "rm", "-f"]).args(&vols).output();
     }
     let nets = list(&["network", "ls", "-q"]);
     if !nets.is_empty() {
-        let _ = Command::new("docker").args(["network", "rm"]).args(&nets).output();
+        let _ = engine::cli().args(["network", "rm"]).args(&nets).output();
     }
 }

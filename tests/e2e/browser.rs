@@ -3,7 +3,7 @@
 //! snapshot, a screenshot read back through the filesystem API and Python,
 //! the batch contract, traces, history, and browser state kept on the cargo.
 
-use bay_tests::{Client, docker, strict};
+use bay_tests::{Client, engine, strict};
 use serde_json::{Value, json};
 
 const PAGE: &str = r#"<!doctype html>
@@ -96,7 +96,7 @@ async fn drives_a_page_served_by_ship_and_keeps_state_on_the_cargo() {
     // Stop removes both containers; the profile lives on the cargo, so the
     // localStorage value is still there in a new browser.
     c.post(&format!("/v1/sandboxes/{id}/stop"), json!(null)).await;
-    assert!(docker::containers_with("bay.sandbox_id", &id).is_empty());
+    assert!(engine::containers_with("bay.sandbox_id", &id).is_empty());
     serve_page(&c, &id).await;
     ok(&c, &id, "open http://ship:8000/page.html").await;
     let kept = ok(&c, &id, "eval \"localStorage.getItem('greeted')\"").await;

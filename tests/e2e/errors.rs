@@ -52,7 +52,7 @@ async fn a_missing_image_is_a_500_envelope_not_a_bare_500() {
     assert!(r["error"]["message"].as_str().unwrap().contains("bay-e2e-no-such-image"), "{r}");
     assert!(r["error"]["request_id"].is_string());
     // Nothing is left behind, and the sandbox stays usable for the next attempt.
-    assert!(bay_tests::docker::containers_with("bay.sandbox_id", &id).is_empty());
+    assert!(bay_tests::engine::containers_with("bay.sandbox_id", &id).is_empty());
     let (_, g) = c.get(&format!("/v1/sandboxes/{id}")).await;
     assert_eq!(g["status"], "idle", "{g}");
     c.delete_sandbox(&id).await;
@@ -68,7 +68,7 @@ async fn a_runtime_that_never_answers_is_session_not_ready() {
     assert_eq!(r["error"]["details"]["sandbox_id"], id.as_str());
     assert!(r["error"]["details"]["retry_after_ms"].as_u64().unwrap() > 0);
     // The half-started container was removed.
-    assert!(bay_tests::docker::containers_with("bay.sandbox_id", &id).is_empty());
+    assert!(bay_tests::engine::containers_with("bay.sandbox_id", &id).is_empty());
     c.delete_sandbox(&id).await;
 }
 
@@ -118,11 +118,11 @@ async fn a_runtime_that_stops_answering_is_a_504_timeout() {
     let c = strict().client();
     let id = c.create_sandbox().await;
     c.python(&id, "x = 1", 30).await;
-    let container = bay_tests::docker::containers_with("bay.sandbox_id", &id).remove(0);
+    let container = bay_tests::engine::containers_with("bay.sandbox_id", &id).remove(0);
     // A paused container still accepts the connection but never answers.
-    std::process::Command::new("docker").args(["pause", &container]).output().unwrap();
+    bay_tests::engine::cli().args(["pause", &container]).output().unwrap();
     let (status, r) = c.post(&format!("/v1/sandboxes/{id}/python/exec"), json!({"code": "x", "timeout": 1})).await;
-    std::process::Command::new("docker").args(["unpause", &container]).output().unwrap();
+    bay_tests::engine::cli().args(["unpause", &container]).output().unwrap();
     assert_eq!(status, 504, "{r}");
     assert_eq!(code(&r), "timeout");
     assert_eq!(r["error"]["message"], "Ship request timed out: /ipython/exec");

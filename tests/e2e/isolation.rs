@@ -4,12 +4,12 @@
 //! Traffic goes only between the two test containers (and their own
 //! network's gateway).
 
-use bay_tests::{docker, strict};
+use bay_tests::{engine, strict};
 use serde_json::json;
 
 /// The container of a single-container sandbox.
 fn container_of(id: &str) -> String {
-    docker::containers_with("bay.sandbox_id", id).remove(0)
+    engine::containers_with("bay.sandbox_id", id).remove(0)
 }
 
 /// Tries a TCP connection from inside sandbox `from` (through its own shell):
@@ -33,33 +33,33 @@ async fn a_sandbox_cannot_reach_another_sandboxs_runtime() {
     let (ca, cb) = (container_of(&a), container_of(&b));
 
     // Each session sits on a network of its own, with nothing else on it.
-    let net_a = docker::inspect(&ca, "{{.HostConfig.NetworkMode}}");
-    let net_b = docker::inspect(&cb, "{{.HostConfig.NetworkMode}}");
+    let net_a = engine::inspect(&ca, "{{.HostConfig.NetworkMode}}");
+    let net_b = engine::inspect(&cb, "{{.HostConfig.NetworkMode}}");
     assert!(net_a.starts_with("bay_net_sess-") && net_b.starts_with("bay_net_sess-"), "{net_a} {net_b}");
     assert_ne!(net_a, net_b);
-    let members = docker::inspect(&net_b, "{{range .Containers}}{{.Name}} {{end}}");
+    let members = engine::inspect(&net_b, "{{range .Containers}}{{.Name}} {{end}}");
     assert_eq!(members.split_whitespace().count(), 1, "B's network holds B only: {members}");
 
     // A cannot open a connection to B's runtime port, by B's address...
-    let ip_b = docker::inspect(&cb, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}");
+    let ip_b = engine::inspect(&cb, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}");
     assert!(!ip_b.is_empty());
     let outcome = connect_from(&c, &a, &ip_b, 8123).await;
     assert_ne!(outcome, "open", "A reached B's runtime at {ip_b}:8123");
     // ...nor through the port B's runtime is published on (bound to the
     // engine host's loopback), by A's own gateway.
-    let gateway_a = docker::inspect(&ca, "{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}");
-    let published_b: u16 = docker::inspect(&cb, "{{(index (index .NetworkSettings.Ports \"8123/tcp\") 0).HostPort}}").parse().unwrap();
+    let gateway_a = engine::inspect(&ca, "{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}");
+    let published_b: u16 = engine::inspect(&cb, "{{(index (index .NetworkSettings.Ports \"8123/tcp\") 0).HostPort}}").parse().unwrap();
     let outcome = connect_from(&c, &a, &gateway_a, published_b).await;
     assert_ne!(outcome, "open", "A reached B's published port through {gateway_a}:{published_b}");
     // A still reaches its own runtime (the check itself works).
-    let ip_a = docker::inspect(&ca, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}");
+    let ip_a = engine::inspect(&ca, "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}");
     assert_eq!(connect_from(&c, &a, &ip_a, 8123).await, "open");
 
     // B's runtime refuses calls without its session's secret, or with A's.
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{published_b}/shell/exec");
     let secret = |container: &str| {
-        docker::inspect(container, "{{range .Config.Env}}{{println .}}{{end}}")
+        engine::inspect(container, "{{range .Config.Env}}{{println .}}{{end}}")
             .lines()
             .find_map(|l| l.strip_prefix("BAY_RUNTIME_TOKEN=").map(str::to_owned))
             .expect("a session secret")
@@ -78,7 +78,7 @@ async fn a_sandbox_cannot_reach_another_sandboxs_runtime() {
     c.delete_sandbox(&b).await;
     // Deleting removes the session networks too.
     for net in [net_a, net_b] {
-        let gone = !std::process::Command::new("docker").args(["network", "inspect", &net]).output().unwrap().status.success();
+        let gone = !bay_tests::engine::cli().args(["network", "inspect", &net]).output().unwrap().status.success();
         assert!(gone, "{net} was removed");
     }
 }

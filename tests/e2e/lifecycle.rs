@@ -1,4 +1,4 @@
-use bay_tests::{docker, strict};
+use bay_tests::{engine, strict};
 use reqwest::Method;
 
 #[tokio::test]
@@ -47,12 +47,12 @@ async fn stop_drops_the_session_and_keeps_files() {
     let id = c.create_sandbox().await;
     c.python(&id, "secret = 'kept in memory'", 30).await;
     c.shell(&id, "echo persisted > file.txt").await;
-    let first = docker::containers_with("bay.sandbox_id", &id);
+    let first = engine::containers_with("bay.sandbox_id", &id);
     assert_eq!(first.len(), 1);
 
     let (status, r) = c.post(&format!("/v1/sandboxes/{id}/stop"), serde_json::json!(null)).await;
     assert_eq!((status, &r), (200, &serde_json::json!({"status": "stopped"})));
-    assert!(docker::containers_with("bay.sandbox_id", &id).is_empty(), "stop removes the compute");
+    assert!(engine::containers_with("bay.sandbox_id", &id).is_empty(), "stop removes the compute");
     let (_, g) = c.get(&format!("/v1/sandboxes/{id}")).await;
     assert_eq!(g["status"], "idle");
     assert!(g["idle_expires_at"].is_null());
@@ -65,7 +65,7 @@ async fn stop_drops_the_session_and_keeps_files() {
     assert_eq!(r["output"], "False");
     let r = c.shell(&id, "cat file.txt").await;
     assert_eq!(r["output"], "persisted");
-    let second = docker::containers_with("bay.sandbox_id", &id);
+    let second = engine::containers_with("bay.sandbox_id", &id);
     assert_eq!(second.len(), 1);
     assert_ne!(first, second);
     c.delete_sandbox(&id).await;
@@ -78,20 +78,25 @@ async fn delete_removes_container_volume_and_sandbox() {
     let id = s["id"].as_str().unwrap().to_owned();
     let volume = format!("bay-cargo-{}", s["cargo_id"].as_str().unwrap());
     c.shell(&id, "echo x > f").await;
-    let containers = docker::containers_with("bay.sandbox_id", &id);
+    let containers = engine::containers_with("bay.sandbox_id", &id);
     assert_eq!(containers.len(), 1);
-    assert!(docker::volume_exists(&volume));
+    assert!(engine::volume_exists(&volume));
     // The container carries Bay's labels and runs hardened.
     let c0 = &containers[0];
-    assert_eq!(docker::inspect(c0, "{{index .Config.Labels \"bay.instance_id\"}}"), strict().instance_id);
-    assert_eq!(docker::inspect(c0, "{{index .Config.Labels \"bay.managed\"}}"), "true");
-    assert_eq!(docker::inspect(c0, "{{.Config.User}}"), "1000:1000");
-    assert_eq!(docker::inspect(c0, "{{.HostConfig.CapDrop}}"), "[ALL]");
-    assert_eq!(docker::inspect(c0, "{{.HostConfig.PidsLimit}}"), "256");
-    assert_eq!(docker::inspect(c0, "{{.HostConfig.ReadonlyRootfs}}"), "true");
-    assert_eq!(docker::inspect(c0, "{{.HostConfig.SecurityOpt}}"), "[no-new-privileges:true]");
-    assert!(docker::inspect(c0, "{{json .HostConfig.Tmpfs}}").contains("/tmp"));
-    assert_eq!(docker::inspect(c0, "{{.HostConfig.Memory}}"), (1u64 << 30).to_string());
+    assert_eq!(engine::inspect(c0, "{{index .Config.Labels \"bay.instance_id\"}}"), strict().instance_id);
+    assert_eq!(engine::inspect(c0, "{{index .Config.Labels \"bay.managed\"}}"), "true");
+    assert_eq!(engine::inspect(c0, "{{.Config.User}}"), "1000:1000");
+    // Docker reports the request (`[ALL]`), Podman the capabilities it
+    // dropped; either way the bounding set inside is empty (below).
+    let cap_drop = engine::inspect(c0, "{{.HostConfig.CapDrop}}");
+    assert!(cap_drop == "[ALL]" || ["CHOWN", "DAC_OVERRIDE", "SETUID", "KILL"].iter().all(|c| cap_drop.contains(c)), "{cap_drop}");
+    assert_eq!(engine::inspect(c0, "{{.HostConfig.PidsLimit}}"), "256");
+    assert_eq!(engine::inspect(c0, "{{.HostConfig.ReadonlyRootfs}}"), "true");
+    assert!(engine::inspect(c0, "{{.HostConfig.SecurityOpt}}").contains("no-new-privileges"));
+    let status = c.shell(&id, "grep -E '^(CapBnd|NoNewPrivs)' /proc/self/status").await;
+    assert_eq!(status["output"], "CapBnd:\t0000000000000000\nNoNewPrivs:\t1", "{status}");
+    assert!(engine::inspect(c0, "{{json .HostConfig.Tmpfs}}").contains("/tmp"));
+    assert_eq!(engine::inspect(c0, "{{.HostConfig.Memory}}"), (1u64 << 30).to_string());
     // Only the workspace and tmp are writable; the Docker socket is not there.
     let r = c
         .shell(
@@ -100,11 +105,11 @@ async fn delete_removes_container_volume_and_sandbox() {
         )
         .await;
     assert_eq!(r["output"], "fine\n1\nno-socket", "{r}");
-    assert!(docker::inspect(c0, "{{json .NetworkSettings.Ports}}").contains("\"HostIp\":\"127.0.0.1\""));
+    assert!(engine::inspect(c0, "{{json .NetworkSettings.Ports}}").contains("\"HostIp\":\"127.0.0.1\""));
 
     c.delete_sandbox(&id).await;
-    assert!(docker::containers_with("bay.sandbox_id", &id).is_empty());
-    assert!(!docker::volume_exists(&volume), "the managed cargo volume is deleted");
+    assert!(engine::containers_with("bay.sandbox_id", &id).is_empty());
+    assert!(!engine::volume_exists(&volume), "the managed cargo volume is deleted");
     let (status, r) = c.get(&format!("/v1/sandboxes/{id}")).await;
     assert_eq!(status, 404, "{r}");
     assert_eq!(r["error"]["code"], "not_found");
@@ -128,6 +133,6 @@ async fn concurrent_first_calls_start_one_container() {
     for (i, r) in results.iter().enumerate() {
         assert_eq!(r["output"], (i * 2).to_string(), "{r}");
     }
-    assert_eq!(docker::containers_with("bay.sandbox_id", &id).len(), 1);
+    assert_eq!(engine::containers_with("bay.sandbox_id", &id).len(), 1);
     c.delete_sandbox(&id).await;
 }

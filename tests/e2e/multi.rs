@@ -1,11 +1,11 @@
 //! Multi-container sessions (Shipyard Neo's contract, docs/compatibility.md): one network per session, sibling
 //! DNS by container name, one cargo shared by all, all-or-nothing start.
 
-use bay_tests::{docker, strict};
+use bay_tests::{engine, strict};
 use serde_json::json;
 
 fn network_exists(name: &str) -> bool {
-    std::process::Command::new("docker").args(["network", "inspect", name]).output().map(|o| o.status.success()).unwrap_or(false)
+    bay_tests::engine::cli().args(["network", "inspect", name]).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
 #[tokio::test]
@@ -29,27 +29,28 @@ async fn containers_share_a_network_and_the_cargo() {
     assert!(containers.iter().all(|c| c["healthy"] == true && c["version"].is_string()));
     assert_eq!(containers[1]["capabilities"], json!(["python"]));
 
-    let ids = docker::containers_with("bay.sandbox_id", &id);
+    let ids = engine::containers_with("bay.sandbox_id", &id);
     assert_eq!(ids.len(), 2);
-    let mut names: Vec<String> = ids.iter().map(|c| docker::inspect(c, "{{.Name}}")).collect();
+    // Docker's CLI prints names with a leading slash, Podman's without.
+    let mut names: Vec<String> = ids.iter().map(|c| engine::inspect(c, "{{.Name}}").trim_start_matches('/').to_owned()).collect();
     names.sort();
-    let session = docker::inspect(&ids[0], "{{index .Config.Labels \"bay.session_id\"}}");
-    assert_eq!(names, [format!("/bay-{session}-ship"), format!("/bay-{session}-worker")]);
+    let session = engine::inspect(&ids[0], "{{index .Config.Labels \"bay.session_id\"}}");
+    assert_eq!(names, [format!("bay-{session}-ship"), format!("bay-{session}-worker")]);
     let network = format!("bay_net_{session}");
     assert!(network_exists(&network));
     // Both mount the sandbox's cargo: the worker sees what Ship wrote.
-    let worker = ids.iter().find(|c| docker::inspect(c, "{{.Name}}").ends_with("-worker")).unwrap();
-    let out = std::process::Command::new("docker").args(["exec", worker, "cat", "/workspace/shared.txt"]).output().unwrap();
+    let worker = ids.iter().find(|c| engine::inspect(c, "{{.Name}}").ends_with("-worker")).unwrap();
+    let out = bay_tests::engine::cli().args(["exec", worker, "cat", "/workspace/shared.txt"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from-ship");
 
     // Stop removes both and the network; the next call starts both again.
     c.post(&format!("/v1/sandboxes/{id}/stop"), json!(null)).await;
-    assert!(docker::containers_with("bay.sandbox_id", &id).is_empty());
+    assert!(engine::containers_with("bay.sandbox_id", &id).is_empty());
     assert!(!network_exists(&network));
     assert_eq!(c.shell(&id, "cat shared.txt").await["output"], "from-ship");
-    assert_eq!(docker::containers_with("bay.sandbox_id", &id).len(), 2);
+    assert_eq!(engine::containers_with("bay.sandbox_id", &id).len(), 2);
     c.delete_sandbox(&id).await;
-    assert!(docker::containers_with("bay.sandbox_id", &id).is_empty());
+    assert!(engine::containers_with("bay.sandbox_id", &id).is_empty());
 }
 
 #[tokio::test]
@@ -60,8 +61,8 @@ async fn a_failed_container_fails_the_whole_session_and_leaves_nothing() {
     let (status, r) = c.post(&format!("/v1/sandboxes/{id}/python/exec"), json!({"code": "1"})).await;
     assert_eq!(status, 500, "{r}");
     assert!(r["error"]["message"].as_str().unwrap().contains("bay-e2e-no-such-image"), "{r}");
-    assert!(docker::containers_with("bay.sandbox_id", &id).is_empty(), "the healthy sibling was removed too");
-    let out = std::process::Command::new("docker").args(["network", "ls", "-q", "--filter", &format!("label=bay.sandbox_id={id}")]).output().unwrap();
+    assert!(engine::containers_with("bay.sandbox_id", &id).is_empty(), "the healthy sibling was removed too");
+    let out = bay_tests::engine::cli().args(["network", "ls", "-q", "--filter", &format!("label=bay.sandbox_id={id}")]).output().unwrap();
     assert!(out.stdout.is_empty(), "the session network was removed");
     c.delete_sandbox(&id).await;
 }

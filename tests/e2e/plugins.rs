@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use bay_tests::{BayProcess, Client, docker, free_port, workspace_root};
+use bay_tests::{BayProcess, Client, engine, free_port, workspace_root};
 use serde_json::{Value, json};
 
 fn copy_plugin(from: &Path, to: &Path) {
@@ -248,23 +248,23 @@ async fn sandboxes_through_a_driver_plugin(instance: &str, d: DriverPlugin<'_>) 
     let r = c.python(&id, "import os\nprint(os.environ['VIA'], 40 + 2)", 30).await;
     assert_eq!(r["output"].as_str().map(str::trim), Some("driver-extension 42"), "{r}");
     c.shell(&id, "echo kept > note.txt").await;
-    let containers = docker::containers_with("bay.sandbox_id", &id);
+    let containers = engine::containers_with("bay.sandbox_id", &id);
     assert_eq!(containers.len(), 1);
-    assert_eq!(docker::inspect(&containers[0], "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.PidsLimit}}"), "true 256");
+    assert_eq!(engine::inspect(&containers[0], "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.PidsLimit}}"), "true 256");
     let cargo = c.get(&format!("/v1/sandboxes/{id}")).await.1["cargo_id"].as_str().unwrap().to_owned();
-    assert!(docker::volume_exists(&format!("bay-cargo-{cargo}")));
+    assert!(engine::volume_exists(&format!("bay-cargo-{cargo}")));
 
     // Stop and restart keep the files; a multi-container session gets its
     // network and sibling DNS through the plugin too.
     c.post(&format!("/v1/sandboxes/{id}/stop"), json!(null)).await;
-    assert!(docker::containers_with("bay.sandbox_id", &id).is_empty());
+    assert!(engine::containers_with("bay.sandbox_id", &id).is_empty());
     assert_eq!(c.shell(&id, "cat note.txt").await["output"].as_str().map(str::trim), Some("kept"));
     let (_, s) = c.post("/v1/sandboxes", json!({"profile": "two-ships"})).await;
     let pair = s["id"].as_str().unwrap().to_owned();
     let r = c.shell(&pair, "curl -s http://worker:8123/health").await;
     assert!(r["output"].as_str().unwrap().contains("healthy"), "{r}");
-    for container in docker::containers_with("bay.sandbox_id", &pair) {
-        let nets = docker::inspect(&container, "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}");
+    for container in engine::containers_with("bay.sandbox_id", &pair) {
+        let nets = engine::inspect(&container, "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}");
         assert!(nets.trim().starts_with("bay_net_") && !nets.trim().contains(' '), "only the session network: {nets}");
         assert!(pool.is_none_or(|p| nets.contains(&format!("={p}"))), "an address from the pool {pool:?}: {nets}");
     }
@@ -272,9 +272,9 @@ async fn sandboxes_through_a_driver_plugin(instance: &str, d: DriverPlugin<'_>) 
     // Delete removes containers, networks and the managed volume.
     c.delete_sandbox(&id).await;
     c.delete_sandbox(&pair).await;
-    assert!(docker::containers_with("bay.sandbox_id", &id).is_empty());
-    assert!(docker::containers_with("bay.sandbox_id", &pair).is_empty());
-    assert!(!docker::volume_exists(&format!("bay-cargo-{cargo}")));
+    assert!(engine::containers_with("bay.sandbox_id", &id).is_empty());
+    assert!(engine::containers_with("bay.sandbox_id", &pair).is_empty());
+    assert!(!engine::volume_exists(&format!("bay-cargo-{cargo}")));
     drop(bay);
     bay_tests::remove_instance(instance);
 }

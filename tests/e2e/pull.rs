@@ -64,10 +64,12 @@ fn image_present(image: &str) -> bool {
 async fn bay_with(dir: &std::path::Path, policy: &str, image: &str) -> BayProcess {
     let profiles = format!("profiles:\n  - {{id: pulled, image: \"{image}\"}}\n");
     let port = free_port();
-    let base = BayProcess::base_config(dir, INSTANCE, port).replace(
-        "driver: {docker: {connect_mode: host_port}}",
-        &format!("driver: {{image_pull_policy: {policy}, docker: {{connect_mode: host_port}}}}"),
-    );
+    // The built-in driver on Docker, whatever engine the rest of the suite uses.
+    let driver = format!("driver: {{image_pull_policy: {policy}, docker: {{connect_mode: host_port}}}}");
+    let base: String = BayProcess::base_config(dir, INSTANCE, port)
+        .lines()
+        .map(|l| if l.starts_with("driver:") { driver.clone() + "\n" } else { l.to_owned() + "\n" })
+        .collect();
     let bay = BayProcess::spawn(dir, port, &(base + &profiles));
     bay.wait_ready().await;
     bay

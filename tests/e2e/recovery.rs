@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use bay_tests::{BayProcess, docker, free_port, strict};
+use bay_tests::{BayProcess, engine, free_port, strict};
 use rand::Rng;
 use serde_json::json;
 
@@ -13,21 +13,21 @@ async fn a_killed_runtime_is_replaced_on_the_next_call() {
     let id = c.create_sandbox().await;
     c.shell(&id, "echo survives > f.txt").await;
     c.python(&id, "x = 1", 30).await;
-    let first = docker::containers_with("bay.sandbox_id", &id);
+    let first = engine::containers_with("bay.sandbox_id", &id);
     assert_eq!(first.len(), 1);
-    std::process::Command::new("docker").args(["kill", &first[0]]).output().unwrap();
+    bay_tests::engine::cli().args(["kill", &first[0]]).output().unwrap();
 
     // The next call succeeds on a new runtime; files are kept, memory is not.
     let r = c.python(&id, "print('x' in globals())", 60).await;
     assert_eq!(r["success"], true, "{r}");
     assert_eq!(r["output"], "False");
     assert_eq!(c.shell(&id, "cat f.txt").await["output"], "survives");
-    let second: Vec<String> = docker::containers_with("bay.sandbox_id", &id);
+    let second: Vec<String> = engine::containers_with("bay.sandbox_id", &id);
     assert_eq!(second.len(), 1);
     assert_ne!(first, second);
 
     // Killed right before a call, without giving Bay time to see the event.
-    std::process::Command::new("docker").args(["kill", &second[0]]).output().unwrap();
+    bay_tests::engine::cli().args(["kill", &second[0]]).output().unwrap();
     let (status, r) = c.post(&format!("/v1/sandboxes/{id}/shell/exec"), json!({"command": "cat f.txt"})).await;
     assert!(status == 200 || status == 503, "{status} {r}");
     if status == 503 {
@@ -40,7 +40,7 @@ async fn a_killed_runtime_is_replaced_on_the_next_call() {
 
 fn engine_objects(instance: &str) -> (Vec<String>, Vec<String>) {
     let list = |args: &[&str]| -> Vec<String> {
-        let out = std::process::Command::new("docker").args(args).args(["--filter", &format!("label=bay.instance_id={instance}")]).output().unwrap();
+        let out = bay_tests::engine::cli().args(args).args(["--filter", &format!("label=bay.instance_id={instance}")]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
     };
     (list(&["ps", "-aq"]), list(&["volume", "ls", "-q"]))
@@ -98,7 +98,7 @@ async fn kill_dash_nine_during_work_leaves_no_orphans_and_nothing_stuck() {
     let (containers, volumes) = engine_objects(instance);
     let ids: Vec<&str> = sandboxes.iter().map(|s| s["id"].as_str().unwrap()).collect();
     for cid in &containers {
-        let owner = docker::inspect(cid, "{{index .Config.Labels \"bay.sandbox_id\"}}");
+        let owner = engine::inspect(cid, "{{index .Config.Labels \"bay.sandbox_id\"}}");
         assert!(ids.contains(&owner.as_str()), "orphan container {cid} of {owner}");
     }
     let cargos: Vec<String> = sandboxes.iter().map(|s| format!("bay-cargo-{}", s["cargo_id"].as_str().unwrap())).collect();
@@ -139,7 +139,7 @@ async fn idle_gc_never_reclaims_a_session_mid_call() {
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let (_, gc) = c.post("/v1/admin/gc/run", json!({"tasks": ["idle_session"]})).await;
     assert!(gc["results"][0]["cleaned_count"].as_u64().unwrap() >= 1, "{gc}");
-    assert!(docker::containers_with("bay.sandbox_id", &id).is_empty());
+    assert!(engine::containers_with("bay.sandbox_id", &id).is_empty());
     c.delete_sandbox(&id).await;
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use bay_tests::{BayProcess, Client, database_url, docker, free_port, on_postgres};
+use bay_tests::{BayProcess, Client, database_url, engine, free_port, on_postgres};
 use futures::future::join_all;
 use serde_json::{Value, json};
 
@@ -86,7 +86,7 @@ async fn replicas_share_one_postgres_and_survive_losing_one() {
     }))
     .await;
     for id in &ids {
-        assert_eq!(docker::containers_with("bay.sandbox_id", id).len(), 1, "one container for {id}");
+        assert_eq!(engine::containers_with("bay.sandbox_id", id).len(), 1, "one container for {id}");
     }
 
     // Concurrent first calls through all replicas start one container.
@@ -97,7 +97,7 @@ async fn replicas_share_one_postgres_and_survive_losing_one() {
     }))
     .await;
     assert!(outs.iter().all(|o| !o.is_empty() && *o == outs[0]), "all calls hit one container: {outs:?}");
-    assert_eq!(docker::containers_with("bay.sandbox_id", &fresh).len(), 1);
+    assert_eq!(engine::containers_with("bay.sandbox_id", &fresh).len(), 1);
 
     // One Idempotency-Key through all replicas at once: one sandbox.
     let key = format!("replicas-{}", free_port());
@@ -154,8 +154,8 @@ async fn replicas_share_one_postgres_and_survive_losing_one() {
     }
     let idle = create(&survivors[0], json!({"profile": "quick-idle"})).await.unwrap();
     survivors[1].python(&idle, "1", 60).await;
-    assert_eq!(docker::containers_with("bay.sandbox_id", &idle).len(), 1);
-    while !docker::containers_with("bay.sandbox_id", &idle).is_empty() {
+    assert_eq!(engine::containers_with("bay.sandbox_id", &idle).len(), 1);
+    while !engine::containers_with("bay.sandbox_id", &idle).is_empty() {
         assert!(Instant::now() < deadline + Duration::from_secs(30), "idle GC did not run after the leader died");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -165,7 +165,7 @@ async fn replicas_share_one_postgres_and_survive_losing_one() {
     for (i, id) in all.iter().enumerate() {
         survivors[i % 2].delete_sandbox(id).await;
     }
-    let left = std::process::Command::new("docker").args(["ps", "-aq", "--filter", &format!("label=bay.instance_id={INSTANCE}")]).output().unwrap();
+    let left = bay_tests::engine::cli().args(["ps", "-aq", "--filter", &format!("label=bay.instance_id={INSTANCE}")]).output().unwrap();
     let left = String::from_utf8_lossy(&left.stdout).lines().count();
     // Creates that the killed replica never answered may have left a sandbox
     // (committed, never reported): listed, so the survivors' GC owns it.

@@ -2,15 +2,15 @@
 //! images and ours are interchangeable, so these endpoints must behave alike.
 //! Driven directly on the runtime's published port.
 
-use bay_tests::{docker, strict};
+use bay_tests::{engine, strict};
 use serde_json::{Value, json};
 
 /// The runtime's published port and the session secret it requires.
 async fn endpoint(id: &str) -> (String, String) {
-    let container = docker::containers_with("bay.sandbox_id", id).remove(0);
-    let out = std::process::Command::new("docker").args(["port", &container, "8123/tcp"]).output().unwrap();
+    let container = engine::containers_with("bay.sandbox_id", id).remove(0);
+    let out = bay_tests::engine::cli().args(["port", &container, "8123/tcp"]).output().unwrap();
     let url = format!("http://{}", String::from_utf8_lossy(&out.stdout).lines().next().unwrap().trim());
-    let env = docker::inspect(&container, "{{range .Config.Env}}{{println .}}{{end}}");
+    let env = engine::inspect(&container, "{{range .Config.Env}}{{println .}}{{end}}");
     let token = env.lines().find_map(|l| l.strip_prefix("BAY_RUNTIME_TOKEN=")).expect("the session secret").to_owned();
     (url, token)
 }

@@ -1,6 +1,6 @@
 //! Cargos, idempotency, TTL, history and admin GC (Shipyard Neo's contract, docs/compatibility.md).
 
-use bay_tests::{docker, strict};
+use bay_tests::{engine, strict};
 use reqwest::Method;
 use serde_json::json;
 
@@ -15,7 +15,7 @@ async fn external_cargos_are_shared_and_protected() {
     assert_eq!(cargo["backend"], "docker_volume");
     assert_eq!(cargo["size_limit_mb"], 256);
     assert!(cargo["managed_by_sandbox_id"].is_null());
-    assert!(docker::volume_exists(&format!("bay-cargo-{cid}")));
+    assert!(engine::volume_exists(&format!("bay-cargo-{cid}")));
     let (status, _) = c.post("/v1/cargos", json!({"size_limit_mb": 0})).await;
     assert_eq!(status, 422);
     // No body at all is the default size.
@@ -54,10 +54,10 @@ async fn external_cargos_are_shared_and_protected() {
     assert_eq!(active, expected);
     c.delete_sandbox(&a).await;
     c.delete_sandbox(&b).await;
-    assert!(docker::volume_exists(&format!("bay-cargo-{cid}")));
+    assert!(engine::volume_exists(&format!("bay-cargo-{cid}")));
     let (status, _) = c.json(Method::DELETE, &format!("/v1/cargos/{cid}"), None).await;
     assert_eq!(status, 204);
-    assert!(!docker::volume_exists(&format!("bay-cargo-{cid}")));
+    assert!(!engine::volume_exists(&format!("bay-cargo-{cid}")));
     let (status, _) = c.get(&format!("/v1/cargos/{cid}")).await;
     assert_eq!(status, 404);
     c.json(Method::DELETE, &format!("/v1/cargos/{}", other["id"].as_str().unwrap()), None).await;
@@ -231,14 +231,14 @@ async fn admin_gc_reclaims_idle_sessions_and_expired_sandboxes() {
         assert!(t["cleaned_count"].is_u64() && t["skipped_count"].is_u64() && t["errors"].is_array());
     }
     // The idle sandbox lost its container but kept its files.
-    assert!(docker::containers_with("bay.sandbox_id", &idle).is_empty());
+    assert!(engine::containers_with("bay.sandbox_id", &idle).is_empty());
     let (_, g) = c.get(&format!("/v1/sandboxes/{idle}")).await;
     assert_eq!(g["status"], "idle");
     assert_eq!(c.shell(&idle, "cat f").await["output"], "kept");
     // The expired one is gone, with its container and volume.
     let (status, _) = c.get(&format!("/v1/sandboxes/{exp_id}")).await;
     assert_eq!(status, 404);
-    assert!(docker::containers_with("bay.sandbox_id", &exp_id).is_empty());
-    assert!(!docker::volume_exists(&volume));
+    assert!(engine::containers_with("bay.sandbox_id", &exp_id).is_empty());
+    assert!(!engine::volume_exists(&volume));
     c.delete_sandbox(&idle).await;
 }

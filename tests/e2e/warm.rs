@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use bay_tests::{BayProcess, docker, free_port};
+use bay_tests::{BayProcess, engine, free_port};
 use serde_json::json;
 
 const INSTANCE: &str = "bay-e2e-warm";
@@ -12,7 +12,7 @@ const INSTANCE: &str = "bay-e2e-warm";
 /// which is when Bay marks a warm sandbox available), except those of
 /// `claimed` sandboxes (container labels keep the owner they were created with).
 fn warm_running(claimed: &[&str]) -> usize {
-    let out = std::process::Command::new("docker")
+    let out = bay_tests::engine::cli()
         .args(["ps", "--format", "{{.ID}} {{.Label \"bay.sandbox_id\"}}", "--filter", "label=bay.owner=warm-pool"])
         .args(["--filter", &format!("label=bay.instance_id={INSTANCE}")])
         .output()
@@ -22,7 +22,7 @@ fn warm_running(claimed: &[&str]) -> usize {
         .filter_map(|l| l.split_once(' '))
         .filter(|(_, sandbox)| !claimed.contains(sandbox))
         .filter(|(container, _)| {
-            std::process::Command::new("docker")
+            bay_tests::engine::cli()
                 // The runtime answers only with its session secret (in the container's environment).
                 .args(["exec", container, "sh", "-c", r#"curl -s -H "X-Bay-Token: $BAY_RUNTIME_TOKEN" http://127.0.0.1:8123/ipython/kernel/status"#])
                 .output()
@@ -55,12 +55,12 @@ async fn a_create_claims_a_running_warm_sandbox_and_the_pool_refills() {
     let id = s["id"].as_str().unwrap().to_owned();
     assert!(s["expires_at"].is_string(), "the caller's TTL is bound at claim time");
     // Its container was already running: the first exec starts nothing.
-    let before = docker::containers_with("bay.sandbox_id", &id);
+    let before = engine::containers_with("bay.sandbox_id", &id);
     assert_eq!(before.len(), 1, "claimed a warm sandbox");
     // (How fast that is, is measured by `./dev bench`, not asserted here.)
     let r = c.python(&id, "import os; print(os.environ['WARM_MARK'])", 30).await;
     assert_eq!(r["output"], "bound");
-    assert_eq!(docker::containers_with("bay.sandbox_id", &id), before, "the first exec ran in the warm container");
+    assert_eq!(engine::containers_with("bay.sandbox_id", &id), before, "the first exec ran in the warm container");
     // It is the caller's now: listed, with its cargo.
     let (_, l) = c.get("/v1/sandboxes?limit=200").await;
     assert_eq!(l["items"].as_array().unwrap().len(), 1, "warm sandboxes are not listed");
