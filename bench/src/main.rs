@@ -187,20 +187,26 @@ async fn cold_runs(api: &Api, n: usize) -> anyhow::Result<Stats> {
 
 /// Removes what a Bay instance left (its warm pool) after it was stopped.
 fn remove_instance(instance: &str) {
+    remove_instance_on(&["docker"], instance)
+}
+
+/// As [`remove_instance`], on the engine this CLI speaks to.
+fn remove_instance_on(cli: &[&str], instance: &str) {
     let label = format!("label=bay.instance_id={instance}");
     for (list, rm) in [
         (&["ps", "-aq"][..], &["rm", "-f"][..]),
         (&["volume", "ls", "-q"][..], &["volume", "rm", "-f"][..]),
         (&["network", "ls", "-q"][..], &["network", "rm"][..]),
     ] {
-        let ids = Command::new("docker")
+        let ids = Command::new(cli[0])
+            .args(&cli[1..])
             .args(list)
             .args(["--filter", &label])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(String::from).collect::<Vec<_>>())
             .unwrap_or_default();
         if !ids.is_empty() {
-            let _ = Command::new("docker").args(rm).args(&ids).output();
+            let _ = Command::new(cli[0]).args(&cli[1..]).args(rm).args(&ids).output();
         }
     }
 }
@@ -395,6 +401,22 @@ async fn main() -> anyhow::Result<()> {
         rows.push(row("cold: … via the docker-api driver plugin", &cold_plugin, format!("{ratio:.2}× the built-in driver")));
         drop(via_plugin);
         remove_instance("bay-bench-driver-plugin");
+
+        // The same plugin on Podman's Docker-compatible API (`./dev bench`
+        // starts it: tests/podman.sh), its networks from a pool of their own.
+        if let Ok(socket) = std::env::var("BAY_BENCH_PODMAN_SOCKET") {
+            let dir = tempfile::tempdir()?;
+            let driver = format!(
+                "{{type: plugin, plugin: {{name: docker-api, endpoint: \"unix://{socket}\", settings: {{session_subnet_pool: \"10.214.0.0/16\"}}}}}}"
+            );
+            let on_podman = start_bay_with(dir.path(), "bay-bench-podman", &driver).await?;
+            let api = Api { http: reqwest::Client::new(), base: on_podman.base.clone() };
+            let cold_podman = cold_runs(&api, cold_n).await?;
+            let ratio = cold_podman.p50().as_secs_f64() / cold_plugin.p50().as_secs_f64();
+            rows.push(row("cold: … on Podman via the same plugin", &cold_podman, format!("{ratio:.2}× the plugin on Docker")));
+            drop(on_podman);
+            remove_instance_on(&["podman", "--url", &format!("unix://{socket}")], "bay-bench-podman");
+        }
     }
 
     // Browser (Gull + Ship): cold create → first `open`; then hot commands.
