@@ -7,7 +7,10 @@
 //!   call), and a health check through the plugin vs. native reqwest;
 //! - memory: the `bay` process's RSS when idle and after the load.
 //!
-//! Run with `./dev bench` (release build, real Docker engine, real plugins).
+//! Run with `./dev bench` (release build, real Docker engine, real plugins;
+//! Podman beside Docker when `BAY_BENCH_PODMAN_SOCKET` is set, as `./dev
+//! bench` does). `--quick` takes fewer samples; `--engines-only` stops after
+//! the cold rows (built-in driver, driver plugin, Podman).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -183,6 +186,21 @@ async fn cold_runs(api: &Api, n: usize) -> anyhow::Result<Stats> {
         api.delete(&id).await?;
     }
     Ok(Stats::new(samples))
+}
+
+/// The table's header and its timed rows.
+fn print_rows(quick: bool, rows: &[Row]) {
+    println!();
+    println!(
+        "Bay benchmark ({} mode, {} CPUs)",
+        if quick { "quick" } else { "full" },
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    println!("{:<46} {:>5} {:>10} {:>10} {:>10}  notes", "measurement", "n", "p50", "p90", "p99");
+    println!("{}", "-".repeat(110));
+    for r in rows {
+        println!("{:<46} {:>5} {:>10} {:>10} {:>10}  {}", r.name, r.n, r.p50, r.p90, r.p99, r.note);
+    }
 }
 
 /// Removes what a Bay instance left (its warm pool) after it was stopped.
@@ -419,6 +437,13 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    if args.iter().any(|a| a == "--engines-only") {
+        drop(bay);
+        remove_instance("bay-bench");
+        print_rows(quick, &rows);
+        return Ok(());
+    }
+
     // Browser (Gull + Ship): cold create → first `open`; then hot commands.
     let mut cold_browser = Vec::new();
     let mut browser_idle = String::new();
@@ -550,17 +575,7 @@ async fn main() -> anyhow::Result<()> {
     drop(bay);
     remove_instance("bay-bench");
 
-    println!();
-    println!(
-        "Bay benchmark ({} mode, {} CPUs)",
-        if quick { "quick" } else { "full" },
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
-    );
-    println!("{:<46} {:>5} {:>10} {:>10} {:>10}  notes", "measurement", "n", "p50", "p90", "p99");
-    println!("{}", "-".repeat(110));
-    for r in &rows {
-        println!("{:<46} {:>5} {:>10} {:>10} {:>10}  {}", r.name, r.n, r.p50, r.p90, r.p99, r.note);
-    }
+    print_rows(quick, &rows);
     println!("{:<46} {:>5} {:>10}  {}", format!("{n} concurrent create + exec (wall)"), n, fmt(wall), concurrent_note);
     println!("{:<46} {:>5} {:>10}  containers already up", "browser: first `open` (Chromium launch)", 1, fmt(first_open));
     println!("{:<46} {:>5} {:>10}  before the first command", "gull container memory, idle", 1, browser_idle);

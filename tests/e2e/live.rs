@@ -103,7 +103,7 @@ async fn streamed_shell_output_arrives_while_the_command_runs() {
     // The last event is the non-streamed answer, and it is in the history.
     let result = result.expect("a result event");
     assert_eq!(result["success"], true, "{result}");
-    assert_eq!(result["output"], "waiting\nreleased\n", "{result}");
+    assert_eq!(result["output"], "waiting\nreleased", "{result}");
     let (_, history) = c.get(&format!("/v1/sandboxes/{id}/history?exec_type=shell")).await;
     assert!(history["entries"].as_array().unwrap().iter().any(|h| h["code"].as_str() == Some(cmd)), "{history}");
     c.delete_sandbox(&id).await;

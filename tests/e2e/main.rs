@@ -23,5 +23,6 @@ mod replicas;
 mod shell;
 mod ship_api;
 mod skills;
+mod upstream;
 mod v1;
 mod warm;

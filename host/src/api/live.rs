@@ -133,7 +133,9 @@ pub(super) async fn shell(
                     let r = ShellExecResult {
                         success: v["success"].as_bool().unwrap_or(v["exit_code"] == 0),
                         exit_code: v["exit_code"].as_i64().map(|c| c as i32),
-                        stdout: stdout.0,
+                        // As the non-streamed answer: Shipyard Neo's shell
+                        // contract trims stdout (runtimes/ship/src/shell.rs).
+                        stdout: stdout.0.trim().to_owned(),
                         stderr: stderr.0,
                         error: v["error"].as_str().map(str::to_owned),
                     };
