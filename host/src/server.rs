@@ -96,7 +96,7 @@ impl Bay {
 
     /// The REST API plus the MCP endpoint at `/mcp` (host/src/mcp/).
     pub fn router(&self) -> axum::Router {
-        crate::mcp::mount(api::router(self.state.clone()), self.state.auth.clone())
+        crate::mcp::mount(api::router(self.state.clone()), self.state.auth.clone(), self.state.limits.clone())
     }
 
     /// Serves until `shutdown` resolves (`api::serve`: HTTP/1 and HTTP/2,

@@ -92,14 +92,21 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.limits.clone(), limits::route_body_limit));
 
     let limits = state.limits.clone();
-    Router::new()
+    let router = Router::new()
         .route("/health", get(health::health))
         .nest("/v1", v1)
         .fallback(|uri: axum::http::Uri| async move { BayError::not_found(format!("Not Found: {}", crate::error::echo(uri.path()))) })
         .method_not_allowed_fallback(|| async { BayError::new(ErrorCode::MethodNotAllowed, "Method Not Allowed") })
         // Body limits are `limits::route_body_limit`'s, per route.
         .layer(DefaultBodyLimit::disable())
-        .with_state(state)
+        .with_state(state);
+    guarded(router, limits)
+}
+
+/// What every route gets, REST and `/mcp` alike: panics answered with the
+/// envelope, head limits (414/431), early answers drained, a request id.
+pub(crate) fn guarded(router: Router, limits: Arc<crate::config::LimitsConfig>) -> Router {
+    router
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn_with_state(limits.clone(), limits::head_limits))
         .layer(axum::middleware::from_fn_with_state(limits, limits::drain_unread_body))

@@ -56,13 +56,14 @@ pub(crate) const DEFAULT_TTL_SECS: i64 = 3600;
 /// A POST to `/mcp` may carry an upload of [`MAX_TRANSFER_FILE_BYTES`] in base64.
 const MAX_REQUEST_BODY_BYTES: usize = MAX_TRANSFER_FILE_BYTES / 3 * 4 + (1 << 20);
 
-/// Adds `/mcp` to Bay's REST router; tool calls go back into `rest`.
-pub(crate) fn mount(rest: Router, auth: Arc<Auth>) -> Router {
-    rest.clone().merge(router(rest, auth))
+/// Adds `/mcp` to Bay's REST router, behind the same outer layers as REST
+/// (`api::guarded`); tool calls go back into `rest`.
+pub(crate) fn mount(rest: Router, auth: Arc<Auth>, limits: Arc<crate::config::LimitsConfig>) -> Router {
+    rest.clone().merge(crate::api::guarded(router(rest, auth), limits))
 }
 
-/// The `/mcp` route alone, with the request-id middleware and the auth gate.
-pub(crate) fn router(rest: Router, auth: Arc<Auth>) -> Router {
+/// The `/mcp` route alone, with the auth gate.
+fn router(rest: Router, auth: Arc<Auth>) -> Router {
     let tools = Arc::new(server::BayMcp::tools());
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
@@ -75,10 +76,7 @@ pub(crate) fn router(rest: Router, auth: Arc<Auth>) -> Router {
         .disable_allowed_hosts();
     let service =
         StreamableHttpService::new(move || Ok(server::BayMcp::new(rest.clone(), tools.clone())), Arc::new(NeverSessionManager::default()), config);
-    Router::new()
-        .route_service(PATH, service)
-        .layer(axum::middleware::from_fn_with_state(auth, gate))
-        .layer(axum::middleware::from_fn(crate::api::middleware::request_context))
+    Router::new().route_service(PATH, service).layer(axum::middleware::from_fn_with_state(auth, gate))
 }
 
 /// Authenticates an MCP request exactly as REST does (`Bearer` key, or

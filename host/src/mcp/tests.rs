@@ -63,14 +63,15 @@ async fn app(anonymous: bool) -> (Router, Harness) {
     let h = Harness::new(testing::config("")).await;
     let key = crate::db::api_keys::ActiveKey { id: "k1".into(), key_hash: hash_key(KEY), owner: "default".into(), scopes: "admin".into() };
     let auth = Arc::new(Auth::new(vec![key], anonymous, true));
+    let limits = Arc::new(h.config.limits.clone());
     let state = AppState {
         auth: auth.clone(),
         sandboxes: h.manager.clone(),
         idempotency: Idempotency::new(h.manager.db().clone(), &h.config.idempotency),
         gc: Gc::new(h.config.gc.clone(), h.manager.clone()),
-        limits: Arc::new(h.config.limits.clone()),
+        limits: limits.clone(),
     };
-    (super::mount(api::router(state), auth), h)
+    (super::mount(api::router(state), auth, limits), h)
 }
 
 /// One JSON-RPC request to `/mcp` with these extra headers: `(status, body, x-request-id)`.
@@ -185,6 +186,17 @@ async fn tool_calls_run_through_the_rest_api() {
     assert_eq!((texts[0].clone(), err), (format!("Sandbox `{id}` deleted successfully."), false));
     let (texts, _) = call(&app, &[BEARER], "get_sandbox", json!({"sandbox_id": id})).await;
     assert!(texts[0].starts_with("**API Error:** [not_found]"), "{texts:?}");
+}
+
+#[tokio::test]
+async fn mcp_has_rests_head_limits() {
+    let (app, _h) = app(false).await;
+    // Over `limits.header_bytes` (64 KiB): the 431 envelope, not rmcp's answer.
+    let big = "x".repeat(70 << 10);
+    let (status, body, id) = rpc(&app, &[BEARER, ("x-padding", &big)], "tools/list", json!({})).await;
+    assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "headers_too_large", "{body}");
+    assert_eq!(body["error"]["request_id"], id.as_str(), "{body}");
 }
 
 #[tokio::test]
