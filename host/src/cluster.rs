@@ -87,7 +87,7 @@ impl Cluster {
     }
 
     /// `host-pid-random[#n]` of a process on this host that has exited.
-    fn is_dead_local_holder(&self, holder: &str) -> bool {
+    pub(crate) fn is_dead_local_holder(&self, holder: &str) -> bool {
         let replica = holder.split('#').next().unwrap_or_default();
         let mut parts = replica.rsplitn(3, '-');
         let (_random, pid, host) = (parts.next(), parts.next(), parts.next());

@@ -206,6 +206,21 @@ async fn live_errors_are_envelopes() {
     let (status, e) = c.get(&format!("/v1/sandboxes/{id}/terminal")).await;
     assert_eq!(status, 400, "{e}");
     assert_eq!(e["error"]["details"]["reason"], "websocket_required", "{e}");
+    // A runtime whose adapter has no live operations (the tutorial's lite)
+    // says so instead of streaming.
+    let (_, lite) = c.post("/v1/sandboxes", json!({ "profile": "lite" })).await;
+    let lite = lite["id"].as_str().unwrap().to_owned();
+    let resp = c
+        .req(reqwest::Method::POST, &format!("/v1/sandboxes/{lite}/shell/exec"))
+        .header("accept", "text/event-stream")
+        .json(&json!({ "command": "echo x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "capability_not_supported", "{e}");
+    c.delete_sandbox(&lite).await;
     // Someone else's sandbox is not found.
     let (status, _) = strict().owner("mallory").get(&format!("/v1/sandboxes/{id}/processes")).await;
     assert!(status == 401 || status == 404, "{status}");
@@ -260,7 +275,11 @@ async fn streamed_python_output_arrives_cell_by_piece_and_closing_interrupts() {
     let code = "import os, time\nprint('waiting', flush=True)\nfor _ in range(300):\n    if os.path.exists('/workspace/go-py'): break\n    time.sleep(0.1)\nprint('released')\n40 + 2";
     let mut s = SseReader::new(stream(code).await.unwrap());
     let first = s.next().await.expect("an event");
-    assert_eq!((first.event.as_str(), first.data["data"].as_str()), ("stdout", Some("waiting\n")), "{first:?}");
+    assert_eq!(
+        (first.event.as_str(), first.data["name"].as_str(), first.data["data"].as_str()),
+        ("stream", Some("stdout"), Some("waiting\n")),
+        "{first:?}"
+    );
     c.shell(&id, "touch /workspace/go-py").await;
     let (mut kinds, mut result) = (vec![], None);
     while let Some(e) = s.next().await {
@@ -270,19 +289,73 @@ async fn streamed_python_output_arrives_cell_by_piece_and_closing_interrupts() {
         }
         kinds.push(e.event);
     }
-    assert!(kinds.contains(&"display".to_owned()), "{kinds:?}");
+    assert_eq!(kinds.last().map(String::as_str), Some("execute_result"), "{kinds:?}");
+    assert!(kinds.iter().all(|k| k == "stream" || k == "execute_result"), "{kinds:?}");
     let result = result.expect("a result event");
     assert_eq!(result["success"], true, "{result}");
     assert_eq!(result["output"], "waiting\nreleased\n42", "{result}");
 
+    // A plot streams as a display_data event carrying the PNG.
+    let mut s = SseReader::new(stream("import matplotlib.pyplot as plt\nkept = 41\nplt.plot([1, 2])\nplt.show()").await.unwrap());
+    let mut png = None;
+    while let Some(e) = s.next().await {
+        if e.event == "display_data" {
+            png = e.data["data"]["image/png"].as_str().map(str::to_owned);
+        }
+        if e.event == "result" {
+            assert_eq!(e.data["data"]["output"]["images"].as_array().map(Vec::len), Some(1), "{:?}", e.data);
+            break;
+        }
+    }
+    let png = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, png.expect("a display_data event with a PNG")).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+
     // A reader that goes away interrupts its cell: the kernel is free at
     // once (a cell still sleeping would make the next call wait 50 s more
-    // than its 20 s timeout allows).
+    // than its 20 s timeout allows), and keeps its variables.
     let mut s = SseReader::new(stream("import time\nprint('sleeping', flush=True)\ntime.sleep(50)").await.unwrap());
-    assert_eq!(s.next().await.expect("an event").event, "stdout");
+    assert_eq!(s.next().await.expect("an event").event, "stream");
     drop(s);
-    let (status, r) = c.post(&format!("/v1/sandboxes/{id}/python/exec"), json!({ "code": "'free'", "timeout": 20 })).await;
+    let (status, r) = c.post(&format!("/v1/sandboxes/{id}/python/exec"), json!({ "code": "kept + 1", "timeout": 20 })).await;
     assert_eq!(status, 200, "{r}");
-    assert_eq!((r["success"].as_bool(), r["output"].as_str()), (Some(true), Some("'free'")), "{r}");
+    assert_eq!((r["success"].as_bool(), r["output"].as_str()), (Some(true), Some("42")), "{r}");
     c.delete_sandbox(&id).await;
+}
+
+#[tokio::test]
+async fn a_background_process_outlives_a_killed_bay() {
+    let dir = tempfile::Builder::new().prefix("bay-e2e-live-restart-").tempdir().unwrap();
+    let (instance, port) = ("bay-e2e-live-restart", bay_tests::free_port());
+    let profiles = "profiles:\n  - {id: python-default, image: \"ship:latest\"}\n";
+    let mut bay = bay_tests::BayProcess::start_with(dir.path(), instance, port, profiles);
+    bay.wait_ready().await;
+    let c = bay.client();
+    let id = c.create_sandbox().await;
+    let (status, p) =
+        c.post(&format!("/v1/sandboxes/{id}/processes"), json!({ "command": "for i in $(seq 1 600); do echo line-$i; sleep 0.1; done" })).await;
+    assert_eq!(status, 201, "{p}");
+    let base = format!("/v1/sandboxes/{id}/processes/{}", p["id"].as_str().unwrap());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    bay.kill();
+
+    let bay = bay_tests::BayProcess::start_with(dir.path(), instance, port, profiles);
+    bay.wait_ready().await;
+    let c = bay.client();
+    let (status, info) = c.get(&base).await;
+    assert_eq!((status, info["status"].as_str()), (200, Some("running")), "{info}");
+    // Everything it printed, from the first event, without holes.
+    let (status, out) = c.get(&format!("{base}/output?from_seq=0")).await;
+    assert_eq!(status, 200, "{out}");
+    let events = out["events"].as_array().unwrap();
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{out}");
+    let text: String = events.iter().filter_map(|e| e["data"].as_str()).collect();
+    let expected: String = (1..=text.lines().count()).map(|i| format!("line-{i}\n")).collect();
+    assert!(text.lines().count() >= 10, "{text}");
+    assert_eq!(text, expected);
+    let (status, r) = c.post(&format!("{base}/signal"), json!({ "signal": "KILL" })).await;
+    assert_eq!(status, 200, "{r}");
+    c.delete_sandbox(&id).await;
+    drop(bay);
+    bay_tests::remove_instance(instance);
 }

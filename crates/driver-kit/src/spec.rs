@@ -20,6 +20,9 @@ pub mod labels {
     pub const INSTANCE_ID: &str = "bay.instance_id";
     pub const CONTAINER_NAME: &str = "bay.container_name";
     pub const RUNTIME_TYPE: &str = "bay.runtime_type";
+    /// On a cargo volume: the Bay process that created it (replicas on one
+    /// database tell a dead process's half-done create from a live one's).
+    pub const REPLICA: &str = "bay.replica";
 }
 
 pub type Labels = BTreeMap<String, String>;

@@ -60,6 +60,12 @@ impl SandboxManager {
         if let Some(sandbox_id) = managed_by {
             l.insert(labels::SANDBOX_ID.into(), sandbox_id.to_owned());
         }
+        // Who is creating it: the row follows the volume, so a process that
+        // dies in between leaves a volume without a row (`reconcile.rs`).
+        let replica = self.cluster.replica_id();
+        if replica.len() <= 63 && replica.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            l.insert(labels::REPLICA.into(), replica.to_owned());
+        }
         let driver_ref = self
             .driver
             .create_volume(&format!("bay-cargo-{cargo_id}"), &l)

@@ -75,18 +75,21 @@ impl SandboxManager {
             }
         }
 
-        // With other replicas on the database, a volume without a cargo row
-        // may be another replica's create in flight: leave volumes alone
+        // A volume without a cargo row is a create that died before storing
+        // the row. With other replicas on the database it may also be
+        // another replica's create in flight: then only volumes whose
+        // creator is a process of this host that has exited are removed
         // (the orphan-cargo GC task removes cargos that lost their sandbox).
-        if self.cluster.enabled() {
-            return Ok(report);
-        }
         let mut cargo_labels = Labels::new();
         cargo_labels.insert(labels::INSTANCE_ID.into(), self.instance_id.clone());
         for v in self.driver.list_volumes(&cargo_labels).await? {
             let Some(cargo_id) = v.labels.get(labels::CARGO_ID) else {
                 continue;
             };
+            let creator_gone = v.labels.get(labels::REPLICA).is_some_and(|r| self.cluster.is_dead_local_holder(r));
+            if self.cluster.enabled() && !creator_gone {
+                continue;
+            }
             if self.db.cargo(cargo_id).await?.is_none() {
                 match self.driver.delete_volume(&v.name).await {
                     Ok(()) => report.volumes_removed += 1,

@@ -346,7 +346,7 @@ impl Accumulator {
             // Printed output belongs to the running execution (as with
             // ipykernel, which tags it with the current request).
             Event::Output(s) => {
-                self.emit(|| json!({ "type": "stdout", "data": s }));
+                self.emit(|| json!({ "type": "stream", "name": "stdout", "data": s }));
                 self.push_text(&s)
             }
             Event::Msg(m) => self.feed(id, m),
@@ -380,7 +380,7 @@ impl Accumulator {
             }
             "execute_result" | "display_data" => {
                 let data = c.get("data").unwrap_or(&Value::Null);
-                self.emit(|| json!({ "type": "display", "data": data, "result": m.msg_type == "execute_result" }));
+                self.emit(|| json!({ "type": m.msg_type, "data": streamed_bundle(data) }));
                 self.on_media(data, m.msg_type == "execute_result");
             }
             "error" => {
@@ -411,6 +411,23 @@ impl Accumulator {
         let ok = self.reply_status.as_deref() == Some("ok") && error.is_none();
         (ok, error)
     }
+}
+
+/// A MIME bundle as streamed: base64 images without the line breaks
+/// Python's encoder leaves in them (strict decoders refuse those).
+fn streamed_bundle(data: &Value) -> Value {
+    let mut data = data.clone();
+    if let Some(m) = data.as_object_mut() {
+        for (mime, v) in m.iter_mut() {
+            if mime.starts_with("image/")
+                && mime != "image/svg+xml"
+                && let Some(s) = v.as_str()
+            {
+                *v = Value::String(s.chars().filter(|c| !c.is_ascii_whitespace()).collect());
+            }
+        }
+    }
+    data
 }
 
 /// The text of an `error` message or error reply: its traceback, joined.
@@ -953,11 +970,12 @@ pub struct ExecRequest {
 
 /// `POST /ipython/exec/stream` (Bay's extension, `stream.rs`): the body
 /// of `/ipython/exec`; the answer is NDJSON events as the cell produces
-/// them — `stdout` (`data`: printed text), `display` (`data`: the mime
-/// bundle, `result`: true for the cell's value), `error` (`data`: the
-/// traceback) — each with `seq` 1, 2, …, then one `result` event carrying
-/// exactly the `/ipython/exec` answer (`success`, `execution_count`,
-/// `output`, `error`). Closing the connection interrupts the cell.
+/// them, named as Jupyter's messages — `stream` (`name`: `stdout`, `data`:
+/// printed text), `display_data` and `execute_result` (`data`: the MIME
+/// bundle, images included), `error` (`data`: the traceback) — each with
+/// `seq` 1, 2, …, then one `result` event carrying exactly the
+/// `/ipython/exec` answer (`success`, `execution_count`, `output`, `error`).
+/// Closing the connection interrupts the cell (the kernel keeps its state).
 pub async fn exec_stream_handler(State(state): State<AppState>, ApiJson(req): ApiJson<ExecRequest>) -> Result<axum::response::Response, AppError> {
     if req.code.len() > MAX_PYTHON_CODE {
         return Err(AppError::too_large(format!(
