@@ -6,6 +6,9 @@ small enough to read in one go, served to Bay by `plugins/lite-adapter`.
     GET  /health                          -> {"status": "healthy"}
     GET  /meta                            -> {"runtime": {...}, "capabilities": {...}}
     POST /exec   {command, timeout, cwd}  -> {stdout, stderr, exit_code}
+    POST /exec/stream  (the same body)    -> NDJSON events as the output comes:
+                                             {"seq", "type": "stdout"|"stderr", "data"}, …,
+                                             {"seq", "type": "exit", "exit_code"}
     GET  /files?path=...                  -> the file's bytes (404 if missing)
     PUT  /files?path=...  (the bytes)     -> {path, size}
 
@@ -16,8 +19,10 @@ read and written in chunks, so a file of any size streams through.
 
 import json
 import os
+import selectors
 import shutil
 import subprocess
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -50,10 +55,40 @@ def run(body):
         return {"stdout": out, "stderr": f"timed out after {timeout:g}s", "exit_code": 124}
 
 
+def run_streamed(body, send):
+    """Runs a command, calling send(event) for each piece of output as it
+    comes, then for its exit; a send that fails (the reader left) kills it."""
+    timeout = float(body.get("timeout") or 30)
+    cwd = resolve(body["cwd"]) if body.get("cwd") else WORKSPACE
+    p = subprocess.Popen(["sh", "-c", str(body.get("command", ""))], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    sel = selectors.DefaultSelector()
+    sel.register(p.stdout, selectors.EVENT_READ, "stdout")
+    sel.register(p.stderr, selectors.EVENT_READ, "stderr")
+    deadline, seq, open_streams = time.monotonic() + timeout, 0, 2
+    try:
+        while open_streams and time.monotonic() < deadline:
+            for key, _ in sel.select(timeout=0.2):
+                chunk = os.read(key.fileobj.fileno(), 1 << 16)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    open_streams -= 1
+                    continue
+                seq += 1
+                send({"seq": seq, "type": key.data, "data": chunk.decode(errors="replace")})
+        if open_streams:
+            p.kill()
+        code = p.wait()
+        seq += 1
+        send({"seq": seq, "type": "exit", "exit_code": 124 if open_streams else code})
+    except OSError:
+        p.kill()
+        p.wait()
+
+
 META = {
     "runtime": {"name": "lite", "version": VERSION, "api_version": "v1"},
     "workspace": {"mount_path": WORKSPACE},
-    "capabilities": {"shell": {"operations": ["exec"]}, "filesystem": {"operations": ["read", "write"]}},
+    "capabilities": {"shell": {"operations": ["exec", "stream"]}, "filesystem": {"operations": ["read", "write"]}},
 }
 
 
@@ -125,7 +160,30 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(404, {"detail": "not found"})
         self.handle_errors(self.write_file)
 
+    def stream(self, body):
+        self.send_response(200)
+        self.send_header("content-type", "application/x-ndjson")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+
+        def send(event):
+            line = json.dumps(event).encode() + b"\n"
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+            self.wfile.flush()
+
+        run_streamed(body, send)
+        self.wfile.write(b"0\r\n\r\n")
+
     def do_POST(self):
+        if self.path == "/exec/stream":
+
+            def streamed():
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}")
+                if body.get("cwd"):
+                    resolve(body["cwd"])  # refused with 400 before the stream starts
+                self.stream(body)
+
+            return self.handle_errors(streamed)
         if self.path != "/exec":
             return self.reply(404, {"detail": "not found"})
 

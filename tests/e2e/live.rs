@@ -206,20 +206,25 @@ async fn live_errors_are_envelopes() {
     let (status, e) = c.get(&format!("/v1/sandboxes/{id}/terminal")).await;
     assert_eq!(status, 400, "{e}");
     assert_eq!(e["error"]["details"]["reason"], "websocket_required", "{e}");
-    // A runtime whose adapter has no live operations (the tutorial's lite)
-    // says so instead of streaming.
+    // The tutorial's lite runtime streams shell output (its adapter's
+    // `live` maps that one operation) and has no background processes:
+    // asking for one says so.
     let (_, lite) = c.post("/v1/sandboxes", json!({ "profile": "lite" })).await;
     let lite = lite["id"].as_str().unwrap().to_owned();
-    let resp = c
-        .req(reqwest::Method::POST, &format!("/v1/sandboxes/{lite}/shell/exec"))
-        .header("accept", "text/event-stream")
-        .json(&json!({ "command": "echo x" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
-    let e: Value = resp.json().await.unwrap();
-    assert_eq!(e["error"]["code"], "capability_not_supported", "{e}");
+    let mut s = stream_shell(&c, &lite, "echo one; echo two >&2; exit 3").await;
+    let (mut out, mut result) = (String::new(), None);
+    while let Some(e) = s.next().await {
+        match e.event.as_str() {
+            "stdout" | "stderr" => out.push_str(e.data["data"].as_str().unwrap()),
+            "result" => result = Some(e.data),
+            other => panic!("unexpected event {other}"),
+        }
+    }
+    let result = result.expect("a result event");
+    assert_eq!((result["exit_code"].as_i64(), result["success"].as_bool()), (Some(3), Some(false)), "{result}");
+    assert!(out.contains("one\n") && out.contains("two\n"), "{out}");
+    let (status, e) = c.post(&format!("/v1/sandboxes/{lite}/processes"), json!({ "command": "sleep 1" })).await;
+    assert_eq!((status, e["error"]["code"].as_str()), (400, Some("capability_not_supported")), "{e}");
     c.delete_sandbox(&lite).await;
     // Someone else's sandbox is not found.
     let (status, _) = strict().owner("mallory").get(&format!("/v1/sandboxes/{id}/processes")).await;

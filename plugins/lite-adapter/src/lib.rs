@@ -31,7 +31,23 @@ fn detail(f: &RuntimeFailure) -> String {
 
 impl RuntimeAdapter for Lite {
     fn describe() -> AdapterInfo {
-        AdapterInfo::new("lite", env!("CARGO_PKG_VERSION")).capability("shell", &["exec"]).capability("filesystem", &["read", "write"])
+        AdapterInfo::new("lite", env!("CARGO_PKG_VERSION")).capability("shell", &["exec", "stream"]).capability("filesystem", &["read", "write"])
+    }
+
+    /// Streamed shell output: Bay sends this request and pumps the NDJSON
+    /// answer itself (`{"seq", "type", "data"}` lines, then `exit`), so the
+    /// stream never passes through the plugin. Other live operations
+    /// (background processes, the terminal) stay `unsupported`.
+    fn live(op: LiveOperation) -> Result<LiveRequest, AdapterError> {
+        match op {
+            LiveOperation::ShellStream(req) => Ok(LiveRequest {
+                method: Method::Post,
+                path: "/exec/stream".into(),
+                query: vec![],
+                body: Some(json!({ "command": req.command, "timeout": req.timeout_s, "cwd": req.cwd }).to_string()),
+            }),
+            _ => Err(AdapterError::Unsupported("lite streams shell output only".into())),
+        }
     }
 
     fn shell_exec(req: ShellExecRequest) -> Result<ShellExecResult, AdapterError> {
