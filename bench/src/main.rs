@@ -5,18 +5,23 @@
 //!   runtime's published port (the difference is Bay's overhead);
 //! - plugin: one runtime-adapter call with no I/O (fresh store + instantiate +
 //!   call), and a health check through the plugin vs. native reqwest;
+//! - live: time to the first streamed byte, stream throughput via Bay vs
+//!   straight from Ship, many open streams, resuming a process's output;
 //! - memory: the `bay` process's RSS when idle and after the load.
 //!
 //! Run with `./dev bench` (release build, real Docker engine, real plugins;
 //! Podman beside Docker when `BAY_BENCH_PODMAN_SOCKET` is set, as `./dev
 //! bench` does). `--quick` takes fewer samples; `--engines-only` stops after
-//! the cold rows (built-in driver, driver plugin, Podman).
+//! the cold rows (built-in driver, driver plugin, Podman); `--live-only`
+//! runs the cold rows and then only the live-exec rows (`live.rs`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+mod live;
 use bay::adapter::CapabilityCall;
 use bay::config::PluginsConfig;
 use bay::plugins::PluginHost;
@@ -301,7 +306,8 @@ async fn wait_warm(n: usize) -> anyhow::Result<()> {
             .lines()
             .filter(|c| {
                 Command::new("docker")
-                    .args(["exec", c, "curl", "-s", "http://127.0.0.1:8123/ipython/kernel/status"])
+                    // The runtime answers only with its session secret (in the container's environment).
+                    .args(["exec", c, "sh", "-c", r#"curl -s -H "X-Bay-Token: $BAY_RUNTIME_TOKEN" http://127.0.0.1:8123/ipython/kernel/status"#])
                     .output()
                     .map(|o| String::from_utf8_lossy(&o.stdout).contains("alive"))
                     .unwrap_or(false)
@@ -317,13 +323,20 @@ async fn wait_warm(n: usize) -> anyhow::Result<()> {
     }
 }
 
-/// The runtime's published endpoint, read from the engine.
-fn runtime_endpoint(sandbox_id: &str) -> anyhow::Result<String> {
+/// The runtime's published endpoint, read from the engine, and a client
+/// that sends the session's secret (from the container's environment) as
+/// Bay does.
+fn runtime_endpoint(sandbox_id: &str) -> anyhow::Result<(String, reqwest::Client)> {
     let out = Command::new("docker").args(["ps", "-q", "--filter", &format!("label=bay.sandbox_id={sandbox_id}")]).output()?;
     let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let out = Command::new("docker").args(["port", &id, "8123/tcp"]).output()?;
     let addr = String::from_utf8_lossy(&out.stdout).lines().next().context("no published port")?.trim().to_owned();
-    Ok(format!("http://{addr}"))
+    let out = Command::new("docker").args(["inspect", "--format", "{{range .Config.Env}}{{println .}}{{end}}", &id]).output()?;
+    let env = String::from_utf8_lossy(&out.stdout);
+    let token = env.lines().find_map(|l| l.strip_prefix("BAY_RUNTIME_TOKEN=")).context("no runtime secret")?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-bay-token", token.parse()?);
+    Ok((format!("http://{addr}"), reqwest::Client::builder().default_headers(headers).build()?))
 }
 
 async fn time_n<F, Fut>(n: usize, warmup: usize, mut f: F) -> anyhow::Result<Stats>
@@ -437,6 +450,13 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    if args.iter().any(|a| a == "--live-only") {
+        rows.extend(live::rows(&api, bay.child.id(), quick).await?);
+        drop(bay);
+        remove_instance("bay-bench");
+        print_rows(quick, &rows);
+        return Ok(());
+    }
     if args.iter().any(|a| a == "--engines-only") {
         drop(bay);
         remove_instance("bay-bench");
@@ -505,14 +525,20 @@ async fn main() -> anyhow::Result<()> {
     // Hot paths through Bay vs. straight to the runtime.
     let id = api.create().await?;
     api.python(&id, "1+1").await?;
-    let endpoint = runtime_endpoint(&id)?;
-    let direct = reqwest::Client::new();
+    let (endpoint, direct) = runtime_endpoint(&id)?;
     let (host_py, direct_py) = time_pair(
         hot_n,
         20,
         || async { api.python(&id, "1+1").await.map(|_| ()) },
         || async {
-            direct.post(format!("{endpoint}/ipython/exec")).json(&json!({"code": "1+1", "timeout": 30})).send().await?.bytes().await?;
+            direct
+                .post(format!("{endpoint}/ipython/exec"))
+                .json(&json!({"code": "1+1", "timeout": 30}))
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
             Ok(())
         },
     )
@@ -522,7 +548,14 @@ async fn main() -> anyhow::Result<()> {
         20,
         || async { api.shell(&id, "true").await.map(|_| ()) },
         || async {
-            direct.post(format!("{endpoint}/shell/exec")).json(&json!({"command": "true", "timeout": 30})).send().await?.bytes().await?;
+            direct
+                .post(format!("{endpoint}/shell/exec"))
+                .json(&json!({"command": "true", "timeout": 30}))
+                .send()
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
             Ok(())
         },
     )
@@ -533,6 +566,7 @@ async fn main() -> anyhow::Result<()> {
     rows.push(row("hot shell `true` via Bay", &host_sh, format!("overhead p50 {}", overhead(&host_sh, &direct_sh))));
     rows.push(row("hot shell `true` direct to Ship", &direct_sh, String::new()));
     let loaded_rss = rss_kib(pid);
+    rows.extend(live::rows(&api, pid, quick).await?);
 
     // Plugin overhead, in-process.
     let cache = tempfile::tempdir()?;
@@ -562,7 +596,7 @@ async fn main() -> anyhow::Result<()> {
         50,
         || async { adapter.health(&bay::adapter::RuntimeLink::new(endpoint.clone(), None)).await.map(|_| ()).map_err(|e| anyhow::anyhow!("{e}")) },
         || async {
-            native.get(format!("{endpoint}/health")).send().await?.bytes().await?;
+            native.get(format!("{endpoint}/health")).send().await?.error_for_status()?.bytes().await?;
             Ok(())
         },
     )

@@ -62,6 +62,9 @@ pub(crate) async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        // Streamed answers (SSE, the terminal) are many small writes: without
+        // TCP_NODELAY each waits for the previous one's ACK (~40 ms).
+        let _ = stream.set_nodelay(true);
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));

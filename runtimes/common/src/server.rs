@@ -77,6 +77,12 @@ pub async fn serve_until_signal(
         on_signal();
         stop_for_signal.cancel();
     });
+    // Streamed answers are many small writes: without TCP_NODELAY each
+    // waits for the previous one's ACK (~40 ms on Linux).
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
     tokio::select! {
         r = server => r?,

@@ -264,7 +264,7 @@ pub struct ExecOutput {
 }
 
 impl ExecResponse {
-    fn failure(error: impl Into<String>) -> Self {
+    pub(crate) fn failure(error: impl Into<String>) -> Self {
         Self { success: false, execution_count: None, output: ExecOutput::default(), error: Some(error.into()) }
     }
 }
@@ -966,54 +966,6 @@ pub struct ExecRequest {
     pub timeout: i64,
     #[serde(default)]
     pub silent: bool,
-}
-
-/// `POST /ipython/exec/stream` (Bay's extension, `stream.rs`): the body
-/// of `/ipython/exec`; the answer is NDJSON events as the cell produces
-/// them, named as Jupyter's messages — `stream` (`name`: `stdout`, `data`:
-/// printed text), `display_data` and `execute_result` (`data`: the MIME
-/// bundle, images included), `error` (`data`: the traceback) — each with
-/// `seq` 1, 2, …, then one `result` event carrying exactly the
-/// `/ipython/exec` answer (`success`, `execution_count`, `output`, `error`).
-/// Closing the connection interrupts the cell (the kernel keeps its state).
-pub async fn exec_stream_handler(State(state): State<AppState>, ApiJson(req): ApiJson<ExecRequest>) -> Result<axum::response::Response, AppError> {
-    if req.code.len() > MAX_PYTHON_CODE {
-        return Err(AppError::too_large(format!(
-            "Code is too large ({} bytes > {MAX_PYTHON_CODE} bytes); write it to a file and run that",
-            req.code.len()
-        )));
-    }
-    let timeout = req.timeout.clamp(1, 7 * 24 * 3600) as u64;
-    let (tap, mut events) = mpsc::unbounded_channel::<Value>();
-    let (out, lines) = mpsc::channel::<bytes::Bytes>(32);
-    let kernel = state.kernel.clone();
-    tokio::spawn(async move {
-        let run = tokio::spawn(kernel.execute_streamed(req.code, timeout, req.silent, Some(tap)));
-        let mut seq = 0u64;
-        let mut numbered = |mut v: Value| {
-            seq += 1;
-            v["seq"] = json!(seq);
-            crate::stream::line(&v)
-        };
-        // Forward until the execution drops its tap (it has finished);
-        // a reader that went away closes `out` and the cell is interrupted.
-        while let Some(v) = events.recv().await {
-            if out.send(numbered(v)).await.is_err() {
-                events.close();
-            }
-        }
-        let answer = match run.await {
-            Ok(r) => serde_json::to_value(r).unwrap_or_default(),
-            Err(e) => serde_json::to_value(ExecResponse::failure(format!("Failed to execute code: {e}"))).unwrap_or_default(),
-        };
-        let mut result = json!({ "type": "result" });
-        if let (Some(r), Some(a)) = (result.as_object_mut(), answer.as_object()) {
-            r.extend(a.clone());
-        }
-        let _ = out.send(numbered(result)).await;
-    });
-    let lines = futures::stream::unfold(lines, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
-    Ok(crate::stream::ndjson_response(lines))
 }
 
 /// `POST /ipython/exec`. The execution runs in its own task so a client

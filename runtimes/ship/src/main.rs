@@ -123,7 +123,7 @@ fn router(state: AppState, token: RuntimeToken) -> Router {
         .route("/stat", get(meta::stat))
         .route("/meta", get(meta::meta))
         .route("/ipython/exec", post(kernel::exec_handler))
-        .route("/ipython/exec/stream", post(kernel::exec_stream_handler))
+        .route("/ipython/exec/stream", post(stream::python_stream_handler))
         .route("/ipython/kernel/status", get(kernel::status_handler))
         .route("/ipython/kernel/restart", post(kernel::restart_handler))
         .route("/ipython/kernel", delete(kernel::delete_handler))

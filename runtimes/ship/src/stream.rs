@@ -89,6 +89,8 @@
 //! `capabilities.terminal` is `{"operations": ["ws"], "protocol":
 //! "websocket", "endpoints": {"ws": "/term/ws"}}`.
 
+use runtime_common::limits::MAX_PYTHON_CODE;
+use serde_json::{Value, json};
 use std::{
     convert::Infallible,
     process::Stdio,
@@ -358,6 +360,57 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(mut r: R, stream: &'static str, t
             let _ = tx.send(event(rest)).await;
         }
     }
+}
+
+/// `POST /ipython/exec/stream`: the body
+/// of `/ipython/exec`; the answer is NDJSON events as the cell produces
+/// them, named as Jupyter's messages — `stream` (`name`: `stdout`, `data`:
+/// printed text), `display_data` and `execute_result` (`data`: the MIME
+/// bundle, images included), `error` (`data`: the traceback) — each with
+/// `seq` 1, 2, …, then one `result` event carrying exactly the
+/// `/ipython/exec` answer (`success`, `execution_count`, `output`, `error`).
+/// Closing the connection interrupts the cell (the kernel keeps its state).
+pub(crate) async fn python_stream_handler(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<crate::kernel::ExecRequest>,
+) -> Result<axum::response::Response, AppError> {
+    if req.code.len() > MAX_PYTHON_CODE {
+        return Err(AppError::too_large(format!(
+            "Code is too large ({} bytes > {MAX_PYTHON_CODE} bytes); write it to a file and run that",
+            req.code.len()
+        )));
+    }
+    let timeout = req.timeout.clamp(1, 7 * 24 * 3600) as u64;
+    let (tap, mut events) = mpsc::unbounded_channel::<Value>();
+    let (out, lines) = mpsc::channel::<bytes::Bytes>(32);
+    let kernel = state.kernel.clone();
+    tokio::spawn(async move {
+        let run = tokio::spawn(kernel.execute_streamed(req.code, timeout, req.silent, Some(tap)));
+        let mut seq = 0u64;
+        let mut numbered = |mut v: Value| {
+            seq += 1;
+            v["seq"] = json!(seq);
+            line(&v)
+        };
+        // Forward until the execution drops its tap (it has finished);
+        // a reader that went away closes `out` and the cell is interrupted.
+        while let Some(v) = events.recv().await {
+            if out.send(numbered(v)).await.is_err() {
+                events.close();
+            }
+        }
+        let answer = match run.await {
+            Ok(r) => serde_json::to_value(r).unwrap_or_default(),
+            Err(e) => serde_json::to_value(crate::kernel::ExecResponse::failure(format!("Failed to execute code: {e}"))).unwrap_or_default(),
+        };
+        let mut result = json!({ "type": "result" });
+        if let (Some(r), Some(a)) = (result.as_object_mut(), answer.as_object()) {
+            r.extend(a.clone());
+        }
+        let _ = out.send(numbered(result)).await;
+    });
+    let lines = futures::stream::unfold(lines, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    Ok(ndjson_response(lines))
 }
 
 #[cfg(test)]
