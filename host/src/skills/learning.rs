@@ -302,3 +302,6 @@ impl Learning {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod api_tests;
