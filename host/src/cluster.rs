@@ -13,7 +13,7 @@
 //!   process on this host that no longer exists (Bay restarted after a crash)
 //!   is taken over at once.
 //! - `leader`: one replica at a time runs the periodic background work (GC
-//!   and warm-pool maintenance). Renewed every [`LEADER_RENEW`]; when the
+//!   and warm-pool maintenance, browser learning). Renewed every [`LEADER_RENEW`]; when the
 //!   leader dies another replica takes over within [`LEADER_LEASE`].
 //!
 //! Idempotency keys and warm-pool claims need no lease: they are single

@@ -87,6 +87,7 @@ impl Bay {
         sandboxes.spawn_warm_pool();
         let gc = Gc::new(config.gc.clone(), sandboxes.clone());
         gc.spawn();
+        crate::skills::learning::Learning::new(sandboxes.clone()).spawn();
         warn_about_anonymous_access(&config);
         crate::memory::spawn_trimmer();
         let limits = Arc::new(config.limits.clone());

@@ -260,3 +260,46 @@ impl Db {
         Ok(())
     }
 }
+
+/// Learning states of a browser execution (`learn_status`).
+pub mod learn {
+    pub const PROCESSED: &str = "processed";
+    pub const SKIPPED: &str = "skipped";
+    pub const ERROR: &str = "error";
+}
+
+impl Db {
+    /// Learn-enabled browser and browser_batch executions still waiting
+    /// (`learn_status` pending or null), oldest first.
+    pub async fn pending_learning(&self, limit: i64) -> sqlx::Result<Vec<Execution>> {
+        sqlx::query_as(self.sql(
+            "SELECT id, owner, sandbox_id, session_id, exec_type, code, success, execution_time_ms, output, error, payload_ref, description, tags, notes, learn_enabled, learn_status, learn_error, learn_processed_at, created_at FROM execution_history WHERE learn_enabled = 1 AND exec_type IN ('browser', 'browser_batch') AND (learn_status IS NULL OR learn_status = 'pending') ORDER BY created_at ASC, id ASC LIMIT $1",
+        ))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+    }
+
+    /// Moves a waiting execution to `processing`; false when it is no longer
+    /// waiting (another replica took it).
+    pub async fn claim_learning(&self, id: &str) -> sqlx::Result<bool> {
+        let r = self
+            .query("UPDATE execution_history SET learn_status = 'processing', learn_error = NULL, learn_processed_at = NULL WHERE id = $1 AND (learn_status IS NULL OR learn_status = 'pending')")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Records the outcome of learning from an execution.
+    pub async fn set_learning(&self, id: &str, status: &str, error: Option<&str>, processed_at: Option<Micros>) -> sqlx::Result<()> {
+        self.query("UPDATE execution_history SET learn_status = $1, learn_error = $2, learn_processed_at = $3 WHERE id = $4")
+            .bind(status)
+            .bind(error)
+            .bind(processed_at)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 
 use super::SandboxManager;
 use crate::adapter::{
-    AdapterError, AdapterInfo, Adapters, Capability, CapabilityCall, CapabilityOutcome, HealthStatus, PythonExecResult, RuntimeAdapter, RuntimeLink,
-    RuntimeMeta,
+    AdapterError, AdapterInfo, Adapters, BrowserBatchResult, BrowserStep, Capability, CapabilityCall, CapabilityOutcome, HealthStatus,
+    PythonExecResult, RuntimeAdapter, RuntimeLink, RuntimeMeta,
 };
 use crate::config::Config;
 use crate::driver::memory::MemoryDriver;
@@ -121,7 +121,33 @@ impl RuntimeAdapter for FakeAdapter {
                 images: vec![],
                 error: None,
             })),
-            _ => Err(AdapterError::Unsupported("the fake runtime runs python only".into())),
+            // A browser whose commands succeed unless they start with "fail".
+            CapabilityCall::BrowserBatch { commands, stop_on_error, .. } => {
+                let mut results = Vec::new();
+                for (i, cmd) in commands.iter().enumerate() {
+                    let exit_code = if cmd.starts_with("fail") { 1 } else { 0 };
+                    results.push(BrowserStep {
+                        cmd: cmd.clone(),
+                        stdout: format!("did {cmd}"),
+                        stderr: String::new(),
+                        exit_code,
+                        step_index: i as u32,
+                        duration_ms: 1,
+                    });
+                    if exit_code != 0 && stop_on_error {
+                        break;
+                    }
+                }
+                let success = results.len() == commands.len() && results.iter().all(|r| r.exit_code == 0);
+                Ok(CapabilityOutcome::BrowserBatch(BrowserBatchResult {
+                    total_steps: commands.len() as u32,
+                    completed_steps: results.len() as u32,
+                    results,
+                    success,
+                    duration_ms: 1,
+                }))
+            }
+            _ => Err(AdapterError::Unsupported("the fake runtime runs python and browser batches only".into())),
         }
     }
 }
@@ -177,7 +203,7 @@ impl Harness {
         let info = AdapterInfo {
             runtime_type: "ship".into(),
             version: "0".into(),
-            capabilities: ["python", "shell", "filesystem"].iter().map(|c| Capability { name: (*c).into(), operations: vec![] }).collect(),
+            capabilities: ["python", "shell", "filesystem", "browser"].iter().map(|c| Capability { name: (*c).into(), operations: vec![] }).collect(),
         };
         let adapters = Arc::new(FakeAdapters { ship: Arc::new(FakeAdapter { info, runtimes: runtimes.clone() }) });
         let cluster = crate::cluster::Cluster::new(db.clone(), false);

@@ -370,6 +370,24 @@ impl Skills {
         Ok(e)
     }
 
+    /// Sets whether a candidate may be released automatically, and why.
+    pub async fn set_auto_release(&self, owner: &str, candidate_id: &str, eligible: bool, reason: Option<&str>) -> BayResult<()> {
+        let r = self
+            .db
+            .query("UPDATE skill_candidates SET auto_release_eligible = $1, auto_release_reason = $2, updated_at = $3 WHERE id = $4 AND owner = $5 AND is_deleted = 0")
+            .bind(eligible as i64)
+            .bind(reason)
+            .bind(now_micros())
+            .bind(candidate_id)
+            .bind(owner)
+            .execute(self.db.pool())
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(candidate_not_found(candidate_id));
+        }
+        Ok(())
+    }
+
     /// The newest evaluation of a candidate (deleted candidates included).
     pub async fn latest_evaluation(&self, owner: &str, candidate_id: &str) -> BayResult<Option<Evaluation>> {
         Ok(sqlx::query_as(self.db.sql(

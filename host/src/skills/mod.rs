@@ -10,8 +10,10 @@
 pub mod candidates;
 pub mod health;
 pub mod json;
+pub mod learning;
 pub mod payloads;
 pub mod releases;
+pub mod segments;
 
 use sqlx::{Any, Transaction};
 

@@ -268,6 +268,17 @@ impl Skills {
         .await?)
     }
 
+    /// Active, live canary releases made automatically, of every owner,
+    /// oldest promotion first (the learning scheduler watches them).
+    pub async fn active_auto_canaries(&self, limit: i64) -> BayResult<Vec<Release>> {
+        Ok(sqlx::query_as(self.db.sql(select_release!(
+            "WHERE stage = 'canary' AND is_active = 1 AND is_deleted = 0 AND release_mode = 'auto' ORDER BY promoted_at ASC, id ASC LIMIT $1"
+        )))
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?)
+    }
+
     /// Live releases, newest promotion first, and the total matching.
     pub async fn list_releases(&self, owner: &str, filter: &ReleaseFilter, limit: i64, offset: i64) -> BayResult<(Vec<Release>, i64)> {
         if let Some(stage) = &filter.stage {
