@@ -53,8 +53,18 @@ async fn a_missing_image_is_a_500_envelope_not_a_bare_500() {
     assert!(r["error"]["request_id"].is_string());
     // Nothing is left behind, and the sandbox stays usable for the next attempt.
     assert!(bay_tests::engine::containers_with("bay.sandbox_id", &id).is_empty());
-    let (_, g) = c.get(&format!("/v1/sandboxes/{id}")).await;
+    // The warmup queued at create may still be making its own (failing)
+    // attempt; once it is over the sandbox is idle again.
+    let mut g = serde_json::Value::Null;
+    for _ in 0..120 {
+        g = c.get(&format!("/v1/sandboxes/{id}")).await.1;
+        if g["status"] != "starting" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
     assert_eq!(g["status"], "idle", "{g}");
+    assert!(bay_tests::engine::containers_with("bay.sandbox_id", &id).is_empty());
     c.delete_sandbox(&id).await;
 }
 
