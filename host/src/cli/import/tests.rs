@@ -215,3 +215,68 @@ async fn the_source_is_checked() {
     assert!(Source::connect("sqlite:///nonexistent/neo.db").await.is_err());
     assert!(Source::connect("mysql://h/db").await.is_err());
 }
+
+/// The fixture on PostgreSQL as SQLModel creates it there (TIMESTAMP,
+/// BOOLEAN, a native enum), read through `postgresql+asyncpg://…`. Runs
+/// when `BAY_TEST_POSTGRES` names a server (`./dev postgres`), in a database
+/// of its own that it drops.
+#[tokio::test]
+async fn reads_a_postgresql_database() {
+    let server = match std::env::var("BAY_TEST_POSTGRES") {
+        Ok(s) if !s.is_empty() => s.trim_end_matches('/').to_owned(),
+        _ => {
+            eprintln!("skipped: needs PostgreSQL (BAY_TEST_POSTGRES)");
+            return;
+        }
+    };
+    sqlx::any::install_default_drivers();
+    let name = crate::ids::new_id("import_neo").replace('-', "_");
+    let admin = sqlx::AnyPool::connect(&format!("{server}/postgres")).await.unwrap();
+    admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+    let url = format!("{server}/{name}");
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let (mut table, mut bools, mut sql) = (String::new(), Vec::new(), String::new());
+    for line in FIXTURE.lines().filter(|l| !l.starts_with("--") && !l.starts_with("PRAGMA")) {
+        if let Some(t) = line.strip_prefix("CREATE TABLE ") {
+            table = t.trim_end_matches(" (").to_owned();
+        }
+        if line.contains(" BOOLEAN") {
+            bools.push((table.clone(), line.split_whitespace().next().unwrap().to_owned()));
+        }
+        let line = line.replace("DATETIME", "TIMESTAMP").replace(" BOOLEAN", " INTEGER").replace("char(10)", "chr(10)");
+        sql += &line.replace(" REFERENCES cargos (id)", "").replace(" REFERENCES sandboxes (id)", "");
+        sql.push('\n');
+    }
+    for (t, c) in &bools {
+        sql += &format!("ALTER TABLE {t} ALTER COLUMN {c} TYPE BOOLEAN USING {c} <> 0;\n");
+    }
+    sql += "CREATE TYPE releasestage AS ENUM ('CANARY', 'STABLE');\nALTER TABLE skill_releases ALTER COLUMN stage TYPE releasestage USING stage::releasestage;\n";
+    for statement in sql.split(";\n").map(str::trim).filter(|s| !s.is_empty()) {
+        pool.execute(sqlx::AssertSqlSafe(statement.to_owned())).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    pool.close().await;
+
+    let source = Source::connect(&url.replacen("postgres://", "postgresql+asyncpg://", 1)).await.unwrap();
+    let db = test_db().await;
+    let result = import(&source, &db, &options(false), &|_| {}).await;
+    drop(source);
+    admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).await.unwrap();
+    let r = result.unwrap();
+    for (t, expected) in [
+        ("api_keys", (2, 2, 0, 0)),
+        ("cargos", (4, 2, 0, 2)),
+        ("sandboxes", (5, 2, 0, 3)),
+        ("execution_history", (4, 3, 0, 1)),
+        ("skill_candidates", (2, 2, 0, 0)),
+        ("skill_evaluations", (2, 1, 0, 1)),
+        ("skill_releases", (1, 1, 0, 0)),
+    ] {
+        assert_eq!(counts(&r, t), expected, "{t}");
+    }
+    assert_eq!(db.cargo("ws-aaaaaaaaaaaa").await.unwrap().unwrap().created_at, 1_768_046_400_250_000);
+    assert_eq!(db.api_key("6f1c0e0a-0000-4000-8000-000000000002").await.unwrap().unwrap().is_active, 0);
+    let (rows, _) = db.list_executions("default", "sandbox-aaaaaaaaaaaa", &Default::default(), 10, 0).await.unwrap();
+    assert_eq!(rows.iter().map(|e| (e.id.as_str(), e.success)).collect::<Vec<_>>(), [("exec-aaaaaaaaaaa2", 0), ("exec-aaaaaaaaaaa1", 1)]);
+    let release = crate::skills::Skills::new(db.clone()).get_release("default", "sr-aaaaaaaaaaaa").await.unwrap();
+    assert_eq!((release.stage.as_str(), release.is_active), ("canary", 1));
+}
