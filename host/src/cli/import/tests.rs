@@ -256,12 +256,35 @@ async fn reads_a_postgresql_database() {
     }
     pool.close().await;
 
+    // Bay's database on PostgreSQL too.
+    admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}_bay"))).await.unwrap();
     let source = Source::connect(&url.replacen("postgres://", "postgresql+asyncpg://", 1)).await.unwrap();
-    let db = test_db().await;
-    let result = import(&source, &db, &options(false), &|_| {}).await;
+    let db = Db::connect(&DatabaseUrl::Postgres(format!("{url}_bay")), 2).await.unwrap();
+    let result = import(&source, &db, &options(true), &|_| {}).await;
+    let dry_rows = count(&db, "sandboxes").await;
+    let result = match result {
+        Ok(_) => import(&source, &db, &options(false), &|_| {}).await,
+        e => e,
+    };
+    let again = import(&source, &db, &options(false), &|_| {}).await;
+    let checked = async {
+        assert_eq!(dry_rows, 0);
+        let r = result.unwrap();
+        assert_eq!(again.unwrap().tables.iter().map(|t| t.imported).sum::<u64>(), 0);
+        check_postgresql_import(&db, &r).await;
+    };
+    let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(checked)).await;
     drop(source);
-    admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).await.unwrap();
-    let r = result.unwrap();
+    db.pool().close().await;
+    for db in [name.clone(), format!("{name}_bay")] {
+        admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE {db} WITH (FORCE)"))).await.unwrap();
+    }
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+}
+
+async fn check_postgresql_import(db: &Db, r: &Report) {
     for (t, expected) in [
         ("api_keys", (2, 2, 0, 0)),
         ("cargos", (4, 2, 0, 2)),
@@ -271,7 +294,7 @@ async fn reads_a_postgresql_database() {
         ("skill_evaluations", (2, 1, 0, 1)),
         ("skill_releases", (1, 1, 0, 0)),
     ] {
-        assert_eq!(counts(&r, t), expected, "{t}");
+        assert_eq!(counts(r, t), expected, "{t}");
     }
     assert_eq!(db.cargo("ws-aaaaaaaaaaaa").await.unwrap().unwrap().created_at, 1_768_046_400_250_000);
     assert_eq!(db.api_key("6f1c0e0a-0000-4000-8000-000000000002").await.unwrap().unwrap().is_active, 0);
