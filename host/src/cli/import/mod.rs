@@ -132,6 +132,10 @@ pub async fn run(config: Option<&Path>, from: &str, dry_run: bool, key_scope: &s
     let skipped: u64 = report.tables.iter().map(|t| t.skipped).sum();
     let verb = if dry_run { "would import" } else { "imported" };
     println!("{verb} {total} rows; {existing} already in Bay; {skipped} skipped (see the notes above)");
+    println!(
+        "API keys: Shipyard Neo and Bay both store the SHA-256 of a key, so imported keys keep working (scope {key_scope}); \
+         a key whose hash Bay already has was left as it is"
+    );
     println!("not imported: sessions (runtimes start again on the next call), idempotency keys (short-lived)");
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use sqlx::FromRow;
 
-use super::source::{Col, enum_value};
+use super::source::{Col, comma_joined, enum_value};
 use super::{Conn, Source, TableReport, exists, time, time_or_now};
 use crate::db::Db;
 
@@ -218,7 +218,7 @@ async fn import_candidates(source: &Source, db: &Db, conn: &mut Conn) -> anyhow:
         .bind(c.usage_notes)
         .bind(c.preconditions_json)
         .bind(c.postconditions_json)
-        .bind(c.source_execution_ids.unwrap_or_default())
+        .bind(comma_joined(c.source_execution_ids))
         .bind(enum_value(c.status).unwrap_or_else(|| "draft".to_owned()))
         .bind(c.latest_score)
         .bind(c.latest_pass)

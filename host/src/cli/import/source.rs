@@ -150,6 +150,16 @@ pub fn enum_value(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_lowercase())
 }
 
+/// `source_execution_ids` as Bay stores it, comma-joined (as Shipyard Neo
+/// stores it too; a JSON list, should a version have stored one, is joined).
+pub fn comma_joined(v: Option<String>) -> String {
+    let v = v.unwrap_or_default();
+    match serde_json::from_str::<Vec<String>>(&v) {
+        Ok(ids) if v.trim_start().starts_with('[') => ids.join(","),
+        _ => v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(","),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +176,14 @@ mod tests {
         assert_eq!(parse_time("2026-02-06 00:00:00"), Some(1_770_336_000_000_000));
         assert_eq!(parse_time("yesterday"), None);
         assert_eq!(parse_time("2026-02-06 00:00:00 junk"), None);
+    }
+
+    #[test]
+    fn execution_id_lists() {
+        assert_eq!(comma_joined(Some("exec-a,exec-b".into())), "exec-a,exec-b");
+        assert_eq!(comma_joined(Some(" exec-a, exec-b ,".into())), "exec-a,exec-b");
+        assert_eq!(comma_joined(Some(r#"["exec-a", "exec-b"]"#.into())), "exec-a,exec-b");
+        assert_eq!(comma_joined(None), "");
     }
 
     #[test]
