@@ -38,6 +38,31 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Import another system's state into the configured database.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Shipyard Neo: API keys, cargos, sandboxes, execution history and skills
+    /// (idempotent: rows Bay already has are skipped).
+    ShipyardNeo {
+        /// Shipyard Neo's database URL (`sqlite:////path/bay.db`, `sqlite+aiosqlite:///…`, `postgresql+asyncpg://…`).
+        #[arg(long)]
+        from: String,
+        /// Bay's configuration file (its `database.url` receives the rows).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print what would be imported, and the conflicts; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The scope imported API keys get: `admin` (what any Shipyard Neo key could do) or `user`.
+        #[arg(long, default_value = "admin")]
+        key_scope: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -151,6 +176,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             KeysCommand::Create { config, owner, scopes, name } => bay::cli::keys::create(config.as_deref(), owner, scopes, name).await,
             KeysCommand::List { config, json } => bay::cli::keys::list(config.as_deref(), json).await,
             KeysCommand::Revoke { id, config } => bay::cli::keys::revoke(config.as_deref(), &id).await,
+        },
+        Command::Import { command } => match command {
+            ImportCommand::ShipyardNeo { from, config, dry_run, key_scope } => {
+                bay::cli::import::run(config.as_deref(), &from, dry_run, &key_scope).await
+            }
         },
         Command::Config { config } => {
             let (config, report) = Config::load(config.as_deref())?;

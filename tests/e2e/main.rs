@@ -9,6 +9,7 @@ mod browser;
 mod builtin;
 mod errors;
 mod files;
+mod import;
 mod isolation;
 mod lifecycle;
 mod lite;

@@ -1,4 +1,5 @@
 //! `bay` subcommands other than `serve`.
 
+pub mod import;
 pub mod keys;
 pub mod plugin;
