@@ -302,10 +302,16 @@ impl ProfileConfig {
                 ));
             }
         }
+        let offered = self.capability_set();
         for c in self.containers() {
             for cap in c.primary_for.iter().filter(|cap| !c.capabilities.contains(cap)) {
+                let effect = if offered.contains(cap) {
+                    format!("{cap} calls are routed to it anyway")
+                } else {
+                    format!("the profile does not offer {cap} (no capabilities list it), so its calls are refused")
+                };
                 out.push(format!(
-                    "profile {id:?}: container {:?} is primary_for {cap:?} but does not list it in `capabilities`: {cap} calls are routed to it anyway, as in Shipyard Neo; add {cap:?} to its capabilities or remove it from primary_for",
+                    "profile {id:?}: container {:?} is primary_for {cap:?} but does not list it in `capabilities`: {effect}, as in Shipyard Neo; add {cap:?} to its capabilities or remove it from primary_for",
                     c.name
                 ));
             }
@@ -522,7 +528,11 @@ containers:
         assert_eq!(p.container_for("shell").unwrap().name, "s");
         let w = p.warnings();
         assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].contains("\"s\" is primary_for \"shell\""), "{}", w[0]);
+        assert!(w[0].contains("\"s\" is primary_for \"shell\"") && w[0].contains("routed to it anyway"), "{}", w[0]);
+        let alone: ProfileConfig =
+            serde_yaml::from_str("id: a\ncontainers: [{name: s, image: y, capabilities: [python], primary_for: [shell]}]\n").unwrap();
+        alone.validate().unwrap();
+        assert!(alone.warnings()[0].contains("does not offer shell"), "{:?}", alone.warnings());
     }
 
     #[test]
