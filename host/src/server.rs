@@ -148,10 +148,24 @@ pub fn log_config_report(report: &LoadReport) {
         None => tracing::info!("no configuration file; using defaults"),
     }
     for key in &report.env_overrides {
-        tracing::info!(%key, "configuration overridden from the environment");
+        tracing::info!(%key, "configuration key set from the environment (the file leaves it out)");
+    }
+    for (var, key) in &report.env_ignored {
+        tracing::warn!(
+            env = %var,
+            %key,
+            "{var} is ignored: the config file sets {key}, and the file wins over the environment (as in Shipyard Neo); remove {key} from the file to take it from {var}"
+        );
     }
     for key in &report.unknown_keys {
         tracing::warn!(%key, "configuration key is not used by Bay; ignored");
+    }
+    if !report.unused_keys.is_empty() {
+        let keys = report.unused_keys.join(", ");
+        tracing::warn!(%keys, "configuration keys read but not acted on by Bay (Shipyard Neo compatibility), remove them to silence this: {keys}");
+    }
+    for warning in &report.warnings {
+        tracing::warn!("{warning}");
     }
 }
 

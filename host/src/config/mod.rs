@@ -4,10 +4,11 @@
 //! Lookup: `--config FILE`, else `$BAY_CONFIG_FILE`, else `./config.yaml`,
 //! else `/etc/bay/config.yaml`, else built-in defaults.
 //!
-//! Unlike Shipyard Neo (where file values beat the environment), an
-//! environment variable always overrides the file: that is what operators
-//! expect from a container deployment. Keys Bay does not know are accepted and
-//! logged once at startup, never silently misread.
+//! As in Shipyard Neo, a key the file sets beats its environment variable;
+//! the environment fills keys the file leaves out (a key set to `null` counts
+//! as left out). An environment variable the file overrides is named in a
+//! startup warning. Keys Bay does not know, and keys it reads but does not act
+//! on, are accepted and logged once at startup, never silently misread.
 
 mod database;
 mod limits;
@@ -489,8 +490,29 @@ impl SessionsConfig {
 pub struct LoadReport {
     pub file: Option<PathBuf>,
     pub unknown_keys: Vec<String>,
+    /// Environment variables that set a key the file leaves out.
     pub env_overrides: Vec<String>,
+    /// Environment variables the file overrides (`BAY_SERVER__PORT` → `server.port`).
+    pub env_ignored: Vec<(String, String)>,
+    /// Keys that are set but that Bay reads without acting on.
+    pub unused_keys: Vec<String>,
+    /// Settings Bay accepts as Shipyard Neo does but that are likely
+    /// mistakes, each saying what Bay does and how to change it.
+    pub warnings: Vec<String>,
 }
+
+/// Keys outside `profiles` that Bay reads and does not act on (Shipyard Neo
+/// ignores `security.blocked_hosts` too). A whole section is named by its
+/// name alone.
+const UNUSED_KEYS: [&str; 7] = [
+    "database.echo",
+    "cargo.root_path",
+    "cargo.host_root_path",
+    "security.blocked_hosts",
+    "browser_learning",
+    "browser_auto_release_enabled",
+    "browser_service",
+];
 
 impl Config {
     /// Finds and loads the configuration (see the module docs), then applies
@@ -515,14 +537,20 @@ impl Config {
         // Relative paths in the file are relative to the working directory, as
         // in Shipyard Neo (its sqlite URLs are cwd-relative too).
         if let Some(dir) = config.profiles_dir.clone() {
-            config.profiles.get_or_insert_with(Vec::new).extend(profiles::load_dir(&dir)?);
+            let loaded = profiles::load_dir(&dir)?;
+            for p in &loaded {
+                report.unused_keys.extend(p.unused_keys());
+                report.warnings.extend(p.warnings());
+            }
+            config.profiles.get_or_insert_with(Vec::new).extend(loaded);
         }
         config.validate()?;
         Ok((config, report))
     }
 
-    /// Parses YAML text and applies `BAY_<SECTION>__<KEY>=value` overrides from
-    /// `env`. Values are parsed as YAML scalars (`true`, `8114`, `[a, b]`).
+    /// Parses YAML text and applies `BAY_<SECTION>__<KEY>=value` from `env`
+    /// to the keys the file leaves out (Shipyard Neo's precedence). Values are
+    /// parsed as YAML scalars (`true`, `8114`, `[a, b]`).
     pub fn from_yaml_and_env(text: &str, env: &[(String, String)]) -> anyhow::Result<(Config, LoadReport)> {
         let mut root: Value = if text.trim().is_empty() { Value::Mapping(Default::default()) } else { serde_yaml::from_str(text)? };
         if root.is_null() {
@@ -541,10 +569,27 @@ impl Config {
             }
             overrides.insert(rest.to_ascii_lowercase(), value.clone());
         }
+        let file_root = root.clone();
         for (path, value) in overrides {
+            let keys: Vec<&str> = path.split("__").collect();
+            let var = format!("BAY_{}", path.to_ascii_uppercase());
+            if file_sets(&file_root, &keys) {
+                report.env_ignored.push((var, keys.join(".")));
+                continue;
+            }
             let parsed: Value = serde_yaml::from_str(&value).unwrap_or(Value::String(value.clone()));
-            set_path(&mut root, &path.split("__").collect::<Vec<_>>(), parsed)?;
-            report.env_overrides.push(format!("BAY_{}", path.to_ascii_uppercase()));
+            set_path(&mut root, &keys, parsed)?;
+            report.env_overrides.push(var);
+        }
+        for key in UNUSED_KEYS {
+            let keys: Vec<&str> = key.split('.').collect();
+            match get_path(&root, &keys) {
+                Some(Value::Mapping(section)) if keys.len() == 1 => {
+                    report.unused_keys.extend(section.keys().filter_map(|k| k.as_str()).map(|k| format!("{key}.{k}")));
+                }
+                Some(v) if !v.is_null() => report.unused_keys.push(key.to_owned()),
+                _ => {}
+            }
         }
         let mut unknown = Vec::new();
         let mut on_unknown = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
@@ -552,7 +597,40 @@ impl Config {
         // serde_path_to_error names the failing key (`server.port: invalid type ...`).
         let config: Config = serde_path_to_error::deserialize(de).map_err(|e| anyhow::anyhow!("{}: {}", e.path(), e.inner()))?;
         report.unknown_keys = unknown;
+        for p in config.profiles.iter().flatten() {
+            report.unused_keys.extend(p.unused_keys());
+            report.warnings.extend(p.warnings());
+        }
+        report.warnings.extend(config.driver_warnings());
         Ok((config, report))
+    }
+
+    /// `driver.docker.host_port`: Shipyard Neo's fixed port for
+    /// single-container sessions, which serves one session at a time.
+    fn driver_warnings(&self) -> Vec<String> {
+        let d = &self.driver.docker;
+        let Some(port) = d.host_port.filter(|p| *p != 0) else {
+            return vec![];
+        };
+        if self.driver.kind != DriverType::Docker {
+            return vec![format!("driver.docker.host_port ({port}) is not used: driver.type is not docker; remove it")];
+        }
+        let published = matches!((d.connect_mode, d.publish_ports), (ConnectMode::HostPort, _) | (ConnectMode::Auto, true));
+        if !published {
+            return vec![format!(
+                "driver.docker.host_port ({port}) is not used: runtimes are reached on their network, not through published ports (connect_mode {}, publish_ports {}); remove it",
+                match d.connect_mode {
+                    ConnectMode::ContainerNetwork => "container_network",
+                    ConnectMode::HostPort => "host_port",
+                    ConnectMode::Auto => "auto",
+                },
+                d.publish_ports
+            )];
+        }
+        vec![format!(
+            "driver.docker.host_port: every single-container session publishes its runtime on {}:{port}, so only one such session can run at a time (as in Shipyard Neo); starting another fails until the first stops. Unset it (or 0) for a random port per session",
+            d.host_address
+        )]
     }
 
     /// The effective profiles: the configured ones, or the built-in defaults.
@@ -588,6 +666,27 @@ impl Config {
     pub fn plugin_cache_dir(&self) -> PathBuf {
         self.plugins.cache_dir.clone().unwrap_or_else(|| Self::data_dir().join(".bay-cache/components"))
     }
+}
+
+fn get_path<'a>(node: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(node, |node, key| node.as_mapping()?.get(*key))
+}
+
+/// Whether the file sets this key (not to `null`), or a parent of it to
+/// something other than a mapping: then the file's value wins.
+fn file_sets(root: &Value, path: &[&str]) -> bool {
+    let mut node = root;
+    for key in path {
+        match node {
+            Value::Mapping(map) => match map.get(*key) {
+                Some(child) => node = child,
+                None => return false,
+            },
+            Value::Null => return false,
+            _ => return true,
+        }
+    }
+    !node.is_null()
 }
 
 fn set_path(node: &mut Value, path: &[&str], value: Value) -> anyhow::Result<()> {
@@ -636,25 +735,113 @@ mod tests {
     }
 
     #[test]
-    fn env_overrides_the_file_and_parses_scalars() {
+    fn env_fills_keys_the_file_leaves_out_and_parses_scalars() {
         let (c, r) = load(
-            "server:\n  port: 9000\nsecurity:\n  allow_anonymous: true\n",
+            "server:\n  host: 0.0.0.0\nsecurity:\n  api_key: null\n",
             &[
                 ("BAY_SERVER__PORT", "8200"),
-                ("BAY_SECURITY__ALLOW_ANONYMOUS", "false"),
+                ("BAY_SECURITY__ALLOW_ANONYMOUS", "true"),
+                ("BAY_SECURITY__API_KEY", "k"),
                 ("BAY_API_KEY", "x"),
                 ("BAY_GC__INSTANCE_ID", "bay-7"),
                 ("BAY_LIMITS__JSON_BODY_BYTES", "2048"),
                 ("BAY_QUOTAS__MAX_SANDBOXES", "3"),
             ],
         );
+        assert_eq!(c.server.host, "0.0.0.0");
         assert_eq!(c.server.port, 8200);
-        assert!(!c.security.allow_anonymous);
+        assert!(c.security.allow_anonymous);
+        // `null` in the file counts as left out.
+        assert_eq!(c.security.api_key.as_deref(), Some("k"));
         assert_eq!(c.gc.instance_id.as_deref(), Some("bay-7"));
         assert_eq!(c.limits.json_body_bytes, 2048);
         assert_eq!(c.quotas.max_sandboxes, 3);
-        assert_eq!(r.env_overrides.len(), 5);
+        assert_eq!(r.env_overrides.len(), 6);
+        assert!(r.env_ignored.is_empty());
         assert!(r.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn the_file_beats_the_environment_as_in_shipyard_neo_and_says_so() {
+        let (c, r) = load(
+            "server:\n  port: 9000\nsecurity:\n  allow_anonymous: true\ndatabase:\n  url: sqlite:///x.db\n",
+            &[("BAY_SERVER__PORT", "8200"), ("BAY_SECURITY__ALLOW_ANONYMOUS", "false"), ("BAY_DATABASE__URL", "postgres://h/db")],
+        );
+        assert_eq!(c.server.port, 9000);
+        assert!(c.security.allow_anonymous);
+        assert!(r.env_overrides.is_empty());
+        assert_eq!(c.database.url, "sqlite:///x.db");
+        let ignored: Vec<(&str, &str)> = r.env_ignored.iter().map(|(v, k)| (v.as_str(), k.as_str())).collect();
+        assert_eq!(
+            ignored,
+            [
+                ("BAY_DATABASE__URL", "database.url"),
+                ("BAY_SECURITY__ALLOW_ANONYMOUS", "security.allow_anonymous"),
+                ("BAY_SERVER__PORT", "server.port")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_parent_the_file_sets_to_a_scalar_keeps_the_file_value() {
+        let root: Value = serde_yaml::from_str("a: 1\nb: null\nc: {d: null}\n").unwrap();
+        assert!(file_sets(&root, &["a", "x"]));
+        assert!(!file_sets(&root, &["b", "x"]));
+        assert!(!file_sets(&root, &["c", "d"]));
+        assert!(!file_sets(&root, &["e"]));
+    }
+
+    #[test]
+    fn keys_read_but_not_acted_on_are_listed() {
+        let (_, r) = load("server:\n  port: 9000\n", &[]);
+        assert!(r.unused_keys.is_empty() && r.warnings.is_empty());
+        let text = r#"
+database: { url: "sqlite:///x.db", echo: false }
+cargo: { root_path: /var/lib/bay/cargos, default_size_limit_mb: 10 }
+security: { blocked_hosts: [10.0.0.0/8] }
+browser_learning: { enabled: true, min_samples: 3 }
+browser_auto_release_enabled: true
+profiles:
+  - { id: p, image: x, warmup_retry_max_attempts: 3, warmup_circuit_breaker_threshold: 10 }
+"#;
+        let (_, r) = load(text, &[("BAY_BROWSER_SERVICE__ENABLED", "true")]);
+        assert_eq!(
+            r.unused_keys,
+            [
+                "database.echo",
+                "cargo.root_path",
+                "security.blocked_hosts",
+                "browser_learning.enabled",
+                "browser_learning.min_samples",
+                "browser_auto_release_enabled",
+                "browser_service.enabled",
+                "profiles[p].warmup_retry_max_attempts",
+                "profiles[p].warmup_circuit_breaker_threshold",
+            ]
+        );
+        assert!(r.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn a_fixed_host_port_is_used_with_a_warning_or_named_as_unused() {
+        let (c, r) = load("driver:\n  docker:\n    connect_mode: host_port\n    host_port: 18123\n", &[]);
+        assert_eq!(crate::driver::docker::settings(&c.driver.docker, c.driver.image_pull_policy, None).unwrap().host_port, Some(18123));
+        assert_eq!(r.warnings.len(), 1);
+        assert!(r.warnings[0].contains("127.0.0.1:18123") && r.warnings[0].contains("only one"), "{}", r.warnings[0]);
+        let (_, r) = load("driver:\n  docker:\n    connect_mode: container_network\n    publish_ports: false\n    host_port: 18123\n", &[]);
+        assert!(r.warnings[0].contains("is not used") && r.warnings[0].contains("connect_mode container_network"), "{:?}", r.warnings);
+        let (c, r) = load("driver:\n  docker:\n    host_port: 0\n", &[]);
+        assert!(r.warnings.is_empty());
+        assert_eq!(crate::driver::docker::settings(&c.driver.docker, c.driver.image_pull_policy, None).unwrap().host_port, None);
+    }
+
+    #[test]
+    fn profile_warnings_reach_the_report() {
+        let text =
+            "profiles:\n  - id: p\n    image: x\n    containers: [{name: s, image: y, capabilities: [python], primary_for: [python, shell]}]\n";
+        let (c, r) = load(text, &[]);
+        c.validate().unwrap();
+        assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
     }
 
     #[test]

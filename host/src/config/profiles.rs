@@ -280,14 +280,79 @@ impl ProfileConfig {
         env
     }
 
+    /// What Shipyard Neo accepts in this profile and Bay accepts the same
+    /// way, but which is likely a mistake: one line each, logged at startup.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let id = &self.id;
+        if self.containers.as_ref().is_some_and(|c| !c.is_empty()) {
+            let v1 = [
+                ("image", self.image.is_some()),
+                ("runtime_type", self.runtime_type.is_some()),
+                ("runtime_port", self.runtime_port.is_some()),
+                ("resources", self.resources.is_some()),
+            ];
+            let set: Vec<&str> = v1.iter().filter(|(_, set)| *set).map(|(k, _)| *k).collect();
+            if !set.is_empty() {
+                out.push(format!(
+                    "profile {id:?} sets both `containers` (schema v2) and {} (schema v1): the containers are used and {} ignored, as in Shipyard Neo; remove {} or move it into a container",
+                    set.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+                    if set.len() == 1 { "it is" } else { "they are" },
+                    if set.len() == 1 { "it" } else { "them" },
+                ));
+            }
+        }
+        let offered = self.capability_set();
+        for c in self.containers() {
+            for cap in c.primary_for.iter().filter(|cap| !c.capabilities.contains(cap)) {
+                let effect = if offered.contains(cap) {
+                    format!("{cap} calls are routed to it anyway")
+                } else {
+                    format!("the profile does not offer {cap} (no capabilities list it), so its calls are refused")
+                };
+                out.push(format!(
+                    "profile {id:?}: container {:?} is primary_for {cap:?} but does not list it in `capabilities`: {effect}, as in Shipyard Neo; add {cap:?} to its capabilities or remove it from primary_for",
+                    c.name
+                ));
+            }
+        }
+        out
+    }
+
+    /// Keys of this profile that Bay reads but does not act on (set to
+    /// something other than what Bay does anyway), as `profiles[id].key`.
+    pub fn unused_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        let key = |k: &str| format!("profiles[{}].{k}", self.id);
+        for (name, set) in [
+            ("warm_claim_timeout_ms", self.warm_claim_timeout_ms.is_some()),
+            ("warmup_retry_max_attempts", self.warmup_retry_max_attempts.is_some()),
+            ("warmup_retry_backoff_base_ms", self.warmup_retry_backoff_base_ms.is_some()),
+            ("warmup_retry_backoff_max_ms", self.warmup_retry_backoff_max_ms.is_some()),
+            ("warmup_circuit_breaker_threshold", self.warmup_circuit_breaker_threshold.is_some()),
+            // Bay starts a session's containers in parallel and waits for all.
+            ("startup.order", self.startup.order != "parallel"),
+            ("startup.wait_for_all", !self.startup.wait_for_all),
+            // Every sandbox gets its own browser.
+            ("browser", self.browser.as_deref() == Some("shared")),
+        ] {
+            if set {
+                keys.push(key(name));
+            }
+        }
+        for c in self.containers.iter().flatten() {
+            if c.health_check_path != default_health_path() {
+                keys.push(key(&format!("containers[{}].health_check_path", c.name)));
+            }
+        }
+        keys
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.id.trim().is_empty() {
             bail!("a profile has an empty id");
         }
         let ctx = || format!("profile {:?}", self.id);
-        if self.containers.as_ref().is_some_and(|c| !c.is_empty()) && self.image.is_some() {
-            bail!("{}: set either `image` (schema v1) or `containers` (schema v2), not both", ctx());
-        }
         let containers = self.containers();
         let mut names = std::collections::HashSet::new();
         for c in &containers {
@@ -303,12 +368,7 @@ impl ProfileConfig {
             if c.resources.cpus <= 0.0 {
                 bail!("{}: container {:?}: resources.cpus must be positive", ctx(), c.name);
             }
-            parse_memory(&c.resources.memory).with_context(|| format!("{}: container {:?}", ctx(), c.name))?;
-            for cap in &c.primary_for {
-                if !c.capabilities.contains(cap) {
-                    bail!("{}: container {:?} is primary_for {:?} but does not list it in capabilities", ctx(), c.name, cap);
-                }
-            }
+            parse_memory(&c.resources.memory).with_context(|| format!("{}: container {:?}: resources.memory", ctx(), c.name))?;
             for key in c.env.keys().chain(self.env.iter().flat_map(|e| e.keys())) {
                 if key.is_empty() || key.contains('=') {
                     bail!("{}: invalid env name {key:?}", ctx());
@@ -331,6 +391,9 @@ impl ProfileConfig {
     }
 }
 
+/// The smallest memory limit Docker accepts (6 MiB).
+pub const MIN_MEMORY: u64 = 6 << 20;
+
 /// Parses Docker-style memory sizes: `512m`, `1g`, `1.5g`, `1Gi`, `1024k`,
 /// or plain bytes. `k/m/g` are binary multiples, as Docker treats them.
 pub fn parse_memory(text: &str) -> anyhow::Result<u64> {
@@ -349,8 +412,10 @@ pub fn parse_memory(text: &str) -> anyhow::Result<u64> {
         bail!("memory size {text:?} must be positive");
     }
     let bytes = (value * mult as f64) as u64;
-    if bytes < 6 << 20 {
-        bail!("memory size {text:?} is below Docker's 6 MiB minimum");
+    if bytes < MIN_MEMORY {
+        // Shipyard Neo loads such a profile, and then every session of it
+        // fails to start (the engine refuses the container).
+        bail!("memory size {text:?} is below 6 MiB, the least Docker accepts for a container: set it to \"6m\" or more");
     }
     Ok(bytes)
 }
@@ -428,9 +493,7 @@ containers:
     #[test]
     fn invalid_profiles_are_refused() {
         let bad = [
-            "id: a\nimage: x\ncontainers: [{name: s, image: y}]\n",
             "id: a\ncontainers: [{name: s, image: y}, {name: s, image: z}]\n",
-            "id: a\ncontainers: [{name: s, image: y, capabilities: [python], primary_for: [shell]}]\n",
             "id: a\nimage: x\nresources: {cpus: 1, memory: lots}\n",
             "id: a\nimage: x\nidle_timeout: 0\n",
             "id: a\nimage: x\nbrowser: maybe\n",
@@ -439,6 +502,70 @@ containers:
             let p: ProfileConfig = serde_yaml::from_str(text).unwrap();
             assert!(p.validate().is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn image_beside_containers_is_ignored_with_a_warning() {
+        let p: ProfileConfig =
+            serde_yaml::from_str("id: a\nimage: x\nruntime_port: 9\ncontainers: [{name: s, image: y, capabilities: [python]}]\n").unwrap();
+        p.validate().unwrap();
+        assert_eq!(p.containers().len(), 1);
+        assert_eq!(p.primary().image, "y");
+        let w = p.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("`image`, `runtime_port`") && w[0].contains("ignored"), "{}", w[0]);
+        let v2: ProfileConfig = serde_yaml::from_str("id: a\ncontainers: [{name: s, image: y}]\n").unwrap();
+        assert!(v2.warnings().is_empty());
+    }
+
+    #[test]
+    fn primary_for_beyond_capabilities_routes_there_with_a_warning() {
+        let p: ProfileConfig = serde_yaml::from_str(
+            "id: a\ncontainers: [{name: s, image: y, capabilities: [python], primary_for: [shell]}, {name: t, image: z, capabilities: [shell]}]\n",
+        )
+        .unwrap();
+        p.validate().unwrap();
+        assert_eq!(p.container_for("shell").unwrap().name, "s");
+        let w = p.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("\"s\" is primary_for \"shell\"") && w[0].contains("routed to it anyway"), "{}", w[0]);
+        let alone: ProfileConfig =
+            serde_yaml::from_str("id: a\ncontainers: [{name: s, image: y, capabilities: [python], primary_for: [shell]}]\n").unwrap();
+        alone.validate().unwrap();
+        assert!(alone.warnings()[0].contains("does not offer shell"), "{:?}", alone.warnings());
+    }
+
+    #[test]
+    fn unused_profile_keys_are_listed_only_when_they_would_change_something() {
+        let p: ProfileConfig = serde_yaml::from_str(
+            "id: a\nimage: x\nwarmup_retry_max_attempts: 3\nwarmup_circuit_breaker_threshold: 10\nstartup: {order: parallel, wait_for_all: true}\nbrowser: isolated\n",
+        )
+        .unwrap();
+        assert_eq!(p.unused_keys(), ["profiles[a].warmup_retry_max_attempts", "profiles[a].warmup_circuit_breaker_threshold"]);
+        let p: ProfileConfig = serde_yaml::from_str(
+            "id: b\nstartup: {order: sequential, wait_for_all: false}\nbrowser: shared\nwarm_claim_timeout_ms: 200\nwarmup_retry_backoff_base_ms: 1\nwarmup_retry_backoff_max_ms: 2\ncontainers: [{name: s, image: y, health_check_path: /healthz}]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            p.unused_keys(),
+            [
+                "profiles[b].warm_claim_timeout_ms",
+                "profiles[b].warmup_retry_backoff_base_ms",
+                "profiles[b].warmup_retry_backoff_max_ms",
+                "profiles[b].startup.order",
+                "profiles[b].startup.wait_for_all",
+                "profiles[b].browser",
+                "profiles[b].containers[s].health_check_path",
+            ]
+        );
+    }
+
+    #[test]
+    fn memory_below_dockers_minimum_is_refused_saying_how_to_fix_it() {
+        let p: ProfileConfig = serde_yaml::from_str("id: a\nimage: x\nresources: {cpus: 1, memory: 4m}\n").unwrap();
+        let err = format!("{:#}", p.validate().unwrap_err());
+        assert!(err.contains("resources.memory") && err.contains("below 6 MiB") && err.contains("\"6m\" or more"), "{err}");
+        assert_eq!(parse_memory("6m").unwrap(), MIN_MEMORY);
     }
 
     #[test]

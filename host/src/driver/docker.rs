@@ -139,6 +139,7 @@ pub(crate) fn settings(config: &DockerConfig, pull: PullPolicy, self_container: 
             PullPolicy::Never => docker_api::PullPolicy::Never,
         },
         stop_grace_s: 5,
+        host_port: config.host_port.filter(|p| *p != 0),
     })
 }
 

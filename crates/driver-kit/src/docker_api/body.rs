@@ -7,8 +7,9 @@ use crate::spec::{ContainerSpec, ContainerState, ContainerStatus, SessionSpec, l
 
 /// `POST /containers/create` for one container of a session: on the session
 /// network (its name as DNS alias), the cargo mounted, hardened, resources
-/// capped, the runtime port published on `publish_on` when given.
-pub fn create_container(spec: &SessionSpec, c: &ContainerSpec, net: &str, publish_on: Option<&str>) -> Value {
+/// capped, the runtime port published on `publish_on` when given (an
+/// address, and a fixed host port or `None` for a random one).
+pub fn create_container(spec: &SessionSpec, c: &ContainerSpec, net: &str, publish_on: Option<(&str, Option<u16>)>) -> Value {
     let port = format!("{}/tcp", c.runtime_port);
     let s = &c.security;
     let mut all_labels = spec.labels.clone();
@@ -29,8 +30,9 @@ pub fn create_container(spec: &SessionSpec, c: &ContainerSpec, net: &str, publis
         "ReadonlyRootfs": s.read_only_rootfs,
         "Tmpfs": s.tmpfs,
     });
-    if let Some(address) = publish_on {
-        host["PortBindings"] = json!({ &port: [{ "HostIp": address, "HostPort": "" }] });
+    if let Some((address, host_port)) = publish_on {
+        let host_port = host_port.map(|p| p.to_string()).unwrap_or_default();
+        host["PortBindings"] = json!({ &port: [{ "HostIp": address, "HostPort": host_port }] });
     }
     if s.no_new_privileges {
         host["SecurityOpt"] = json!(["no-new-privileges:true"]);

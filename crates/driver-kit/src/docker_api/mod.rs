@@ -66,6 +66,11 @@ pub struct Settings {
     pub pull: PullPolicy,
     /// Seconds a runtime gets to shut down cleanly before it is killed.
     pub stop_grace_s: u32,
+    /// With `Reach::PublishedPort`: the fixed host port of single-container
+    /// sessions (Shipyard Neo's `driver.docker.host_port`); `None` or 0: a
+    /// random port. One port serves one running container: while it is
+    /// taken, another session fails to start.
+    pub host_port: Option<u16>,
 }
 
 impl Default for Settings {
@@ -76,6 +81,7 @@ impl Default for Settings {
             subnets: Some(SubnetPool::parse(DEFAULT_SUBNET_POOL, DEFAULT_SUBNET_PREFIX).expect("default pool")),
             pull: PullPolicy::IfNotPresent,
             stop_grace_s: 5,
+            host_port: None,
         }
     }
 }
@@ -299,7 +305,9 @@ impl<T: Transport> DockerApi<T> {
             Reach::PublishedPort { host_address } => Some(host_address.as_str()),
             _ => None,
         };
-        let create = body::create_container(spec, c, net, publish);
+        // As in Shipyard Neo: the fixed port only for single-container sessions.
+        let fixed = self.settings.host_port.filter(|p| *p != 0 && spec.containers.len() == 1);
+        let create = body::create_container(spec, c, net, publish.map(|address| (address, fixed)));
         let query = vec![("name".to_owned(), name.clone())];
         let mut r = self.send(Method::Post, "/containers/create", query.clone(), Some(create.clone()), 60).await?;
         if r.status == 404 && self.settings.pull == PullPolicy::IfNotPresent {
@@ -325,7 +333,17 @@ impl<T: Transport> DockerApi<T> {
 
     /// Starts a container; returns the endpoint of its runtime port.
     async fn start_container(&self, id: &str, runtime_port: u16, net: &str) -> Result<String, DriverError> {
-        self.send(Method::Post, &format!("/containers/{}/start", seg(id)), vec![], None, 60).await?.expect("start container", &[204, 304])?;
+        let r = self.send(Method::Post, &format!("/containers/{}/start", seg(id)), vec![], None, 60).await?;
+        if let Some(port) = self.settings.host_port.filter(|p| *p != 0)
+            && !matches!(r.status, 204 | 304)
+            && (r.message().contains("already allocated") || r.message().contains("address already in use"))
+        {
+            return Err(DriverError::Engine(format!(
+                "start container: host port {port} is taken ({}); driver.docker.host_port publishes every single-container session on that one port, so only one can run at a time: stop the other session, or unset driver.docker.host_port for a random port per session",
+                r.message()
+            )));
+        }
+        r.expect("start container", &[204, 304])?;
         let info = self.get(&format!("/containers/{}/json", seg(id)), vec![]).await?.expect("inspect container", &[200])?.json()?;
         body::endpoint(&info, runtime_port, net, &self.settings.reach)
             .ok_or_else(|| DriverError::Engine(format!("container {id} has no reachable address for port {runtime_port}")))

@@ -104,6 +104,28 @@ fn launch_creates_network_then_containers_then_starts() {
 }
 
 #[test]
+fn a_fixed_host_port_publishes_single_container_sessions_only() {
+    let engine = Scripted::new(vec![
+        (Method::Post, "/networks/create", 201, json!({ "Id": "n1" })),
+        (Method::Post, "/containers/create", 201, json!({ "Id": "c1" })),
+        (Method::Post, "/containers/c1/start", 500, json!({ "message": "Bind for 127.0.0.1:18123 failed: port is already allocated" })),
+    ]);
+    let api = DockerApi::new(&engine, Settings { host_port: Some(18123), ..Settings::default() });
+    let err = block_on(api.launch_session(&spec(&["ship"]))).unwrap_err();
+    assert!(err.to_string().contains("driver.docker.host_port"), "{err}");
+    let seen = engine.seen.lock().unwrap();
+    let create: Value = serde_json::from_str(seen[1].body.as_deref().unwrap()).unwrap();
+    assert_eq!(create["HostConfig"]["PortBindings"]["8123/tcp"][0]["HostPort"], "18123");
+    drop(seen);
+
+    // Several containers: random ports, as in Shipyard Neo.
+    let two = spec(&["ship", "browser"]);
+    let ship = &two.containers[0];
+    let body = body::create_container(&two, ship, "net", Some(("127.0.0.1", None)));
+    assert_eq!(body["HostConfig"]["PortBindings"]["8123/tcp"][0]["HostPort"], "");
+}
+
+#[test]
 fn a_taken_subnet_moves_to_the_next_candidate() {
     struct Overlap {
         calls: Mutex<Vec<String>>,
