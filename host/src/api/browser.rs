@@ -21,10 +21,7 @@ use crate::error::{BayError, BayResult};
 use crate::skills::Skills;
 
 async fn target(state: &AppState, owner: &str, id: &str) -> BayResult<(Sandbox, ProfileConfig)> {
-    let sandbox = state.sandboxes.find_for_call(owner, id).await?;
-    let profile = state.sandboxes.profile_of(&sandbox)?.clone();
-    state.sandboxes.check_capability(&profile, "browser")?;
-    Ok((sandbox, profile))
+    super::sandbox_for(state, owner, id, "browser").await
 }
 
 fn default_exec_timeout() -> i64 {

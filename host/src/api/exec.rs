@@ -154,9 +154,7 @@ pub async fn python(
     body: Bytes,
 ) -> BayResult<Response> {
     let started = Instant::now();
-    let sandbox = state.sandboxes.find_for_call(&owner, &id).await?;
-    let profile = state.sandboxes.profile_of(&sandbox)?.clone();
-    state.sandboxes.check_capability(&profile, "python")?;
+    let (sandbox, profile) = super::sandbox_for(&state, &owner, &id, "python").await?;
     let body = parse_python(&body, &state.limits)?;
     if super::live::wants_stream(&headers) {
         return super::live::python(state, sandbox, profile, body, started).await;
@@ -218,9 +216,7 @@ pub async fn shell(
     body: Bytes,
 ) -> BayResult<Response> {
     let started = Instant::now();
-    let sandbox = state.sandboxes.find_for_call(&owner, &id).await?;
-    let profile = state.sandboxes.profile_of(&sandbox)?.clone();
-    state.sandboxes.check_capability(&profile, "shell")?;
+    let (sandbox, profile) = super::sandbox_for(&state, &owner, &id, "shell").await?;
     let body = parse_shell(&body, &state.limits)?;
     let cwd = match &body.cwd {
         Some(c) => Some(validate_relative_path(c, "cwd")?),

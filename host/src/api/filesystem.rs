@@ -34,10 +34,7 @@ struct PathQuery {
 }
 
 async fn target(state: &AppState, owner: &str, id: &str) -> BayResult<(Sandbox, ProfileConfig)> {
-    let sandbox = state.sandboxes.find_for_call(owner, id).await?;
-    let profile = state.sandboxes.profile_of(&sandbox)?.clone();
-    state.sandboxes.check_capability(&profile, "filesystem")?;
-    Ok((sandbox, profile))
+    super::sandbox_for(state, owner, id, "filesystem").await
 }
 
 async fn run(state: &AppState, sandbox: &Sandbox, profile: &ProfileConfig, call: CapabilityCall) -> BayResult<CapabilityOutcome> {

@@ -101,6 +101,47 @@ impl Kept {
     }
 }
 
+/// Pumps a streamed exec: every runtime event goes out as SSE until the one
+/// `on_event` answers with the final answer's future (given the session id);
+/// that answer is the last event, `result`.
+async fn stream_exec<F, Fut, A>(state: &AppState, sandbox: &Sandbox, profile: &ProfileConfig, op: LiveOp, mut on_event: F) -> BayResult<Response>
+where
+    F: FnMut(&Value, &str) -> Option<Fut> + Send + 'static,
+    Fut: std::future::Future<Output = BayResult<A>> + Send,
+    A: serde::Serialize,
+{
+    let target = state.sandboxes.live(sandbox, profile, op).await?;
+    let resp = crate::live::send(&target.link, &target.request, None).await?;
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let session_id = target.session_id.clone();
+        let _in_use: LiveTarget = target;
+        let mut events = Box::pin(crate::live::events(resp));
+        while let Some(ev) = next_event(&mut events, &tx).await {
+            let v = match ev {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = tx.send(error_event(&e)).await;
+                    return;
+                }
+            };
+            if let Some(answer) = on_event(&v, &session_id) {
+                let final_event = match answer.await {
+                    Ok(answer) => result_event(v["seq"].as_u64(), &answer),
+                    Err(e) => error_event(&e),
+                };
+                let _ = tx.send(final_event).await;
+                return;
+            }
+            if tx.send(event(&v)).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(error_event(&BayError::ship("the runtime's stream ended without its final event"))).await;
+    });
+    Ok(sse(rx))
+}
+
 pub(super) async fn shell(
     state: AppState,
     sandbox: Sandbox,
@@ -110,51 +151,30 @@ pub(super) async fn shell(
     started: Instant,
 ) -> BayResult<Response> {
     let op = LiveOp::ShellStream { command: body.command.clone(), timeout_s: body.timeout as u32, cwd };
-    let target = state.sandboxes.live(&sandbox, &profile, op).await?;
-    let resp = crate::live::send(&target.link, &target.request, None).await?;
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        let session_id = target.session_id.clone();
-        let _in_use: LiveTarget = target;
-        let mut events = Box::pin(crate::live::events(resp));
-        let (mut stdout, mut stderr) = (Kept::default(), Kept::default());
-        while let Some(ev) = next_event(&mut events, &tx).await {
-            let v = match ev {
-                Ok(v) => v,
-                Err(e) => {
-                    let _ = tx.send(error_event(&e)).await;
-                    return;
-                }
-            };
-            match v["type"].as_str() {
-                Some("stdout") => stdout.push(v["data"].as_str().unwrap_or_default()),
-                Some("stderr") => stderr.push(v["data"].as_str().unwrap_or_default()),
-                Some("exit") => {
-                    let r = ShellExecResult {
-                        success: v["success"].as_bool().unwrap_or(v["exit_code"] == 0),
-                        exit_code: v["exit_code"].as_i64().map(|c| c as i32),
-                        // As the non-streamed answer: Shipyard Neo's shell
-                        // contract trims stdout (runtimes/ship/src/shell.rs).
-                        stdout: stdout.0.trim().to_owned(),
-                        stderr: stderr.0,
-                        error: v["error"].as_str().map(str::to_owned),
-                    };
-                    let final_event = match finish_shell(&state, &sandbox, session_id, body, r, started).await {
-                        Ok(answer) => result_event(v["seq"].as_u64(), &answer),
-                        Err(e) => error_event(&e),
-                    };
-                    let _ = tx.send(final_event).await;
-                    return;
-                }
-                _ => {}
+    let (mut stdout, mut stderr) = (Kept::default(), Kept::default());
+    let (st, sb, mut body) = (state.clone(), sandbox.clone(), Some(body));
+    stream_exec(&state, &sandbox, &profile, op, move |v, session_id| {
+        match v["type"].as_str() {
+            Some("stdout") => stdout.push(v["data"].as_str().unwrap_or_default()),
+            Some("stderr") => stderr.push(v["data"].as_str().unwrap_or_default()),
+            Some("exit") => {
+                let r = ShellExecResult {
+                    success: v["success"].as_bool().unwrap_or(v["exit_code"] == 0),
+                    exit_code: v["exit_code"].as_i64().map(|c| c as i32),
+                    // As the non-streamed answer: Shipyard Neo's shell
+                    // contract trims stdout (runtimes/ship/src/shell.rs).
+                    stdout: stdout.0.trim().to_owned(),
+                    stderr: std::mem::take(&mut stderr.0),
+                    error: v["error"].as_str().map(str::to_owned),
+                };
+                let (st, sb, body, session_id) = (st.clone(), sb.clone(), body.take()?, session_id.to_owned());
+                return Some(async move { finish_shell(&st, &sb, session_id, body, r, started).await });
             }
-            if tx.send(event(&v)).await.is_err() {
-                return;
-            }
+            _ => {}
         }
-        let _ = tx.send(error_event(&BayError::ship("the runtime's stream ended without an exit event"))).await;
-    });
-    Ok(sse(rx))
+        None
+    })
+    .await
 }
 
 /// The runtime's final `result` event as a Python result (the fields of
@@ -180,45 +200,21 @@ fn python_result(v: &Value) -> PythonExecResult {
 
 pub(super) async fn python(state: AppState, sandbox: Sandbox, profile: ProfileConfig, body: PythonBody, started: Instant) -> BayResult<Response> {
     let op = LiveOp::PythonStream { code: body.code.clone(), timeout_s: body.timeout as u32 };
-    let target = state.sandboxes.live(&sandbox, &profile, op).await?;
-    let resp = crate::live::send(&target.link, &target.request, None).await?;
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        let session_id = target.session_id.clone();
-        let _in_use: LiveTarget = target;
-        let mut events = Box::pin(crate::live::events(resp));
-        while let Some(ev) = next_event(&mut events, &tx).await {
-            let v = match ev {
-                Ok(v) => v,
-                Err(e) => {
-                    let _ = tx.send(error_event(&e)).await;
-                    return;
-                }
-            };
-            if v["type"] == "result" {
-                let final_event = match finish_python(&state, &sandbox, session_id, body, python_result(&v), started).await {
-                    Ok(answer) => result_event(v["seq"].as_u64(), &answer),
-                    Err(e) => error_event(&e),
-                };
-                let _ = tx.send(final_event).await;
-                return;
-            }
-            if tx.send(event(&v)).await.is_err() {
-                return;
-            }
+    let (st, sb, mut body) = (state.clone(), sandbox.clone(), Some(body));
+    stream_exec(&state, &sandbox, &profile, op, move |v, session_id| {
+        if v["type"] != "result" {
+            return None;
         }
-        let _ = tx.send(error_event(&BayError::ship("the runtime's stream ended without a result event"))).await;
-    });
-    Ok(sse(rx))
+        let (st, sb, body, session_id, r) = (st.clone(), sb.clone(), body.take()?, session_id.to_owned(), python_result(v));
+        Some(async move { finish_python(&st, &sb, session_id, body, r, started).await })
+    })
+    .await
 }
 
 // ---- background processes -----------------------------------------------
 
 async fn target(state: &AppState, owner: &str, id: &str) -> BayResult<(Sandbox, ProfileConfig)> {
-    let sandbox = state.sandboxes.find_for_call(owner, id).await?;
-    let profile = state.sandboxes.profile_of(&sandbox)?.clone();
-    state.sandboxes.check_capability(&profile, "shell")?;
-    Ok((sandbox, profile))
+    super::sandbox_for(state, owner, id, "shell").await
 }
 
 /// Performs a live operation answered with JSON; the runtime's status is kept.

@@ -112,3 +112,17 @@ pub(crate) fn guarded(router: Router, limits: Arc<crate::config::LimitsConfig>) 
         .layer(axum::middleware::from_fn_with_state(limits, limits::drain_unread_body))
         .layer(axum::middleware::from_fn(middleware::request_context))
 }
+
+/// The caller's sandbox for a capability call: found (owner-checked), its
+/// profile, and the capability in it (else 400 `capability_not_supported`).
+pub(super) async fn sandbox_for(
+    state: &AppState,
+    owner: &str,
+    id: &str,
+    capability: &str,
+) -> crate::error::BayResult<(crate::db::sandboxes::Sandbox, crate::config::ProfileConfig)> {
+    let sandbox = state.sandboxes.find_for_call(owner, id).await?;
+    let profile = state.sandboxes.profile_of(&sandbox)?.clone();
+    state.sandboxes.check_capability(&profile, capability)?;
+    Ok((sandbox, profile))
+}

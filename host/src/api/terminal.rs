@@ -35,9 +35,7 @@ pub async fn terminal(
     RawQuery(q): RawQuery,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> BayResult<Response> {
-    let sandbox = state.sandboxes.find_for_call(&owner, &id).await?;
-    let profile = state.sandboxes.profile_of(&sandbox)?.clone();
-    state.sandboxes.check_capability(&profile, "shell")?;
+    let (sandbox, profile) = super::sandbox_for(&state, &owner, &id, "shell").await?;
     let size: Size = parse_query(q.as_deref())?;
     let (cols, rows) = (size.cols.unwrap_or(80), size.rows.unwrap_or(24));
     check_range(cols, 1, 1000, &["query", "cols"])?;

@@ -21,20 +21,27 @@ macro_rules! host_imports {
             }
         }
 
-        fn out_request(
-            state: &mut $crate::plugins::PluginState,
-            req: self::bay::plugin::http::Request,
-        ) -> ::wasmtime::Result<$crate::plugins::outbound::OutRequest> {
-            use self::bay::plugin::http::{Method, PartValue, RequestBody};
-            use $crate::plugins::outbound::{OutBody, OutPart, OutPartValue, OutRequest};
-            let method = match req.method {
+        /// A WIT `method` as reqwest's.
+        #[allow(dead_code)] // 0.1 has no live operations
+        fn http_method(m: self::bay::plugin::http::Method) -> reqwest::Method {
+            use self::bay::plugin::http::Method;
+            match m {
                 Method::Get => reqwest::Method::GET,
                 Method::Head => reqwest::Method::HEAD,
                 Method::Post => reqwest::Method::POST,
                 Method::Put => reqwest::Method::PUT,
                 Method::Patch => reqwest::Method::PATCH,
                 Method::Delete => reqwest::Method::DELETE,
-            };
+            }
+        }
+
+        fn out_request(
+            state: &mut $crate::plugins::PluginState,
+            req: self::bay::plugin::http::Request,
+        ) -> ::wasmtime::Result<$crate::plugins::outbound::OutRequest> {
+            use self::bay::plugin::http::{PartValue, RequestBody};
+            use $crate::plugins::outbound::{OutBody, OutPart, OutPartValue, OutRequest};
+            let method = http_method(req.method);
             let body = match req.body {
                 RequestBody::Empty => OutBody::Empty,
                 RequestBody::Bytes(b) => OutBody::Bytes(b),

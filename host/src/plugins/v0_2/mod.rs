@@ -6,7 +6,6 @@ pub(crate) mod driver;
 
 use wasmtime::component::{HasSelf, Linker};
 
-use self::bay::plugin::http::Method;
 use crate::adapter::{AdapterError, CapabilityCall, CapabilityOutcome, LiveOp, LiveRequest};
 use crate::plugins::PluginState;
 use crate::plugins::body::HostBody;
@@ -69,19 +68,7 @@ async fn live_call(
         LiveOp::Terminal { cols, rows } => O::Terminal(wit::TerminalSize { cols, rows }),
     };
     Ok(match bindings.bay_plugin_adapter().call_live(store, &op).await? {
-        Ok(r) => Ok(LiveRequest {
-            method: match r.method {
-                Method::Get => reqwest::Method::GET,
-                Method::Head => reqwest::Method::HEAD,
-                Method::Post => reqwest::Method::POST,
-                Method::Put => reqwest::Method::PUT,
-                Method::Patch => reqwest::Method::PATCH,
-                Method::Delete => reqwest::Method::DELETE,
-            },
-            path: r.path,
-            query: r.query,
-            body: r.body,
-        }),
+        Ok(r) => Ok(LiveRequest { method: http_method(r.method), path: r.path, query: r.query, body: r.body }),
         Err(e) => Err(from_wit_error(e)),
     })
 }
