@@ -356,12 +356,18 @@ impl<T: Transport> DockerApi<T> {
         let removals = containers.iter().map(|c| self.remove_container(&c.id));
         let results = join_all(removals).await;
         let nets = self.list_networks(&session_label(session_id)).await?;
+        // Podman refuses to remove a network any container is attached to,
+        // even a stopped one or one whose removal it is still finishing;
+        // `force` removes those with it (Docker ignores the parameter). Not
+        // when Bay's own container joins the session networks.
+        let joined = matches!(&self.settings.reach, Reach::SessionNetwork { join: Some(_) });
+        let query: Vec<(String, String)> = if joined { vec![] } else { vec![("force".into(), "true".into())] };
         for net in &nets {
             if let Reach::SessionNetwork { join: Some(me) } = &self.settings.reach {
                 let body = json!({ "Container": me, "Force": true });
                 let _ = self.send(Method::Post, &format!("/networks/{}/disconnect", seg(net)), vec![], Some(body), 30).await;
             }
-            self.send(Method::Delete, &format!("/networks/{}", seg(net)), vec![], None, 30)
+            self.send(Method::Delete, &format!("/networks/{}", seg(net)), query.clone(), None, 30)
                 .await?
                 .expect("remove session network", &[200, 204, 404])?;
         }
