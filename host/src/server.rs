@@ -51,6 +51,7 @@ impl Bay {
                 Arc::new(crate::driver::kubernetes::KubernetesDriver::connect(&config.driver.k8s, config.driver.image_pull_policy).await?)
             }
         };
+        let driver = with_cargo_storage(driver, &config)?;
         if plugins.runtime_types().is_empty() {
             tracing::error!(dir = ?config.plugins.dir, "no runtime adapter plugin loaded (none built in, none in the plugins directory): sandboxes cannot start (build them with `./dev plugins`)");
         }
@@ -123,6 +124,22 @@ pub fn is_loopback_host(host: &str) -> bool {
 
 /// Anonymous access lets a caller name any owner: say so when the network
 /// can reach it.
+/// Cargo bind mounts (host/src/driver/bind.rs) wrap the driver when the
+/// config asks for them; Kubernetes keeps its volume claims.
+fn with_cargo_storage(driver: Arc<dyn Driver>, config: &Config) -> anyhow::Result<Arc<dyn Driver>> {
+    let Some((root, host_root)) = config.cargo.bind_roots() else {
+        return Ok(driver);
+    };
+    if config.driver.kind == DriverType::K8s {
+        tracing::warn!(root = %root.display(), "cargo bind mounts are not supported on Kubernetes: cargos are volume claims");
+        return Ok(driver);
+    }
+    let bind = crate::driver::bind::BindCargos::new(driver, root.clone(), host_root.clone(), config.cargo.bind_owner_ids())
+        .with_context(|| format!("preparing the cargo directory {}", root.display()))?;
+    tracing::info!(root = %root.display(), host_root = %host_root.display(), "cargos are directories bind-mounted from the host");
+    Ok(Arc::new(bind))
+}
+
 fn warn_about_anonymous_access(config: &Config) {
     let security = &config.security;
     if !security.allow_anonymous {

@@ -138,7 +138,7 @@ pub async fn exec(State(state): State<AppState>, Owner(owner): Owner, Path(id): 
         &state,
         HistoryRow {
             sandbox: &sandbox,
-            session_id: Some(session_id),
+            session_id: Some(session_id).filter(|s| !s.is_empty()),
             exec_type: "browser",
             code: body.cmd,
             success,
@@ -229,7 +229,7 @@ async fn run_batch(state: &AppState, owner: &str, b: Batch<'_>) -> BayResult<(Br
         state,
         HistoryRow {
             sandbox: b.sandbox,
-            session_id: Some(session_id),
+            session_id: Some(session_id).filter(|s| !s.is_empty()),
             exec_type: "browser_batch",
             code: b.commands.join("\n"),
             success: r.success,

@@ -202,14 +202,47 @@ impl Default for K8sConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CargoConfig {
+    /// Where Bay sees the directory of bind-mounted cargos (see [`CargoConfig::bind_roots`]).
     pub root_path: String,
+    /// Where the engine sees it; set, it turns bind mounts on.
     pub host_root_path: Option<String>,
     pub default_size_limit_mb: i64,
     pub mount_path: String,
+    /// Bay extension: `uid:gid` given to each new cargo directory in bind
+    /// mode, so runtimes running as that user can write their workspace
+    /// (Bay's Ship and Gull run as 1000:1000); empty: left to Bay's user.
+    pub bind_owner: String,
 }
 impl Default for CargoConfig {
     fn default() -> Self {
-        CargoConfig { root_path: "/var/lib/bay/cargos".into(), host_root_path: None, default_size_limit_mb: 1024, mount_path: "/workspace".into() }
+        CargoConfig {
+            root_path: "/var/lib/bay/cargos".into(),
+            host_root_path: None,
+            default_size_limit_mb: 1024,
+            mount_path: "/workspace".into(),
+            bind_owner: "1000:1000".into(),
+        }
+    }
+}
+
+impl CargoConfig {
+    /// Bind-mount mode as Shipyard Neo decides it: on when `host_root_path`
+    /// is set, or when `root_path` is a mount point of this process (Bay in a
+    /// container with a host directory mounted there; its source read from
+    /// `/proc/self/mountinfo`). `(Bay's path, the engine's path)`.
+    pub fn bind_roots(&self) -> Option<(PathBuf, PathBuf)> {
+        let root = PathBuf::from(&self.root_path);
+        if let Some(host) = self.host_root_path.as_deref().filter(|h| !h.is_empty()) {
+            return Some((root, PathBuf::from(host)));
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        crate::driver::bind::detect_host_root(&mountinfo, &root).map(|host| (root, host))
+    }
+
+    /// `bind_owner` as numbers (validated at load).
+    pub fn bind_owner_ids(&self) -> Option<(u32, u32)> {
+        let (u, g) = self.bind_owner.split_once(':')?;
+        Some((u.trim().parse().ok()?, g.trim().parse().ok()?))
     }
 }
 
@@ -361,12 +394,15 @@ impl Default for BrowserLearningConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BrowserServiceConfig {
+    /// Browser calls go to one shared Gull (host/src/sandbox/shared_browser.rs).
     pub enabled: bool,
     pub endpoint: String,
+    /// Bay extension: sent as `X-Bay-Token`; the shared Gull's `BAY_RUNTIME_TOKEN`.
+    pub token: Option<String>,
 }
 impl Default for BrowserServiceConfig {
     fn default() -> Self {
-        BrowserServiceConfig { enabled: false, endpoint: "http://gull-service:8115".into() }
+        BrowserServiceConfig { enabled: false, endpoint: "http://gull-service:8115".into(), token: None }
     }
 }
 
@@ -504,15 +540,7 @@ pub struct LoadReport {
 /// Keys outside `profiles` that Bay reads and does not act on (Shipyard Neo
 /// ignores `security.blocked_hosts` too). A whole section is named by its
 /// name alone.
-const UNUSED_KEYS: [&str; 7] = [
-    "database.echo",
-    "cargo.root_path",
-    "cargo.host_root_path",
-    "security.blocked_hosts",
-    "browser_learning",
-    "browser_auto_release_enabled",
-    "browser_service",
-];
+const UNUSED_KEYS: [&str; 2] = ["database.echo", "security.blocked_hosts"];
 
 impl Config {
     /// Finds and loads the configuration (see the module docs), then applies
@@ -655,6 +683,13 @@ impl Config {
             bail!("plugins.max_instances must be at least 1");
         }
         self.limits.validate()?;
+        if !self.cargo.bind_owner.is_empty() && self.cargo.bind_owner_ids().is_none() {
+            bail!("cargo.bind_owner must be \"uid:gid\" in numbers (or empty), not {:?}", self.cargo.bind_owner);
+        }
+        if self.browser_service.enabled {
+            reqwest::Url::parse(&self.browser_service.endpoint)
+                .with_context(|| format!("browser_service.endpoint {:?} is not a URL", self.browser_service.endpoint))?;
+        }
         Ok(())
     }
 
@@ -807,17 +842,7 @@ profiles:
         let (_, r) = load(text, &[("BAY_BROWSER_SERVICE__ENABLED", "true")]);
         assert_eq!(
             r.unused_keys,
-            [
-                "database.echo",
-                "cargo.root_path",
-                "security.blocked_hosts",
-                "browser_learning.enabled",
-                "browser_learning.min_samples",
-                "browser_auto_release_enabled",
-                "browser_service.enabled",
-                "profiles[p].warmup_retry_max_attempts",
-                "profiles[p].warmup_circuit_breaker_threshold",
-            ]
+            ["database.echo", "security.blocked_hosts", "profiles[p].warmup_retry_max_attempts", "profiles[p].warmup_circuit_breaker_threshold",]
         );
         assert!(r.unknown_keys.is_empty());
     }

@@ -10,6 +10,7 @@
 //! [`kubernetes`] (a session is one Pod). [`plugin`] runs a driver-extension
 //! plugin (`driver.type: plugin`).
 
+pub(crate) mod bind;
 pub(crate) mod docker;
 pub(crate) mod kubernetes;
 #[cfg(test)]

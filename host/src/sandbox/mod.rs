@@ -6,6 +6,7 @@ mod locks;
 mod reconcile;
 mod recovery;
 pub mod session;
+mod shared_browser;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -123,6 +124,8 @@ pub struct SandboxManager {
     pub(crate) start_slots: tokio::sync::Semaphore,
     /// Per-owner quotas (`quotas:`).
     pub(crate) quotas: crate::quotas::Quotas,
+    /// `browser_service`: browser calls served by one shared Gull.
+    shared_browser: Option<shared_browser::SharedBrowser>,
 }
 
 /// `expires_at` for a create's `ttl` (`null`, 0 or negative: none). The API
@@ -152,6 +155,7 @@ impl SandboxManager {
             warm_refill: Arc::new(tokio::sync::Notify::new()),
             start_slots: tokio::sync::Semaphore::new(config.sessions.concurrent_starts()),
             quotas: crate::quotas::Quotas::new(config.quotas.clone()),
+            shared_browser: shared_browser::SharedBrowser::new(&config.browser_service),
             instance_id: config.gc.effective_instance_id(),
             config,
             db,
@@ -478,6 +482,11 @@ impl SandboxManager {
             }
         }
         self.db.soft_delete_sandbox(&sandbox.id, now_micros()).await?;
+        if let Some(shared) = &self.shared_browser
+            && self.profile(&sandbox.profile_id).is_none_or(|p| p.capability_set().iter().any(|c| c == "browser") && shared.serves(p))
+        {
+            shared.forget(&sandbox.id).await;
+        }
         if let Some(cargo) = self.db.cargo(&sandbox.cargo_id).await?
             && cargo.is_managed()
             && cargo.managed_by_sandbox_id.as_deref() == Some(sandbox.id.as_str())
@@ -495,6 +504,12 @@ impl SandboxManager {
     /// finds its runtime dead is retried once on a new session when it cannot
     /// have run (see [`recovery`]).
     pub async fn call(&self, sandbox: &Sandbox, profile: &ProfileConfig, call: CapabilityCall) -> BayResult<(CapabilityOutcome, String)> {
+        if call.capability() == "browser"
+            && let Some(shared) = self.shared_browser.as_ref().filter(|s| s.serves(profile))
+        {
+            let outcome = shared.call(sandbox, call).await?;
+            return Ok((outcome, sandbox.current_session_id.clone().unwrap_or_default()));
+        }
         let spare = call.try_clone();
         match self.call_once(sandbox, profile, call).await? {
             Ok(done) => Ok(done),

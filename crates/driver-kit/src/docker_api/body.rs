@@ -17,8 +17,11 @@ pub fn create_container(spec: &SessionSpec, c: &ContainerSpec, net: &str, publis
     all_labels.insert(labels::SESSION_ID.into(), spec.session_id.clone());
     all_labels.insert(labels::CONTAINER_NAME.into(), c.name.clone());
     all_labels.insert(labels::RUNTIME_PORT.into(), c.runtime_port.to_string());
+    // An absolute path is a cargo directory on the host (bind-mount mode,
+    // host/src/driver/bind.rs); anything else names an engine volume.
+    let mount_type = if spec.volume.starts_with('/') { "bind" } else { "volume" };
     let mut host = json!({
-        "Mounts": [{ "Type": "volume", "Source": spec.volume, "Target": spec.mount_path, "ReadOnly": false }],
+        "Mounts": [{ "Type": mount_type, "Source": spec.volume, "Target": spec.mount_path, "ReadOnly": false }],
         "Memory": c.memory_bytes,
         // No swap beyond the memory limit.
         "MemorySwap": c.memory_bytes,

@@ -101,6 +101,16 @@ fn launch_creates_network_then_containers_then_starts() {
     assert_eq!(create["Labels"]["bay.container_name"], "ship");
     assert_eq!(create["HostConfig"]["PortBindings"]["8123/tcp"][0]["HostIp"], "127.0.0.1");
     assert_eq!(create["HostConfig"]["CapDrop"][0], "ALL");
+    assert_eq!(create["HostConfig"]["Mounts"][0], json!({ "Type": "volume", "Source": "bay-cargo-ws-1", "Target": "/workspace", "ReadOnly": false }));
+}
+
+#[test]
+fn an_absolute_cargo_is_bind_mounted() {
+    let mut s = spec(&["ship"]);
+    s.volume = "/srv/cargos/bay-cargo-ws-1".into();
+    let create = super::body::create_container(&s, &s.containers[0], "bay_net_sess-1", None);
+    assert_eq!(create["HostConfig"]["Mounts"][0]["Type"], "bind");
+    assert_eq!(create["HostConfig"]["Mounts"][0]["Source"], "/srv/cargos/bay-cargo-ws-1");
 }
 
 #[test]
