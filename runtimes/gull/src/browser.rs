@@ -12,13 +12,17 @@
 //! (the daemon reuses a live browser and relaunches a dead one with the same
 //! profile), and it never prints the "--profile ignored: daemon already
 //! running" warning it gives for flags.
+//!
+//! In shared mode (`shared.rs`) every sandbox has its own session, with its
+//! own profile in its cargo, its own `HOME`, and its own launch gate.
 
 use std::{
+    collections::{HashMap, HashSet},
     io::Read,
-    path::Path,
+    path::{Path, PathBuf},
     process::Stdio,
     sync::{
-        Arc,
+        Arc, Mutex, MutexGuard,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -35,7 +39,11 @@ use serde::Serialize;
 use tokio::io::AsyncReadExt;
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, PROFILE_REL};
+use crate::{
+    config::{Config, PROFILE_REL, SharedConfig},
+    exec::INVALID_COMMAND_EXIT,
+    shared::{self, SandboxTarget},
+};
 /// Files Chromium leaves in a profile to claim it for one process on one
 /// host. A new container has a new host name, and Chromium then refuses to
 /// start ("profile appears to be in use by another Chromium process").
@@ -69,9 +77,11 @@ pub struct BrowserStatus {
 /// The browser as the HTTP handlers see it; tests use a fake.
 #[async_trait]
 pub trait Browser: Send + Sync {
-    /// Runs `agent-browser --session <session> <args…>`; a timeout or a
-    /// failure to start gives `exit_code` -1.
-    async fn run(&self, args: Vec<String>, timeout: Duration) -> RunOutput;
+    /// Runs `agent-browser --session <session> <args…>` for the configured
+    /// session, or for `target`'s (shared mode; `args` already checked by
+    /// `shared::check_args`); a timeout or a failure to start gives
+    /// `exit_code` -1.
+    async fn run(&self, target: Option<&SandboxTarget>, args: Vec<String>, timeout: Duration) -> RunOutput;
     /// Closes `session`'s browser and daemon (nothing to do when not running).
     async fn close(&self, session: &str) -> RunOutput;
     /// Cheap: reads `/proc`, never starts anything.
@@ -91,6 +101,54 @@ pub(crate) struct AgentBrowser {
     /// Process groups of the CLI processes still running (for shutdown).
     running: ProcessGroups,
     shutting_down: AtomicBool,
+    /// Shared mode's per-sandbox bookkeeping.
+    sessions: SharedSessions,
+}
+
+/// Where and how one CLI process runs.
+struct Call {
+    session: String,
+    cwd: PathBuf,
+    env: Vec<(String, String)>,
+    /// Removed from the environment Gull inherited.
+    remove: &'static [&'static str],
+}
+
+/// Shared mode: what Gull knows about the sandboxes' sessions. Std mutexes,
+/// never held across an await.
+#[derive(Default)]
+struct SharedSessions {
+    /// One launch gate per session (see `launch_gate`): a sandbox's first
+    /// command waits only for its own session, not for other sandboxes'.
+    gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The cargo each session's browser was launched with (its profile is
+    /// there; paths are confined to it).
+    cargos: Mutex<HashMap<String, PathBuf>>,
+    /// Sessions launching now: counted against `GULL_MAX_SESSIONS` before
+    /// their daemon has written its pid file.
+    launching: Mutex<HashSet<String>>,
+}
+
+/// A poisoned lock only means a panic elsewhere; the data is still usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Environment that must not reach a shared session's CLI: XDG_RUNTIME_DIR
+/// would be one more place for sockets (Gull sets the socket directory
+/// itself), AGENT_BROWSER_SESSION another way to pick a session.
+const SHARED_ENV_REMOVE: &[&str] = &["XDG_RUNTIME_DIR", "AGENT_BROWSER_SESSION"];
+
+/// Drops a session from `launching` when its launch is over.
+struct Launching<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    session: String,
+}
+
+impl Drop for Launching<'_> {
+    fn drop(&mut self) {
+        lock(self.set).remove(&self.session);
+    }
 }
 
 impl AgentBrowser {
@@ -107,7 +165,182 @@ impl AgentBrowser {
         if let Some(ua) = &cfg.user_agent {
             env.push(("AGENT_BROWSER_USER_AGENT".into(), ua.clone()));
         }
-        Self { cfg, ws, env, launch_gate: tokio::sync::Mutex::new(()), running: ProcessGroups::default(), shutting_down: AtomicBool::new(false) }
+        if let Some(ms) = cfg.idle_timeout_ms {
+            // Read by the daemon, which inherits the CLI's environment.
+            env.push(("AGENT_BROWSER_IDLE_TIMEOUT_MS".into(), ms.to_string()));
+        }
+        Self {
+            cfg,
+            ws,
+            env,
+            launch_gate: tokio::sync::Mutex::new(()),
+            running: ProcessGroups::default(),
+            shutting_down: AtomicBool::new(false),
+            sessions: SharedSessions::default(),
+        }
+    }
+
+    /// The configured session (single mode, and shared mode without ids).
+    fn single_call(&self, session: &str) -> Call {
+        Call { session: session.to_string(), cwd: self.cfg.workspace.clone(), env: self.env.clone(), remove: &[] }
+    }
+
+    /// A sandbox's session in shared mode: profile in its cargo, working
+    /// directory the cargo (as upstream), Gull's empty config file instead
+    /// of any the cargo or a home directory holds, and its own `HOME`, XDG
+    /// directories and HTTP cache outside every cargo.
+    fn shared_call(&self, sh: &SharedConfig, session: &str, cargo_dir: &Path) -> Call {
+        let home = shared::home_dir(sh, session);
+        let cache = home.join(".cache");
+        let mut env: Vec<(String, String)> =
+            self.env.iter().filter(|(k, _)| k != "AGENT_BROWSER_PROFILE" && k != "AGENT_BROWSER_ARGS").cloned().collect();
+        // One disk cache per Chromium: two browsers must not share one, and
+        // one sandbox must not see what another one fetched.
+        let args: Vec<String> = self
+            .cfg
+            .chromium_args
+            .iter()
+            .map(|a| if a.starts_with("--disk-cache-dir=") { format!("--disk-cache-dir={}", cache.join("chromium").display()) } else { a.clone() })
+            .collect();
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        env.extend([
+            ("AGENT_BROWSER_ARGS".to_string(), args.join("\n")),
+            ("AGENT_BROWSER_PROFILE".into(), path(&cargo_dir.join(PROFILE_REL))),
+            ("AGENT_BROWSER_CONFIG".into(), path(&sh.run_dir.join(shared::CONFIG_FILE))),
+            ("HOME".into(), path(&home)),
+            ("XDG_CONFIG_HOME".into(), path(&home.join(".config"))),
+            ("XDG_CACHE_HOME".into(), path(&cache)),
+            ("XDG_DATA_HOME".into(), path(&home.join(".local/share"))),
+            ("XDG_STATE_HOME".into(), path(&home.join(".local/state"))),
+        ]);
+        Call { session: session.to_string(), cwd: cargo_dir.to_path_buf(), env, remove: SHARED_ENV_REMOVE }
+    }
+
+    /// The launch gate of a shared session (entries nobody holds are
+    /// dropped on the way).
+    fn gate(&self, session: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut gates = lock(&self.sessions.gates);
+        gates.retain(|k, g| k == session || Arc::strong_count(g) > 1);
+        gates.entry(session.to_string()).or_default().clone()
+    }
+
+    /// Names of the sessions whose daemon is alive (from the socket dir).
+    fn live_sessions(&self) -> HashSet<String> {
+        let Ok(rd) = std::fs::read_dir(&self.cfg.socket_dir) else {
+            return HashSet::new();
+        };
+        rd.flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".pid").map(str::to_string))
+            .filter(|s| self.daemon_pid(s).is_some())
+            .collect()
+    }
+
+    /// Admits a new shared session (its daemon is not running): within
+    /// `GULL_MAX_SESSIONS`, and with a cargo no other live session uses
+    /// (two Chromiums on one profile corrupt it, or one hands its commands
+    /// to the other through the profile's SingletonSocket).
+    fn admit<'a>(&'a self, sh: &SharedConfig, t: &SandboxTarget) -> Result<Launching<'a>, String> {
+        let live = self.live_sessions();
+        let mut launching = lock(&self.sessions.launching);
+        let mut cargos = lock(&self.sessions.cargos);
+        let busy = |s: &String| s != &t.sandbox_id && (live.contains(s) || launching.contains(s));
+        if cargos.iter().any(|(s, dir)| dir == &t.cargo_dir && busy(s)) {
+            return Err(format!("cargo {} is in use by another sandbox's browser", t.cargo_id));
+        }
+        let others = live.iter().chain(launching.iter()).filter(|s| busy(s)).collect::<HashSet<_>>().len();
+        if others >= sh.max_sessions {
+            return Err(format!(
+                "Too many browser sessions: this shared browser runtime runs at most {} at a time (GULL_MAX_SESSIONS); \
+                 try again when another sandbox's browser has closed",
+                sh.max_sessions
+            ));
+        }
+        launching.insert(t.sandbox_id.clone());
+        cargos.insert(t.sandbox_id.clone(), t.cargo_dir.clone());
+        Ok(Launching { set: &self.sessions.launching, session: t.sandbox_id.clone() })
+    }
+
+    /// A shared session's command (`Browser::run` with a target).
+    async fn run_shared(&self, sh: &SharedConfig, t: &SandboxTarget, args: Vec<String>, timeout: Duration) -> RunOutput {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let session = t.sandbox_id.as_str();
+        let gate = self.gate(session);
+        let mut held = None;
+        if self.daemon_pid(session).is_none() {
+            let Ok(g) = tokio::time::timeout_at(deadline, gate.lock()).await else {
+                return RunOutput::failed(-1, format!("Command timed out after {}s", format_secs(timeout.as_secs_f64())));
+            };
+            if self.daemon_pid(session).is_none() {
+                let launching = match self.admit(sh, t) {
+                    Ok(l) => l,
+                    Err(e) => return RunOutput::failed(INVALID_COMMAND_EXIT, e),
+                };
+                // The profile directory is made (and checked) by descriptor
+                // in the cargo; the previous container's locks go.
+                let ws = match Workspace::open(&t.cargo_dir).map_err(|e| e.to_string()).and_then(|ws| {
+                    ws.ensure_dir(PROFILE_REL).map_err(|e| e.to_string())?;
+                    Ok(ws)
+                }) {
+                    Ok(ws) => ws,
+                    Err(e) => {
+                        return RunOutput::failed(
+                            INVALID_COMMAND_EXIT,
+                            format!("Cannot prepare the browser profile in /workspace/{PROFILE_REL}: {e}"),
+                        );
+                    }
+                };
+                remove_stale_locks(&ws);
+                held = Some((g, launching));
+            }
+        }
+        if held.is_none() {
+            // A live browser keeps the cargo it was launched with.
+            if let Some(dir) = lock(&self.sessions.cargos).get(session).filter(|d| **d != t.cargo_dir) {
+                return RunOutput::failed(
+                    INVALID_COMMAND_EXIT,
+                    format!("sandbox {session}'s browser runs with another cargo ({}); delete its session first", dir.display()),
+                );
+            }
+        }
+        let call = self.shared_call(sh, session, &t.cargo_dir);
+        let home = shared::home_dir(sh, session);
+        if let Err(e) = std::fs::create_dir_all(&home) {
+            return RunOutput::failed(-1, format!("Cannot create {}: {e}", home.display()));
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let out = self.spawn_cli(&call, &args, left.max(Duration::from_millis(1)), true).await;
+        drop(held);
+        RunOutput {
+            stdout: shared::to_workspace_view(&out.stdout, &t.cargo_dir),
+            stderr: shared::to_workspace_view(&out.stderr, &t.cargo_dir),
+            exit_code: out.exit_code,
+        }
+    }
+
+    /// Closes a shared session and forgets it: its `HOME` (auth vault,
+    /// saved states, screenshots without a path, HTTP cache) goes too.
+    async fn close_shared(&self, sh: &SharedConfig, session: &str, timeout: Duration) -> RunOutput {
+        let gate = self.gate(session);
+        let _g = gate.lock().await;
+        let cargo = lock(&self.sessions.cargos).get(session).cloned();
+        let mut call = self.shared_call(sh, session, cargo.as_deref().unwrap_or(&sh.run_dir));
+        // The cargo may be gone already; `close` needs no working directory.
+        call.cwd = sh.run_dir.clone();
+        let ws = match &cargo {
+            Some(dir) => Workspace::open(dir).ok().map(Arc::new),
+            // The configured session (requests without ids) lives in /workspace.
+            None if session == self.cfg.session => Some(self.ws.clone()),
+            None => None,
+        };
+        let out = self.end_session(&call, ws.as_deref(), timeout).await;
+        lock(&self.sessions.cargos).remove(session);
+        let home = shared::home_dir(sh, session);
+        if let Err(e) = std::fs::remove_dir_all(&home)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(session, error = %e, "cannot remove the session's home directory");
+        }
+        out
     }
 
     /// pid of `session`'s daemon when it is alive (from its pid file).
@@ -117,21 +350,10 @@ impl AgentBrowser {
         (pid > 0 && process_alive(pid)).then_some(pid)
     }
 
-    /// Removes Chromium's `Singleton*` files from the profile. Only call when
-    /// no browser of this session runs.
+    /// Removes Chromium's `Singleton*` files from the workspace's profile.
+    /// Only call when no browser of this session runs.
     pub fn remove_stale_locks(&self) {
-        for name in SINGLETON_FILES {
-            let rel = format!("{PROFILE_REL}/{name}");
-            // They are symlinks (to a host name, a socket path, a cookie):
-            // the link itself goes (by descriptor), never its target.
-            let found = self.ws.resolve(&rel, Last::NoFollow).and_then(|r| r.lstat()).is_ok_and(|st| st.is_some());
-            if found {
-                match self.ws.remove(&rel) {
-                    Ok(_) => debug!(path = %rel, "removed a stale Chromium lock"),
-                    Err(e) => warn!(path = %rel, error = %e, "cannot remove a stale Chromium lock"),
-                }
-            }
-        }
+        remove_stale_locks(&self.ws);
     }
 
     /// SIGKILLs every running CLI process group (server shutdown); their
@@ -141,13 +363,30 @@ impl AgentBrowser {
         self.running.kill_all();
     }
 
-    /// On shutdown: close the browser so Chromium writes cookies and storage
-    /// to the profile (`docker stop` allows 10 s in all).
-    pub async fn shutdown(&self) {
-        let session = self.cfg.session.clone();
-        if self.daemon_pid(&session).is_some() {
+    /// On shutdown: close the browsers so Chromium writes cookies and
+    /// storage to the profiles (`docker stop` allows 10 s in all), all at
+    /// once in shared mode.
+    pub async fn shutdown(self: &Arc<Self>) {
+        let sessions = match &self.cfg.shared {
+            None => vec![self.cfg.session.clone()],
+            Some(_) => self.live_sessions().into_iter().collect(),
+        };
+        let mut closing = tokio::task::JoinSet::new();
+        for session in sessions.into_iter().filter(|s| self.daemon_pid(s).is_some()) {
             info!(session, "closing the browser");
-            self.end_session(&session, Duration::from_secs(2)).await;
+            let me = self.clone();
+            closing.spawn(async move { me.close_session(&session, Duration::from_secs(2)).await });
+        }
+        while closing.join_next().await.is_some() {}
+    }
+
+    async fn close_session(&self, session: &str, timeout: Duration) -> RunOutput {
+        match &self.cfg.shared {
+            Some(sh) => self.close_shared(sh, session, timeout).await,
+            None => {
+                let _gate = self.launch_gate.lock().await;
+                self.end_session(&self.single_call(session), Some(&self.ws), timeout).await
+            }
         }
     }
 
@@ -155,26 +394,26 @@ impl AgentBrowser {
     /// long command: it runs one at a time) SIGTERM its process group, which
     /// also reaches Chromium, whose own SIGTERM handling still saves the
     /// profile; SIGKILL what is left.
-    async fn end_session(&self, session: &str, close_timeout: Duration) -> RunOutput {
+    /// The caller holds the session's launch gate; `ws` holds the profile
+    /// (`None`: unknown, no DevTools fallback).
+    async fn end_session(&self, call: &Call, ws: Option<&Workspace>, close_timeout: Duration) -> RunOutput {
+        let session = call.session.as_str();
         let Some(pid) = self.daemon_pid(session) else {
             return RunOutput::default();
         };
-        let out = {
-            let _gate = self.launch_gate.lock().await;
-            self.spawn_cli(session, &["close".to_string()], close_timeout, false).await
-        };
+        let out = self.spawn_cli(call, &["close".to_string()], close_timeout, false).await;
         if out.exit_code != 0 {
             warn!(session, exit_code = out.exit_code, stderr = %out.stderr.trim(), "browser close failed");
         }
         if out.exit_code == 0 {
             // The daemon exits on its own (~100 ms after answering).
             wait_gone(pid, 1000).await;
-        } else if chromium_child(pid).is_some() {
+        } else if let Some(ws) = ws.filter(|_| chromium_child(pid).is_some()) {
             // The daemon runs one command at a time and is still busy with a
             // long one. Ask Chromium itself to close over its DevTools port:
             // only a clean close writes the cookies of the last 30 s (a
             // SIGTERM'd Chromium exits without saving them).
-            match tokio::time::timeout(Duration::from_secs(1), cdp_browser_close(&self.ws)).await {
+            match tokio::time::timeout(Duration::from_secs(1), cdp_browser_close(ws)).await {
                 Ok(Ok(())) => info!("asked Chromium to close over DevTools"),
                 Ok(Err(e)) => warn!(error = %e, "cannot close Chromium over DevTools"),
                 Err(_) => warn!("closing Chromium over DevTools timed out"),
@@ -198,18 +437,21 @@ impl AgentBrowser {
 
     /// One CLI run: own process group, no stdin, bounded output capture,
     /// killed (the whole group) at the timeout or when the request is dropped.
-    async fn spawn_cli(&self, session: &str, args: &[String], timeout: Duration, launch: bool) -> RunOutput {
+    async fn spawn_cli(&self, call: &Call, args: &[String], timeout: Duration, launch: bool) -> RunOutput {
         let mut cmd = tokio::process::Command::new(&self.cfg.agent_browser);
         cmd.arg("--session")
-            .arg(session)
+            .arg(&call.session)
             .args(args)
-            .current_dir(&self.cfg.workspace)
+            .current_dir(&call.cwd)
             .env_remove(TOKEN_ENV)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(call.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        for k in call.remove {
+            cmd.env_remove(k);
+        }
         if !launch {
             for k in LAUNCH_ENV {
                 cmd.env_remove(k);
@@ -252,7 +494,10 @@ impl AgentBrowser {
 
 #[async_trait]
 impl Browser for AgentBrowser {
-    async fn run(&self, args: Vec<String>, timeout: Duration) -> RunOutput {
+    async fn run(&self, target: Option<&SandboxTarget>, args: Vec<String>, timeout: Duration) -> RunOutput {
+        if let (Some(sh), Some(t)) = (&self.cfg.shared, target) {
+            return self.run_shared(sh, t, args, timeout).await;
+        }
         let session = self.cfg.session.clone();
         let deadline = tokio::time::Instant::now() + timeout;
         // When no daemon runs, this command starts one (and Chromium): do it
@@ -272,19 +517,38 @@ impl Browser for AgentBrowser {
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let t = std::time::Instant::now();
-        let out = self.spawn_cli(&session, &args, left.max(Duration::from_millis(1)), true).await;
+        let out = self.spawn_cli(&self.single_call(&session), &args, left.max(Duration::from_millis(1)), true).await;
         debug!(ms = t.elapsed().as_millis() as u64, exit_code = out.exit_code, "agent-browser done");
         out
     }
 
     async fn close(&self, session: &str) -> RunOutput {
-        self.end_session(session, Duration::from_secs(10)).await
+        self.close_session(session, Duration::from_secs(10)).await
     }
 
+    /// Shared mode: whether any session's daemon runs, and Chromium under one.
     fn status(&self) -> BrowserStatus {
-        match self.daemon_pid(&self.cfg.session) {
-            None => BrowserStatus::default(),
-            Some(pid) => BrowserStatus { active: true, ready: chromium_child(pid).is_some() },
+        let pids: Vec<i32> = match &self.cfg.shared {
+            None => self.daemon_pid(&self.cfg.session).into_iter().collect(),
+            Some(_) => self.live_sessions().iter().filter_map(|s| self.daemon_pid(s)).collect(),
+        };
+        BrowserStatus { active: !pids.is_empty(), ready: pids.iter().any(|&p| chromium_child(p).is_some()) }
+    }
+}
+
+/// Removes Chromium's `Singleton*` files from `ws`'s profile. Only call
+/// when no browser of that profile's session runs.
+fn remove_stale_locks(ws: &Workspace) {
+    for name in SINGLETON_FILES {
+        let rel = format!("{PROFILE_REL}/{name}");
+        // They are symlinks (to a host name, a socket path, a cookie):
+        // the link itself goes (by descriptor), never its target.
+        let found = ws.resolve(&rel, Last::NoFollow).and_then(|r| r.lstat()).is_ok_and(|st| st.is_some());
+        if found {
+            match ws.remove(&rel) {
+                Ok(_) => debug!(path = %rel, "removed a stale Chromium lock"),
+                Err(e) => warn!(path = %rel, error = %e, "cannot remove a stale Chromium lock"),
+            }
         }
     }
 }
@@ -441,7 +705,7 @@ mod tests {
             ("AGENT_BROWSER_SOCKET_DIR", dir.join("sock").to_string_lossy().into_owned()),
             ("BAY_SANDBOX_ID", "sb-1".into()),
         ];
-        let cfg = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()));
+        let cfg = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
         cfg.prepare_dirs().unwrap();
         Arc::new(cfg)
     }
@@ -454,7 +718,7 @@ mod tests {
             r#"printf '\033[32m✓\033[0m %s|' "$@"; printf '%s|%s|%s' "$NO_COLOR" "$AGENT_BROWSER_PROFILE" "$(pwd)"; echo "$AGENT_BROWSER_ARGS" | tr '\n' ',' >&2; exit 3"#,
         );
         let ab = browser_for(cfg.clone());
-        let out = ab.run(vec!["fill".into(), "@e1".into(), "a b".into()], Duration::from_secs(5)).await;
+        let out = ab.run(None, vec!["fill".into(), "@e1".into(), "a b".into()], Duration::from_secs(5)).await;
         assert_eq!(out.exit_code, 3);
         assert_eq!(out.stdout, format!("✓ --session|✓ sb-1|✓ fill|✓ @e1|✓ a b|1|{}|{}", cfg.profile_dir.display(), cfg.workspace.display()));
         assert_eq!(out.stderr, "--no-sandbox,--disable-gpu,--disable-dev-shm-usage,--disk-cache-dir=/tmp/gull-chromium-cache,");
@@ -465,7 +729,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let cfg = fake_cli(d.path(), "echo started; sleep 30 & sleep 30");
         let ab = browser_for(cfg);
-        let out = ab.run(vec!["wait".into()], Duration::from_millis(500)).await;
+        let out = ab.run(None, vec!["wait".into()], Duration::from_millis(500)).await;
         assert_eq!(out.exit_code, -1);
         assert_eq!(out.stderr, "Command timed out after 0.5s");
         assert_eq!(out.stdout, "started\n");
@@ -473,7 +737,7 @@ mod tests {
 
         let mut cfg = (*fake_cli(d.path(), "true")).clone();
         cfg.agent_browser = d.path().join("missing");
-        let out = browser_for(Arc::new(cfg)).run(vec![], Duration::from_secs(1)).await;
+        let out = browser_for(Arc::new(cfg)).run(None, vec![], Duration::from_secs(1)).await;
         assert_eq!(out.exit_code, -1);
         assert!(out.stderr.contains("not found"), "{}", out.stderr);
     }
@@ -488,12 +752,12 @@ mod tests {
         // A live daemon (this test process) owns the session: locks stay.
         std::fs::write(cfg.socket_dir.join("sb-1.pid"), std::process::id().to_string()).unwrap();
         assert!(ab.status().active);
-        ab.run(vec!["get".into(), "title".into()], Duration::from_secs(5)).await;
+        ab.run(None, vec!["get".into(), "title".into()], Duration::from_secs(5)).await;
         assert!(std::fs::symlink_metadata(&lock).is_ok());
         // Dead daemon: the next command clears them first.
         std::fs::write(cfg.socket_dir.join("sb-1.pid"), i32::MAX.to_string()).unwrap();
         assert_eq!(ab.status(), BrowserStatus::default());
-        ab.run(vec!["open".into(), "about:blank".into()], Duration::from_secs(5)).await;
+        ab.run(None, vec!["open".into(), "about:blank".into()], Duration::from_secs(5)).await;
         assert!(std::fs::symlink_metadata(&lock).is_err());
         // close without a daemon does not run the CLI.
         assert_eq!(ab.close("sb-1").await, RunOutput::default());
@@ -503,10 +767,122 @@ mod tests {
     async fn output_is_capped() {
         let d = tempfile::tempdir().unwrap();
         let cfg = fake_cli(d.path(), "head -c 9000000 /dev/zero | tr '\\0' x");
-        let out = browser_for(cfg).run(vec![], Duration::from_secs(10)).await;
+        let out = browser_for(cfg).run(None, vec![], Duration::from_secs(10)).await;
         assert_eq!(out.exit_code, 0);
         assert_eq!(out.stdout.len(), MAX_CAPTURE + TRUNCATED_MARKER.len());
         assert!(out.stdout.ends_with(TRUNCATED_MARKER));
+    }
+
+    /// Shared mode over a fake CLI that plays the daemon: its first command
+    /// for a session starts a `sleep` (own process group, so signals sent
+    /// to "the daemon" reach nothing else) and writes its pid file, and
+    /// `close` kills it.
+    fn shared_cli(dir: &Path, max: usize) -> Arc<Config> {
+        let bin = dir.join("agent-browser");
+        let script = r#"#!/bin/sh
+pidf="$AGENT_BROWSER_SOCKET_DIR/$2.pid"
+if [ "$3" = close ]; then kill "$(cat "$pidf")"; rm -f "$pidf"; echo "closed ${AGENT_BROWSER_PROFILE:-noprofile} $(pwd)"; exit 0; fi
+[ -f "$pidf" ] || { setsid sleep 30 >/dev/null 2>&1 & echo $! > "$pidf"; }
+printf '%s|' "$@"; echo
+printf '%s\n' "$(pwd)" "$HOME" "$AGENT_BROWSER_PROFILE" "$AGENT_BROWSER_CONFIG" "$(cat "$AGENT_BROWSER_CONFIG")" "$XDG_CONFIG_HOME" "$XDG_CACHE_HOME" "${XDG_RUNTIME_DIR:-none}" "$AGENT_BROWSER_IDLE_TIMEOUT_MS"
+echo "$AGENT_BROWSER_ARGS" | grep disk-cache
+"#;
+        std::fs::write(&bin, script).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let vars = [
+            ("GULL_MODE", "shared".to_string()),
+            ("GULL_AGENT_BROWSER_BIN", bin.to_string_lossy().into_owned()),
+            ("BAY_WORKSPACE_PATH", dir.join("ws").to_string_lossy().into_owned()),
+            ("AGENT_BROWSER_SOCKET_DIR", dir.join("sock").to_string_lossy().into_owned()),
+            ("GULL_CARGOS_DIR", dir.join("cargos").to_string_lossy().into_owned()),
+            ("GULL_RUN_DIR", dir.join("run").to_string_lossy().into_owned()),
+            ("GULL_MAX_SESSIONS", max.to_string()),
+        ];
+        let cfg = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
+        cfg.prepare_dirs().unwrap();
+        for c in ["c1", "c2", "c3"] {
+            std::fs::create_dir_all(dir.join("cargos").join(format!("bay-cargo-{c}"))).unwrap();
+        }
+        Arc::new(cfg)
+    }
+
+    fn target(cfg: &Config, sandbox: &str, cargo: &str) -> SandboxTarget {
+        shared::resolve_target(cfg.shared.as_ref().unwrap(), Some(sandbox), Some(cargo)).unwrap().unwrap()
+    }
+
+    /// Kills the fake daemons a test left.
+    fn kill_fake_daemons(cfg: &Config) {
+        for e in std::fs::read_dir(&cfg.socket_dir).unwrap().flatten() {
+            if let Some(pid) = std::fs::read_to_string(e.path()).ok().and_then(|t| t.trim().parse::<i32>().ok()) {
+                kill_group(pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn shared_session_argv_cwd_and_environment() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = shared_cli(d.path(), 4);
+        let ab = browser_for(cfg.clone());
+        let t = target(&cfg, "sb-a", "c1");
+        let out = ab.run(Some(&t), vec!["screenshot".into(), t.cargo_dir.join("a.png").to_string_lossy().into_owned()], Duration::from_secs(5)).await;
+        kill_fake_daemons(&cfg);
+        assert_eq!(out.exit_code, 0, "{out:?}");
+        let home = d.path().join("run/homes/sb-a");
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        // The cargo path reads as /workspace in the answer.
+        assert_eq!(lines[0], "--session|sb-a|screenshot|/workspace/a.png|");
+        assert_eq!(lines[1], "/workspace"); // working directory: the cargo
+        assert_eq!(lines[2], home.display().to_string());
+        assert_eq!(lines[3], "/workspace/.browser/profile");
+        assert_eq!(lines[4], d.path().join("run/agent-browser.json").display().to_string());
+        assert_eq!(lines[5], "{}");
+        assert_eq!(lines[6], home.join(".config").display().to_string());
+        assert_eq!(lines[7], home.join(".cache").display().to_string());
+        assert_eq!(lines[8], "none");
+        assert_eq!(lines[9], "600000");
+        assert!(lines[10].contains(&format!("--disk-cache-dir={}", home.join(".cache/chromium").display())), "{}", lines[10]);
+        assert!(t.cargo_dir.join(".browser/profile").is_dir());
+        assert!(home.is_dir());
+    }
+
+    #[tokio::test]
+    async fn shared_sessions_are_limited_and_keep_their_cargo() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = shared_cli(d.path(), 2);
+        let ab = browser_for(cfg.clone());
+        let run = |sb: &str, cargo: &str| {
+            let t = target(&cfg, sb, cargo);
+            let ab = &ab;
+            async move { ab.run(Some(&t), vec!["get".into(), "title".into()], Duration::from_secs(5)).await }
+        };
+        assert_eq!(run("a", "c1").await.exit_code, 0);
+        assert!(ab.status().active);
+        // Another sandbox may not use a cargo a live browser has.
+        let out = run("b", "c1").await;
+        assert_eq!((out.exit_code, out.stderr.as_str()), (2, "cargo c1 is in use by another sandbox's browser"));
+        // A live browser keeps its cargo.
+        let out = run("a", "c2").await;
+        assert_eq!(out.exit_code, 2);
+        assert!(out.stderr.contains("runs with another cargo"), "{}", out.stderr);
+        assert_eq!(run("b", "c2").await.exit_code, 0);
+        // Two live sessions: a third sandbox is refused, the live ones run.
+        let out = run("c", "c3").await;
+        assert_eq!(out.exit_code, 2);
+        assert!(out.stderr.starts_with("Too many browser sessions"), "{}", out.stderr);
+        assert!(out.stderr.contains("at most 2"), "{}", out.stderr);
+        assert_eq!(run("a", "c1").await.exit_code, 0);
+        // Closing one frees its slot and its home directory.
+        let home = d.path().join("run/homes/a");
+        assert!(home.is_dir());
+        let out = ab.close("a").await;
+        // `close` runs without the launch environment, outside the cargo.
+        assert_eq!(out.stdout.trim(), format!("closed noprofile {}", d.path().join("run").display()));
+        assert!(!home.exists());
+        assert_eq!(run("c", "c3").await.exit_code, 0);
+        // Without a daemon, close runs nothing.
+        assert_eq!(ab.close("zzz").await, RunOutput::default());
+        kill_fake_daemons(&cfg);
     }
 
     #[tokio::test]

@@ -7,6 +7,8 @@ use std::{
 };
 
 use runtime_common::{beneath::Workspace, text::split_command};
+
+use crate::shared::{CONFIG_FILE, lexical_normalize};
 use tracing::warn;
 
 /// The persistent Chromium profile, relative to the workspace.
@@ -19,6 +21,25 @@ pub(crate) const PROFILE_REL: &str = ".browser/profile";
 /// the profile).
 pub(crate) const BASE_CHROMIUM_ARGS: &[&str] =
     &["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disk-cache-dir=/tmp/gull-chromium-cache"];
+
+/// Idle time after which an agent-browser daemon (and its Chromium) ends in
+/// shared mode when `AGENT_BROWSER_IDLE_TIMEOUT_MS` is unset: a sandbox that
+/// stops sending commands without being deleted does not keep a browser
+/// forever.
+pub(crate) const SHARED_IDLE_TIMEOUT_MS: u64 = 600_000;
+
+/// Shared mode (`GULL_MODE=shared`): one Gull container serves many
+/// sandboxes, each with its own agent-browser session (see `shared.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SharedConfig {
+    /// Where every cargo is mounted (`<dir>/bay-cargo-<cargo_id>`).
+    pub cargos_dir: PathBuf,
+    /// Live browser sessions at most; a new sandbox beyond that is refused.
+    pub max_sessions: usize,
+    /// Gull's own directory, outside every cargo: the empty agent-browser
+    /// config file and one home directory per sandbox.
+    pub run_dir: PathBuf,
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -43,15 +64,20 @@ pub(crate) struct Config {
     pub profile_dir: PathBuf,
     /// Built-in skills shipped in the image, copied into the workspace.
     pub skills_dir: PathBuf,
+    /// `AGENT_BROWSER_IDLE_TIMEOUT_MS` for the daemons Gull starts (the
+    /// daemon reads it from the environment it inherits from the CLI).
+    pub idle_timeout_ms: Option<u64>,
+    /// `Some` in shared mode.
+    pub shared: Option<SharedConfig>,
 }
 
 impl Config {
-    pub fn from_env() -> Self {
+    pub fn from_env() -> Result<Self, String> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
 
-    /// Testable core of [`Config::from_env`].
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+    /// Testable core of [`Config::from_env`]. Errors name the variable.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let non_empty = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let workspace = PathBuf::from(non_empty("BAY_WORKSPACE_PATH").unwrap_or("/workspace".into()));
         let workspace =
@@ -70,10 +96,16 @@ impl Config {
             .or_else(|| find_in_path("agent-browser", get("PATH").as_deref()))
             .unwrap_or_else(|| PathBuf::from("/usr/local/bin/agent-browser"));
         let (chromium_args, user_agent) = chromium_args(get("GULL_CHROMIUM_ARGS").as_deref());
-        if let Some(mode) = non_empty("GULL_MODE").filter(|m| m != "single") {
-            warn!(mode, "only GULL_MODE=single is supported; running in single mode");
-        }
-        Self {
+        let shared = match non_empty("GULL_MODE").as_deref() {
+            None | Some("single") => None,
+            Some("shared") => Some(shared_config(&non_empty)?),
+            Some(other) => return Err(format!("GULL_MODE must be `single` or `shared`, not `{other}`")),
+        };
+        let idle_timeout_ms = match non_empty("AGENT_BROWSER_IDLE_TIMEOUT_MS") {
+            Some(v) => Some(v.parse::<u64>().map_err(|_| format!("AGENT_BROWSER_IDLE_TIMEOUT_MS must be milliseconds (an integer), not `{v}`"))?),
+            None => shared.as_ref().map(|_| SHARED_IDLE_TIMEOUT_MS),
+        };
+        Ok(Self {
             host: non_empty("GULL_HOST").unwrap_or("0.0.0.0".into()),
             port,
             profile_dir: workspace.join(PROFILE_REL),
@@ -85,7 +117,9 @@ impl Config {
             user_agent,
             socket_dir: PathBuf::from(non_empty("AGENT_BROWSER_SOCKET_DIR").unwrap_or("/tmp/agent-browser".into())),
             skills_dir: PathBuf::from(non_empty("GULL_SKILLS_DIR").unwrap_or("/opt/gull/skills".into())),
-        }
+            idle_timeout_ms,
+            shared,
+        })
     }
 
     /// Creates the workspace (and opens it), the profile directory in it (by
@@ -99,8 +133,38 @@ impl Config {
         std::fs::create_dir_all(&self.socket_dir)?;
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(&self.socket_dir, std::fs::Permissions::from_mode(0o700));
+        if let Some(sh) = &self.shared {
+            // The empty config every shared CLI call is pointed at (see
+            // `shared.rs`): written fresh, so nothing left there counts.
+            std::fs::create_dir_all(sh.run_dir.join("homes"))?;
+            let _ = std::fs::set_permissions(&sh.run_dir, std::fs::Permissions::from_mode(0o700));
+            std::fs::write(sh.run_dir.join(CONFIG_FILE), "{}\n")?;
+        }
         Ok(ws)
     }
+}
+
+fn shared_config(non_empty: &impl Fn(&str) -> Option<String>) -> Result<SharedConfig, String> {
+    let abs = |k: &str, default: &str| {
+        let p = PathBuf::from(non_empty(k).unwrap_or(default.into()));
+        if p.is_absolute() { Ok(p) } else { Err(format!("{k} must be an absolute path, not `{}`", p.display())) }
+    };
+    let cargos_dir = abs("GULL_CARGOS_DIR", "/cargos")?;
+    let run_dir = abs("GULL_RUN_DIR", "/tmp/gull")?;
+    let max_sessions = match non_empty("GULL_MAX_SESSIONS") {
+        None => 32,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(format!("GULL_MAX_SESSIONS must be a positive integer, not `{v}`")),
+        },
+    };
+    // The per-sandbox homes hold agent-browser's auth vault and saved
+    // states: inside the cargos they would be readable by other sandboxes.
+    let (run, cargos) = (lexical_normalize(&run_dir), lexical_normalize(&cargos_dir));
+    if run.starts_with(&cargos) || cargos.starts_with(&run) {
+        return Err(format!("GULL_RUN_DIR ({}) must lie outside GULL_CARGOS_DIR ({})", run_dir.display(), cargos_dir.display()));
+    }
+    Ok(SharedConfig { cargos_dir, max_sessions, run_dir })
 }
 
 /// [`BASE_CHROMIUM_ARGS`] plus the shell-split extras. agent-browser splits
@@ -153,7 +217,7 @@ mod tests {
 
     fn cfg_from(vars: &[(&str, &str)]) -> Config {
         let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Config::from_lookup(|k| m.get(k).cloned())
+        Config::from_lookup(|k| m.get(k).cloned()).unwrap()
     }
 
     #[test]
@@ -178,6 +242,28 @@ mod tests {
         let c = cfg_from(&[("BAY_WORKSPACE_PATH", "/w"), ("GULL_PORT", "9000")]);
         assert_eq!((c.port, c.profile_dir), (9000, PathBuf::from("/w/.browser/profile")));
         assert_eq!(cfg_from(&[("GULL_PORT", "nope")]).port, 8115);
+    }
+
+    #[test]
+    fn modes() {
+        let c = cfg_from(&[]);
+        assert_eq!((c.shared.is_none(), c.idle_timeout_ms), (true, None));
+        assert_eq!(cfg_from(&[("GULL_MODE", "single"), ("AGENT_BROWSER_IDLE_TIMEOUT_MS", "5")]).idle_timeout_ms, Some(5));
+        let c = cfg_from(&[("GULL_MODE", "shared")]);
+        let sh = c.shared.unwrap();
+        assert_eq!(sh, SharedConfig { cargos_dir: "/cargos".into(), max_sessions: 32, run_dir: "/tmp/gull".into() });
+        assert_eq!(c.idle_timeout_ms, Some(SHARED_IDLE_TIMEOUT_MS));
+        let c = cfg_from(&[("GULL_MODE", "shared"), ("GULL_CARGOS_DIR", "/c"), ("GULL_MAX_SESSIONS", "3"), ("AGENT_BROWSER_IDLE_TIMEOUT_MS", "0")]);
+        assert_eq!((c.shared.unwrap().max_sessions, c.idle_timeout_ms), (3, Some(0)));
+        let err = |vars: &[(&str, &str)]| {
+            let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Config::from_lookup(|k| m.get(k).cloned()).unwrap_err()
+        };
+        assert!(err(&[("GULL_MODE", "multi")]).starts_with("GULL_MODE must be"));
+        assert!(err(&[("GULL_MODE", "shared"), ("GULL_MAX_SESSIONS", "0")]).starts_with("GULL_MAX_SESSIONS"));
+        assert!(err(&[("GULL_MODE", "shared"), ("GULL_CARGOS_DIR", "cargos")]).starts_with("GULL_CARGOS_DIR"));
+        assert!(err(&[("GULL_MODE", "shared"), ("GULL_RUN_DIR", "/cargos/../cargos/gull")]).starts_with("GULL_RUN_DIR"));
+        assert!(err(&[("AGENT_BROWSER_IDLE_TIMEOUT_MS", "10m")]).starts_with("AGENT_BROWSER_IDLE_TIMEOUT_MS"));
     }
 
     #[test]

@@ -15,6 +15,8 @@ use runtime_common::{
 use crate::{
     AppState,
     browser::{Browser, RunOutput},
+    config::Config,
+    shared::{self, SandboxTarget},
 };
 
 /// Exit code for a command Gull could not even turn into an argv.
@@ -35,8 +37,9 @@ pub struct ExecRequest {
     pub cmd: String,
     #[serde(default = "default_exec_timeout", deserialize_with = "lax_int")]
     pub timeout: i64,
-    /// Accepted for compatibility (Shipyard's shared-browser mode); a Gull
-    /// container serves exactly one sandbox.
+    /// Shared mode: the sandbox (its own browser session) and its cargo
+    /// (`<GULL_CARGOS_DIR>/bay-cargo-<cargo_id>`). Ignored in single mode,
+    /// where a Gull container serves exactly one sandbox.
     #[serde(default)]
     pub sandbox_id: Option<String>,
     #[serde(default)]
@@ -111,14 +114,28 @@ pub fn parse_command(cmd: &str) -> Result<Vec<String>, String> {
     Ok(words)
 }
 
-/// Runs one command string; an unparsable one gives exit code 2.
-pub async fn run_command(browser: &dyn Browser, cmd: &str, timeout: Duration) -> RunOutput {
-    match parse_command(cmd) {
+/// The sandbox a request is for: always `None` in single mode; in shared
+/// mode see [`shared::resolve_target`] (an error is an exit code 2 answer).
+pub fn target_for(cfg: &Config, sandbox_id: Option<&str>, cargo_id: Option<&str>) -> Result<Option<SandboxTarget>, String> {
+    match &cfg.shared {
+        None => Ok(None),
+        Some(sh) => shared::resolve_target(sh, sandbox_id, cargo_id),
+    }
+}
+
+/// Runs one command string; an unparsable one, or one shared mode refuses
+/// for a sandbox, gives exit code 2 without running anything.
+pub async fn run_command(browser: &dyn Browser, target: Option<&SandboxTarget>, cmd: &str, timeout: Duration) -> RunOutput {
+    let checked = parse_command(cmd).and_then(|args| match target {
+        Some(t) => shared::check_args(args, &t.cargo_dir),
+        None => Ok(args),
+    });
+    match checked {
         Ok(args) => {
             let verb = args[0].clone();
             let t = std::time::Instant::now();
-            let out = browser.run(args, timeout).await;
-            info!(command = %verb, exit_code = out.exit_code, ms = t.elapsed().as_millis() as u64, "agent-browser");
+            let out = browser.run(target, args, timeout).await;
+            info!(command = %verb, sandbox = target.map(|t| t.sandbox_id.as_str()), exit_code = out.exit_code, ms = t.elapsed().as_millis() as u64, "agent-browser");
             out
         }
         Err(e) => RunOutput::failed(INVALID_COMMAND_EXIT, e),
@@ -129,7 +146,13 @@ pub async fn run_command(browser: &dyn Browser, cmd: &str, timeout: Duration) ->
 /// what is left of it, and no step starts once it is used up. A failing step
 /// is part of `results` and, with `stop_on_error`, the last one. `success`
 /// means every requested step ran and exited 0.
-pub async fn run_batch(browser: &dyn Browser, commands: &[String], budget: Duration, stop_on_error: bool) -> BatchResponse {
+pub async fn run_batch(
+    browser: &dyn Browser,
+    target: Option<&SandboxTarget>,
+    commands: &[String],
+    budget: Duration,
+    stop_on_error: bool,
+) -> BatchResponse {
     let start = Instant::now();
     let mut results = Vec::with_capacity(commands.len());
     for (i, cmd) in commands.iter().enumerate() {
@@ -138,7 +161,7 @@ pub async fn run_batch(browser: &dyn Browser, commands: &[String], budget: Durat
             break;
         }
         let t = Instant::now();
-        let out = run_command(browser, cmd, remaining).await;
+        let out = run_command(browser, target, cmd, remaining).await;
         let failed = out.exit_code != 0;
         results.push(BatchStep {
             cmd: cmd.clone(),
@@ -163,8 +186,11 @@ pub async fn run_batch(browser: &dyn Browser, commands: &[String], budget: Durat
 
 pub async fn exec_handler(State(st): State<AppState>, ApiJson(req): ApiJson<ExecRequest>) -> Result<Json<RunOutput>, AppError> {
     check_range("timeout", req.timeout, 1, 300)?;
-    let _ = (&req.sandbox_id, &req.cargo_id);
-    Ok(Json(run_command(st.browser.as_ref(), &req.cmd, Duration::from_secs(req.timeout as u64)).await))
+    let target = match target_for(&st.cfg, req.sandbox_id.as_deref(), req.cargo_id.as_deref()) {
+        Ok(t) => t,
+        Err(e) => return Ok(Json(RunOutput::failed(INVALID_COMMAND_EXIT, e))),
+    };
+    Ok(Json(run_command(st.browser.as_ref(), target.as_ref(), &req.cmd, Duration::from_secs(req.timeout as u64)).await))
 }
 
 pub async fn batch_handler(State(st): State<AppState>, ApiJson(req): ApiJson<BatchRequest>) -> Result<Json<BatchResponse>, AppError> {
@@ -172,9 +198,29 @@ pub async fn batch_handler(State(st): State<AppState>, ApiJson(req): ApiJson<Bat
         return Err(AppError::unprocessable("commands: List should have at least 1 item after validation, not 0"));
     }
     check_range("timeout", req.timeout, 1, 600)?;
-    let _ = (&req.sandbox_id, &req.cargo_id);
+    let target = match target_for(&st.cfg, req.sandbox_id.as_deref(), req.cargo_id.as_deref()) {
+        Ok(t) => t,
+        // Nothing can run: the first step carries the error.
+        Err(e) => {
+            let step = BatchStep {
+                cmd: req.commands[0].clone(),
+                stdout: String::new(),
+                stderr: e,
+                exit_code: INVALID_COMMAND_EXIT,
+                step_index: 0,
+                duration_ms: 0,
+            };
+            return Ok(Json(BatchResponse {
+                results: vec![step],
+                total_steps: req.commands.len(),
+                completed_steps: 1,
+                success: false,
+                duration_ms: 0,
+            }));
+        }
+    };
     let budget = Duration::from_secs(req.timeout as u64);
-    Ok(Json(run_batch(st.browser.as_ref(), &req.commands, budget, req.stop_on_error).await))
+    Ok(Json(run_batch(st.browser.as_ref(), target.as_ref(), &req.commands, budget, req.stop_on_error).await))
 }
 
 #[cfg(test)]
@@ -203,7 +249,7 @@ mod tests {
 
     #[async_trait]
     impl Browser for Fake {
-        async fn run(&self, args: Vec<String>, timeout: Duration) -> RunOutput {
+        async fn run(&self, _target: Option<&SandboxTarget>, args: Vec<String>, timeout: Duration) -> RunOutput {
             self.calls.lock().unwrap().push((args.clone(), timeout));
             if args[0] == "hang" || self.step > timeout {
                 tokio::time::sleep(timeout).await;
@@ -230,7 +276,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn failing_step_is_included_and_stops_the_batch() {
         let fake = Fake::new(100);
-        let r = run_batch(&fake, &cmds(&["open about:blank", "nonexistent-subcommand", "get title"]), Duration::from_secs(60), true).await;
+        let r = run_batch(&fake, None, &cmds(&["open about:blank", "nonexistent-subcommand", "get title"]), Duration::from_secs(60), true).await;
         assert_eq!((r.total_steps, r.completed_steps, r.results.len(), r.success), (3, 2, 2, false));
         let last = r.results.last().unwrap();
         assert_eq!((last.cmd.as_str(), last.step_index), ("nonexistent-subcommand", 1));
@@ -243,10 +289,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn without_stop_on_error_all_steps_run() {
         let fake = Fake::new(10);
-        let r = run_batch(&fake, &cmds(&["open about:blank", "nonexistent-subcommand", "get title"]), Duration::from_secs(60), false).await;
+        let r = run_batch(&fake, None, &cmds(&["open about:blank", "nonexistent-subcommand", "get title"]), Duration::from_secs(60), false).await;
         assert_eq!((r.total_steps, r.completed_steps, r.success), (3, 3, false));
         assert_eq!(r.results.iter().map(|s| s.step_index).collect::<Vec<_>>(), [0, 1, 2]);
-        let ok = run_batch(&fake, &cmds(&["open about:blank", "get title"]), Duration::from_secs(60), true).await;
+        let ok = run_batch(&fake, None, &cmds(&["open about:blank", "get title"]), Duration::from_secs(60), true).await;
         assert!(ok.success);
     }
 
@@ -254,7 +300,7 @@ mod tests {
     async fn steps_share_the_budget() {
         // 3 s budget, 1 s steps: each step gets what is left.
         let fake = Fake::new(1000);
-        let r = run_batch(&fake, &cmds(&["a", "b", "c", "d"]), Duration::from_secs(3), true).await;
+        let r = run_batch(&fake, None, &cmds(&["a", "b", "c", "d"]), Duration::from_secs(3), true).await;
         assert_eq!(fake.timeouts(), [Duration::from_secs(3), Duration::from_secs(2), Duration::from_secs(1)]);
         // The budget ran out exactly after the third step: the fourth never starts.
         assert_eq!((r.completed_steps, r.total_steps, r.success), (3, 4, false));
@@ -264,7 +310,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_hanging_step_uses_up_the_budget() {
         let fake = Fake::new(500);
-        let r = run_batch(&fake, &cmds(&["a", "hang", "c"]), Duration::from_secs(2), false).await;
+        let r = run_batch(&fake, None, &cmds(&["a", "hang", "c"]), Duration::from_secs(2), false).await;
         assert_eq!(fake.timeouts(), [Duration::from_secs(2), Duration::from_millis(1500)]);
         assert_eq!(r.completed_steps, 2);
         assert_eq!(r.results[1].exit_code, -1);
@@ -275,15 +321,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn unparsable_and_empty_commands_exit_2_without_running() {
         let fake = Fake::new(10);
-        let r = run_batch(&fake, &cmds(&["open about:blank", "fill @e1 \"oops", "get title"]), Duration::from_secs(60), true).await;
+        let r = run_batch(&fake, None, &cmds(&["open about:blank", "fill @e1 \"oops", "get title"]), Duration::from_secs(60), true).await;
         assert_eq!(r.completed_steps, 2);
         assert_eq!(r.results[1].exit_code, INVALID_COMMAND_EXIT);
         assert!(r.results[1].stderr.contains("No closing quotation"), "{}", r.results[1].stderr);
         assert_eq!(fake.calls.lock().unwrap().len(), 1);
-        let out = run_command(&fake, "  ", Duration::from_secs(1)).await;
+        let out = run_command(&fake, None, "  ", Duration::from_secs(1)).await;
         assert_eq!(out.exit_code, INVALID_COMMAND_EXIT);
         // A leading `agent-browser` is dropped; quotes group words.
-        let out = run_command(&fake, "agent-browser fill @e2 'hello world'", Duration::from_secs(1)).await;
+        let out = run_command(&fake, None, "agent-browser fill @e2 'hello world'", Duration::from_secs(1)).await;
         assert_eq!(out.stdout, "ran fill @e2 hello world");
         assert_eq!(fake.calls.lock().unwrap()[1].0, ["fill", "@e2", "hello world"]);
     }

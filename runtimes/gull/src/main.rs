@@ -6,6 +6,7 @@ mod browser;
 mod config;
 mod exec;
 mod meta;
+mod shared;
 
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(token: RuntimeToken) -> anyhow::Result<()> {
-    let cfg = Config::from_env();
+    let cfg = Config::from_env().map_err(anyhow::Error::msg)?;
     let ws = Arc::new(cfg.prepare_dirs()?);
     match runtime_common::skills::install_skills(&cfg.skills_dir, &ws) {
         Ok(n) if n > 0 => info!(count = n, "built-in skills installed"),
@@ -67,6 +68,9 @@ async fn serve(token: RuntimeToken) -> anyhow::Result<()> {
     let state = AppState { cfg: cfg.clone(), browser: browser.clone() };
 
     let (listener, addr) = server::bind(&cfg.host, cfg.port).await?;
+    if let Some(sh) = &cfg.shared {
+        info!(cargos = %sh.cargos_dir.display(), max_sessions = sh.max_sessions, run_dir = %sh.run_dir.display(), "shared mode: one browser session per sandbox");
+    }
     info!(
         %addr,
         session = %cfg.session,
@@ -117,8 +121,9 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Browser for Fake {
-        async fn run(&self, args: Vec<String>, _t: Duration) -> RunOutput {
-            RunOutput { stdout: args.join(" "), stderr: String::new(), exit_code: 0 }
+        async fn run(&self, target: Option<&crate::shared::SandboxTarget>, args: Vec<String>, _t: Duration) -> RunOutput {
+            let prefix = target.map(|t| format!("[{}] ", t.sandbox_id)).unwrap_or_default();
+            RunOutput { stdout: format!("{prefix}{}", args.join(" ")), stderr: String::new(), exit_code: 0 }
         }
         async fn close(&self, _s: &str) -> RunOutput {
             RunOutput::default()
@@ -134,7 +139,11 @@ mod tests {
 
     async fn call_with(token: RuntimeToken, presented: Option<&str>, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
         let vars = [("GULL_AGENT_BROWSER_BIN", "/bin/sh"), ("GULL_CHROMIUM_BIN", "/nonexistent"), ("BAY_SANDBOX_ID", "sb")];
-        let cfg = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()));
+        let cfg = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap();
+        call_cfg(cfg, token, presented, method, uri, body).await
+    }
+
+    async fn call_cfg(cfg: Config, token: RuntimeToken, presented: Option<&str>, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
         let app = router(AppState { cfg: Arc::new(cfg), browser: Arc::new(Fake) }, token);
         let mut req = axum::http::Request::builder().method(method).uri(uri).header("content-type", "application/json");
         if let Some(t) = presented {
@@ -177,6 +186,65 @@ mod tests {
         assert_eq!((s, v["detail"].as_str()), (StatusCode::NOT_FOUND, Some("Not Found")));
         let (s, _) = call("GET", "/exec", "").await;
         assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn shared_mode_requests() {
+        let d = tempfile::tempdir().unwrap();
+        let cargos = d.path().join("cargos");
+        std::fs::create_dir_all(cargos.join("bay-cargo-c1")).unwrap();
+        let vars = [
+            ("GULL_MODE", "shared".to_string()),
+            ("GULL_AGENT_BROWSER_BIN", "/bin/sh".into()),
+            ("GULL_CHROMIUM_BIN", "/bin/sh".into()),
+            ("GULL_CARGOS_DIR", cargos.to_string_lossy().into_owned()),
+            ("GULL_RUN_DIR", d.path().join("run").to_string_lossy().into_owned()),
+        ];
+        let call = |method: &'static str, uri: &'static str, body: String| {
+            let cfg = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
+            async move { call_cfg(cfg, RuntimeToken::default(), None, method, uri, &body).await }
+        };
+        let exec = |cmd: &str, ids: &str| call("POST", "/exec", format!(r#"{{"cmd":{},{ids}}}"#, serde_json::json!(cmd)));
+        let ids = r#""sandbox_id":"sb-1","cargo_id":"c1""#;
+        let c1 = cargos.join("bay-cargo-c1").display().to_string();
+        // The sandbox's session, its path translated (the fake echoes argv).
+        let (s, v) = exec("screenshot /workspace/a.png", ids).await;
+        assert_eq!((s, v["exit_code"].as_i64()), (StatusCode::OK, Some(0)));
+        assert_eq!(v["stdout"], format!("[sb-1] screenshot {c1}/a.png"));
+        // Without ids: the configured session, as in single mode.
+        let (_, v) = exec("open file:///workspace/x.html", r#""timeout":5"#).await;
+        assert_eq!(v["stdout"], "open file:///workspace/x.html");
+        // Refusals: HTTP 200, exit code 2, nothing run.
+        for (cmd, ids, err) in [
+            ("get title", r#""sandbox_id":"sb-1""#, "go together"),
+            ("get title", r#""sandbox_id":"../x","cargo_id":"c1""#, "Invalid sandbox_id"),
+            ("get title", r#""sandbox_id":"sb-1","cargo_id":"""#, "Invalid cargo_id"),
+            ("get title", r#""sandbox_id":"sb-1","cargo_id":"c9""#, "cargo c9 is not mounted at"),
+            ("--cdp 9222 snapshot", ids, "`--cdp` is refused"),
+            ("get title --session=other", ids, "`--session` is refused"),
+            ("session list", ids, "`session` is refused"),
+            ("open FILE:///cargos/bay-cargo-c2/secret", ids, "file: URLs are refused"),
+            ("screenshot /workspace/../bay-cargo-c2/x.png", ids, "refused in shared mode"),
+            ("upload @e1 /etc/passwd", ids, "refused in shared mode"),
+        ] {
+            let (s, v) = exec(cmd, ids).await;
+            assert_eq!((s, v["exit_code"].as_i64(), v["stdout"].as_str()), (StatusCode::OK, Some(2), Some("")), "{cmd} {ids}");
+            assert!(v["stderr"].as_str().unwrap().contains(err), "{cmd}: {v}");
+        }
+        let (s, v) = call("POST", "/exec_batch", r#"{"commands":["get title","get url"],"sandbox_id":"sb-1","cargo_id":"nope"}"#.into()).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!((v["total_steps"].as_u64(), v["completed_steps"].as_u64(), v["success"].as_bool()), (Some(2), Some(1), Some(false)));
+        assert_eq!(v["results"][0]["exit_code"], 2);
+        let (_, v) = call("POST", "/exec_batch", format!(r#"{{"commands":["pdf r.pdf","inspect","get url"],{ids}}}"#)).await;
+        assert_eq!(v["results"][0]["stdout"], format!("[sb-1] pdf {c1}/r.pdf"));
+        assert_eq!((v["completed_steps"].as_u64(), v["results"][1]["exit_code"].as_i64()), (Some(2), Some(2)));
+        let (_, v) = call("GET", "/health", String::new()).await;
+        assert_eq!((v["status"].as_str(), v["session"].as_str()), (Some("healthy"), Some("shared")));
+        let (s, v) = call("DELETE", "/sessions/sb-1", String::new()).await;
+        assert_eq!((s, v), (StatusCode::OK, serde_json::json!({"sandbox_id": "sb-1", "destroyed": true})));
+        let (s, v) = call("DELETE", "/sessions/a.b", String::new()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(v["detail"].as_str().unwrap().starts_with("Invalid sandbox_id"));
     }
 
     #[tokio::test]

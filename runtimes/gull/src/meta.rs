@@ -7,12 +7,13 @@ use axum::{
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use runtime_common::skills::scan_skills;
+use runtime_common::{error::AppError, skills::scan_skills};
 
 use crate::{
     AppState,
     browser::binary_ok,
     config::{Config, is_executable},
+    shared::{MAX_ID_LEN, valid_id},
 };
 
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -25,7 +26,8 @@ pub(crate) async fn root() -> Json<Value> {
 /// command). `healthy`: agent-browser and Chromium are both executable;
 /// `degraded`: agent-browser is, Chromium is not; `unhealthy`: no
 /// agent-browser. `browser_active`: the session's agent-browser daemon runs;
-/// `browser_ready`: Chromium runs under it.
+/// `browser_ready`: Chromium runs under it. In shared mode `session` is
+/// `"shared"` and the two flags are about any sandbox's session.
 pub(crate) async fn health(State(st): State<AppState>) -> Json<Value> {
     let cfg = &st.cfg;
     let (status, browser) = if !binary_ok(&cfg.agent_browser) {
@@ -38,7 +40,7 @@ pub(crate) async fn health(State(st): State<AppState>) -> Json<Value> {
         "status": status,
         "browser_active": browser.active,
         "browser_ready": browser.ready,
-        "session": cfg.session,
+        "session": if cfg.shared.is_some() { "shared" } else { cfg.session.as_str() },
         "version": VERSION,
     }))
 }
@@ -56,16 +58,21 @@ pub(crate) fn build_meta(cfg: &Config) -> Value {
     })
 }
 
-/// Closes the browser of that session (its daemon, Chromium). Shipyard
-/// answers `destroyed: true` whatever happened; so does Gull.
-pub(crate) async fn delete_session(State(st): State<AppState>, UrlPath(sandbox_id): UrlPath<String>) -> Json<Value> {
+/// Closes the browser of that session (its daemon, Chromium; in shared mode
+/// also its home directory). Shipyard answers `destroyed: true` whatever
+/// happened; so does Gull. The id names files in the socket directory, so
+/// only the sandbox id alphabet is accepted (400 otherwise).
+pub(crate) async fn delete_session(State(st): State<AppState>, UrlPath(sandbox_id): UrlPath<String>) -> Result<Json<Value>, AppError> {
+    if !valid_id(&sandbox_id) {
+        return Err(AppError::bad_request(format!("Invalid sandbox_id: use 1 to {MAX_ID_LEN} characters of A-Z, a-z, 0-9, `_` and `-`")));
+    }
     let out = st.browser.close(&sandbox_id).await;
     if out.exit_code != 0 {
         warn!(session = %sandbox_id, exit_code = out.exit_code, stderr = %out.stderr.trim(), "close failed");
     } else {
         info!(session = %sandbox_id, "session closed");
     }
-    Json(json!({"sandbox_id": sandbox_id, "destroyed": true}))
+    Ok(Json(json!({"sandbox_id": sandbox_id, "destroyed": true})))
 }
 
 #[cfg(test)]
@@ -80,7 +87,7 @@ mod tests {
             .unwrap();
         std::fs::create_dir_all(d.path().join("empty")).unwrap();
         let vars = [("GULL_SKILLS_DIR", d.path().to_string_lossy().into_owned())];
-        let cfg = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()));
+        let cfg = Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
         let m = build_meta(&cfg);
         assert_eq!(m["runtime"], json!({"name": "gull", "version": VERSION, "api_version": "v1"}));
         assert_eq!(m["workspace"]["mount_path"], "/workspace");
