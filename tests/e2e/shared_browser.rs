@@ -14,6 +14,9 @@ const TOKEN: &str = "e2e-shared-gull-secret";
 struct SharedGull {
     name: String,
     port: u16,
+    /// Its address on the engine's network: an origin both sandboxes'
+    /// browsers can load (loopback ones are refused to them).
+    ip: String,
 }
 
 impl SharedGull {
@@ -29,7 +32,9 @@ impl SharedGull {
         let out = engine::cli().args(["port", &name, "8115/tcp"]).output().unwrap();
         let mapping = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_owned();
         let port = mapping.rsplit(':').next().and_then(|p| p.trim().parse().ok()).unwrap_or_else(|| panic!("no port for {name}: {mapping:?}"));
-        SharedGull { name, port }
+        let out = engine::cli().args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", &name]).output().unwrap();
+        let ip = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_else(|| panic!("no address for {name}")).to_owned();
+        SharedGull { name, port, ip }
     }
 
     async fn wait_healthy(&self) {
@@ -104,12 +109,13 @@ async fn two_sandboxes_share_one_gull_and_see_nothing_of_each_other() {
     let tabs = ok(&c, b, "tab list").await;
     assert!(!tabs.contains("alpha-page"), "B sees A's tab: {tabs}");
 
-    // Cookies: set by A on an origin both visit (Gull's own port in its
-    // container), not seen by B.
-    ok(&c, a, "open http://127.0.0.1:8115/health").await;
+    // Cookies: set by A on an origin both visit (Gull's own server), not
+    // seen by B.
+    let origin = format!("http://{}:8115/health", gull.ip);
+    ok(&c, a, &format!("open {origin}")).await;
     ok(&c, a, "cookies set secret_a a-only").await;
     assert!(ok(&c, a, "cookies").await.contains("secret_a"));
-    ok(&c, b, "open http://127.0.0.1:8115/health").await;
+    ok(&c, b, &format!("open {origin}")).await;
     let b_cookies = ok(&c, b, "cookies").await;
     assert!(!b_cookies.contains("secret_a"), "B sees A's cookie: {b_cookies}");
 
@@ -127,6 +133,8 @@ async fn two_sandboxes_share_one_gull_and_see_nothing_of_each_other() {
     assert!(!a_dir.join("stolen.png").exists());
     refused(&c, b, &format!("open file:///cargos/bay-cargo-{a_cargo}/a.png")).await;
     refused(&c, b, &format!("--session {a} get title")).await;
+    // Loopback is where each browser's DevTools listens.
+    refused(&c, b, "open http://127.0.0.1:8115/health").await;
 
     // A batch goes to the service too.
     let (status, r) = c.post(&format!("/v1/sandboxes/{b}/browser/exec_batch"), json!({"commands": ["get title", "get url"], "timeout": 60})).await;
@@ -137,7 +145,7 @@ async fn two_sandboxes_share_one_gull_and_see_nothing_of_each_other() {
     // Deleting A ends its browser; B's goes on.
     c.delete_sandbox(a).await;
     assert!(!a_dir.exists());
-    assert!(ok(&c, b, "get url").await.contains("127.0.0.1:8115"));
+    assert!(ok(&c, b, "get url").await.contains(&gull.ip));
     c.delete_sandbox(b).await;
     drop(bay);
     remove_instance(instance);
