@@ -5,8 +5,10 @@
 mod browser;
 mod config;
 mod exec;
+mod loopback;
 mod meta;
 mod shared;
+mod staging;
 
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
@@ -227,6 +229,7 @@ mod tests {
             ("get title --session=other", ids, "`--session` is refused"),
             ("session list", ids, "`session` is refused"),
             ("open FILE:///cargos/bay-cargo-c2/secret", ids, "file: URLs are refused"),
+            ("open 127.0.0.1:9222/json/list", ids, "loopback address"),
             ("screenshot /workspace/../bay-cargo-c2/x.png", ids, "refused in shared mode"),
             ("upload @e1 /etc/passwd", ids, "refused in shared mode"),
         ] {
