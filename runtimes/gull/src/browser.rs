@@ -14,7 +14,8 @@
 //! running" warning it gives for flags.
 //!
 //! In shared mode (`shared.rs`) every sandbox has its own session, with its
-//! own profile in its cargo, its own `HOME`, and its own launch gate.
+//! own profile and `HOME` in Gull's private run directory, its own launch
+//! gate, and its file arguments staged (`staging.rs`).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -23,7 +24,7 @@ use std::{
     process::Stdio,
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -43,6 +44,7 @@ use crate::{
     config::{Config, PROFILE_REL, SharedConfig},
     exec::INVALID_COMMAND_EXIT,
     shared::{self, SandboxTarget},
+    staging::{Pending, Stage, private_dir},
 };
 /// Files Chromium leaves in a profile to claim it for one process on one
 /// host. A new container has a new host name, and Chromium then refuses to
@@ -121,9 +123,11 @@ struct SharedSessions {
     /// One launch gate per session (see `launch_gate`): a sandbox's first
     /// command waits only for its own session, not for other sandboxes'.
     gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// The cargo each session's browser was launched with (its profile is
-    /// there; paths are confined to it).
-    cargos: Mutex<HashMap<String, PathBuf>>,
+    /// Files each session's browser writes after the command that named
+    /// them (recordings, downloads; `staging.rs`).
+    pending: Mutex<HashMap<String, Pending>>,
+    /// Numbers the staging directories of the calls.
+    calls: AtomicU64,
     /// Sessions launching now: counted against `GULL_MAX_SESSIONS` before
     /// their daemon has written its pid file.
     launching: Mutex<HashSet<String>>,
@@ -185,11 +189,12 @@ impl AgentBrowser {
         Call { session: session.to_string(), cwd: self.cfg.workspace.clone(), env: self.env.clone(), remove: &[] }
     }
 
-    /// A sandbox's session in shared mode: profile in its cargo, working
-    /// directory the cargo (as upstream), Gull's empty config file instead
-    /// of any the cargo or a home directory holds, and its own `HOME`, XDG
-    /// directories and HTTP cache outside every cargo.
-    fn shared_call(&self, sh: &SharedConfig, session: &str, cargo_dir: &Path) -> Call {
+    /// A sandbox's session in shared mode: profile, `HOME`, XDG directories
+    /// and HTTP cache in Gull's run directory, outside every cargo; working
+    /// directory its `HOME` (agent-browser only gets staged absolute paths,
+    /// and the daemon it starts keeps that directory); Gull's empty config
+    /// file instead of any a home directory holds.
+    fn shared_call(&self, sh: &SharedConfig, session: &str) -> Call {
         let home = shared::home_dir(sh, session);
         let cache = home.join(".cache");
         let mut env: Vec<(String, String)> =
@@ -205,7 +210,7 @@ impl AgentBrowser {
         let path = |p: &Path| p.to_string_lossy().into_owned();
         env.extend([
             ("AGENT_BROWSER_ARGS".to_string(), args.join("\n")),
-            ("AGENT_BROWSER_PROFILE".into(), path(&cargo_dir.join(PROFILE_REL))),
+            ("AGENT_BROWSER_PROFILE".into(), path(&shared::profile_dir(sh, session))),
             ("AGENT_BROWSER_CONFIG".into(), path(&sh.run_dir.join(shared::CONFIG_FILE))),
             ("HOME".into(), path(&home)),
             ("XDG_CONFIG_HOME".into(), path(&home.join(".config"))),
@@ -213,7 +218,7 @@ impl AgentBrowser {
             ("XDG_DATA_HOME".into(), path(&home.join(".local/share"))),
             ("XDG_STATE_HOME".into(), path(&home.join(".local/state"))),
         ]);
-        Call { session: session.to_string(), cwd: cargo_dir.to_path_buf(), env, remove: SHARED_ENV_REMOVE }
+        Call { session: session.to_string(), cwd: home, env, remove: SHARED_ENV_REMOVE }
     }
 
     /// The launch gate of a shared session (entries nobody holds are
@@ -235,18 +240,14 @@ impl AgentBrowser {
             .collect()
     }
 
-    /// Admits a new shared session (its daemon is not running): within
-    /// `GULL_MAX_SESSIONS`, and with a cargo no other live session uses
-    /// (two Chromiums on one profile corrupt it, or one hands its commands
-    /// to the other through the profile's SingletonSocket).
+    /// Admits a new shared session (its daemon is not running) within
+    /// `GULL_MAX_SESSIONS`. Two sandboxes may name one cargo: their
+    /// profiles are their own, and files only reach the cargo through
+    /// `staging.rs`.
     fn admit<'a>(&'a self, sh: &SharedConfig, t: &SandboxTarget) -> Result<Launching<'a>, String> {
         let live = self.live_sessions();
         let mut launching = lock(&self.sessions.launching);
-        let mut cargos = lock(&self.sessions.cargos);
         let busy = |s: &String| s != &t.sandbox_id && (live.contains(s) || launching.contains(s));
-        if cargos.iter().any(|(s, dir)| dir == &t.cargo_dir && busy(s)) {
-            return Err(format!("cargo {} is in use by another sandbox's browser", t.cargo_id));
-        }
         let others = live.iter().chain(launching.iter()).filter(|s| busy(s)).collect::<HashSet<_>>().len();
         if others >= sh.max_sessions {
             return Err(format!(
@@ -256,7 +257,6 @@ impl AgentBrowser {
             ));
         }
         launching.insert(t.sandbox_id.clone());
-        cargos.insert(t.sandbox_id.clone(), t.cargo_dir.clone());
         Ok(Launching { set: &self.sessions.launching, session: t.sandbox_id.clone() })
     }
 
@@ -275,41 +275,40 @@ impl AgentBrowser {
                     Ok(l) => l,
                     Err(e) => return RunOutput::failed(INVALID_COMMAND_EXIT, e),
                 };
-                // The profile directory is made (and checked) by descriptor
-                // in the cargo; the previous container's locks go.
-                let ws = match Workspace::open(&t.cargo_dir).map_err(|e| e.to_string()).and_then(|ws| {
-                    ws.ensure_dir(PROFILE_REL).map_err(|e| e.to_string())?;
-                    Ok(ws)
-                }) {
-                    Ok(ws) => ws,
-                    Err(e) => {
-                        return RunOutput::failed(
-                            INVALID_COMMAND_EXIT,
-                            format!("Cannot prepare the browser profile in /workspace/{PROFILE_REL}: {e}"),
-                        );
-                    }
-                };
-                remove_stale_locks(&ws);
+                // The profile lives in Gull's private run directory; the
+                // previous container's (or a killed Chromium's) locks go.
+                let profile = shared::profile_dir(sh, session);
+                if let Err(e) = private_dir(&profile) {
+                    return RunOutput::failed(-1, format!("Cannot create {}: {e}", profile.display()));
+                }
+                match Workspace::open(&profile) {
+                    Ok(p) => remove_stale_locks(&p, ""),
+                    Err(e) => warn!(session, error = %e, "cannot open the profile to remove stale locks"),
+                }
                 held = Some((g, launching));
             }
         }
-        if held.is_none() {
-            // A live browser keeps the cargo it was launched with.
-            if let Some(dir) = lock(&self.sessions.cargos).get(session).filter(|d| **d != t.cargo_dir) {
-                return RunOutput::failed(
-                    INVALID_COMMAND_EXIT,
-                    format!("sandbox {session}'s browser runs with another cargo ({}); delete its session first", dir.display()),
-                );
-            }
+        let call = self.shared_call(sh, session);
+        if let Err(e) = private_dir(&call.cwd) {
+            return RunOutput::failed(-1, format!("Cannot create {}: {e}", call.cwd.display()));
         }
-        let call = self.shared_call(sh, session, &t.cargo_dir);
-        let home = shared::home_dir(sh, session);
-        if let Err(e) = std::fs::create_dir_all(&home) {
-            return RunOutput::failed(-1, format!("Cannot create {}: {e}", home.display()));
-        }
+        // The cargo held open: staged files are copied through it.
+        let ws = match Workspace::open(&t.cargo_dir) {
+            Ok(ws) => ws,
+            Err(e) => return RunOutput::failed(INVALID_COMMAND_EXIT, format!("cargo {} cannot be opened: {e}", t.cargo_id)),
+        };
+        let n = self.sessions.calls.fetch_add(1, Ordering::Relaxed);
+        let stage = match Stage::prepare(&shared::staging_dir(sh, session), n, &ws, &t.cargo_dir, args) {
+            Ok(s) => s,
+            Err(e) => return RunOutput::failed(INVALID_COMMAND_EXIT, e),
+        };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let out = self.spawn_cli(&call, &args, left.max(Duration::from_millis(1)), true).await;
+        let out = self.spawn_cli(&call, &stage.args, left.max(Duration::from_millis(1)), true).await;
         drop(held);
+        let out = {
+            let mut pending = lock(&self.sessions.pending);
+            stage.finish(&ws, out, pending.entry(session.to_string()).or_default())
+        };
         RunOutput {
             stdout: shared::to_workspace_view(&out.stdout, &t.cargo_dir),
             stderr: shared::to_workspace_view(&out.stderr, &t.cargo_dir),
@@ -317,28 +316,30 @@ impl AgentBrowser {
         }
     }
 
-    /// Closes a shared session and forgets it: its `HOME` (auth vault,
-    /// saved states, screenshots without a path, HTTP cache) goes too.
+    /// Closes a shared session and forgets it: its profile, `HOME` (auth
+    /// vault, saved states, screenshots without a path, HTTP cache) and
+    /// staged files go too (a recording never stopped is lost).
     async fn close_shared(&self, sh: &SharedConfig, session: &str, timeout: Duration) -> RunOutput {
         let gate = self.gate(session);
         let _g = gate.lock().await;
-        let cargo = lock(&self.sessions.cargos).get(session).cloned();
-        let mut call = self.shared_call(sh, session, cargo.as_deref().unwrap_or(&sh.run_dir));
-        // The cargo may be gone already; `close` needs no working directory.
+        let mut call = self.shared_call(sh, session);
+        // `close` needs no working directory, and the home may be gone.
         call.cwd = sh.run_dir.clone();
-        let ws = match &cargo {
-            Some(dir) => Workspace::open(dir).ok().map(Arc::new),
-            // The configured session (requests without ids) lives in /workspace.
-            None if session == self.cfg.session => Some(self.ws.clone()),
-            None => None,
+        // A sandbox's profile is in the run directory; the configured
+        // session (requests without ids) has its own in /workspace.
+        let profile = match Workspace::open(&shared::profile_dir(sh, session)) {
+            Ok(p) => Some((Arc::new(p), "")),
+            Err(_) if session == self.cfg.session => Some((self.ws.clone(), PROFILE_REL)),
+            Err(_) => None,
         };
-        let out = self.end_session(&call, ws.as_deref(), timeout).await;
-        lock(&self.sessions.cargos).remove(session);
-        let home = shared::home_dir(sh, session);
-        if let Err(e) = std::fs::remove_dir_all(&home)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            warn!(session, error = %e, "cannot remove the session's home directory");
+        let out = self.end_session(&call, profile.as_ref().map(|(ws, rel)| (&**ws, *rel)), timeout).await;
+        lock(&self.sessions.pending).remove(session);
+        for dir in [shared::home_dir(sh, session), shared::profile_dir(sh, session), shared::staging_dir(sh, session)] {
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                warn!(session, dir = %dir.display(), error = %e, "cannot remove a session directory");
+            }
         }
         out
     }
@@ -353,7 +354,7 @@ impl AgentBrowser {
     /// Removes Chromium's `Singleton*` files from the workspace's profile.
     /// Only call when no browser of this session runs.
     pub fn remove_stale_locks(&self) {
-        remove_stale_locks(&self.ws);
+        remove_stale_locks(&self.ws, PROFILE_REL);
     }
 
     /// SIGKILLs every running CLI process group (server shutdown); their
@@ -385,7 +386,7 @@ impl AgentBrowser {
             Some(sh) => self.close_shared(sh, session, timeout).await,
             None => {
                 let _gate = self.launch_gate.lock().await;
-                self.end_session(&self.single_call(session), Some(&self.ws), timeout).await
+                self.end_session(&self.single_call(session), Some((&self.ws, PROFILE_REL)), timeout).await
             }
         }
     }
@@ -394,9 +395,10 @@ impl AgentBrowser {
     /// long command: it runs one at a time) SIGTERM its process group, which
     /// also reaches Chromium, whose own SIGTERM handling still saves the
     /// profile; SIGKILL what is left.
-    /// The caller holds the session's launch gate; `ws` holds the profile
-    /// (`None`: unknown, no DevTools fallback).
-    async fn end_session(&self, call: &Call, ws: Option<&Workspace>, close_timeout: Duration) -> RunOutput {
+    /// The caller holds the session's launch gate; `profile` is the profile
+    /// directory, as a directory held open and a path in it (`None`:
+    /// unknown, no DevTools fallback).
+    async fn end_session(&self, call: &Call, profile: Option<(&Workspace, &str)>, close_timeout: Duration) -> RunOutput {
         let session = call.session.as_str();
         let Some(pid) = self.daemon_pid(session) else {
             return RunOutput::default();
@@ -408,12 +410,12 @@ impl AgentBrowser {
         if out.exit_code == 0 {
             // The daemon exits on its own (~100 ms after answering).
             wait_gone(pid, 1000).await;
-        } else if let Some(ws) = ws.filter(|_| chromium_child(pid).is_some()) {
+        } else if let Some((ws, rel)) = profile.filter(|_| chromium_child(pid).is_some()) {
             // The daemon runs one command at a time and is still busy with a
             // long one. Ask Chromium itself to close over its DevTools port:
             // only a clean close writes the cookies of the last 30 s (a
             // SIGTERM'd Chromium exits without saving them).
-            match tokio::time::timeout(Duration::from_secs(1), cdp_browser_close(ws)).await {
+            match tokio::time::timeout(Duration::from_secs(1), cdp_browser_close(ws, rel)).await {
                 Ok(Ok(())) => info!("asked Chromium to close over DevTools"),
                 Ok(Err(e)) => warn!(error = %e, "cannot close Chromium over DevTools"),
                 Err(_) => warn!("closing Chromium over DevTools timed out"),
@@ -536,11 +538,11 @@ impl Browser for AgentBrowser {
     }
 }
 
-/// Removes Chromium's `Singleton*` files from `ws`'s profile. Only call
-/// when no browser of that profile's session runs.
-fn remove_stale_locks(ws: &Workspace) {
+/// Removes Chromium's `Singleton*` files from the profile at `profile` in
+/// `ws`. Only call when no browser of that profile's session runs.
+fn remove_stale_locks(ws: &Workspace, profile: &str) {
     for name in SINGLETON_FILES {
-        let rel = format!("{PROFILE_REL}/{name}");
+        let rel = Path::new(profile).join(name).to_string_lossy().into_owned();
         // They are symlinks (to a host name, a socket path, a cookie):
         // the link itself goes (by descriptor), never its target.
         let found = ws.resolve(&rel, Last::NoFollow).and_then(|r| r.lstat()).is_ok_and(|st| st.is_some());
@@ -589,9 +591,10 @@ fn chromium_child(pid: i32) -> Option<i32> {
 /// Sends `Browser.close` to the Chromium using `profile_dir`, through the
 /// DevTools WebSocket it announces in `DevToolsActivePort` (a minimal client:
 /// handshake, one masked text frame).
-async fn cdp_browser_close(ws: &Workspace) -> Result<(), String> {
+async fn cdp_browser_close(ws: &Workspace, profile: &str) -> Result<(), String> {
     use tokio::io::AsyncWriteExt;
-    let text = read_small(ws, &format!("{PROFILE_REL}/DevToolsActivePort")).map_err(|e| format!("DevToolsActivePort: {e}"))?;
+    let port_file = Path::new(profile).join("DevToolsActivePort").to_string_lossy().into_owned();
+    let text = read_small(ws, &port_file).map_err(|e| format!("DevToolsActivePort: {e}"))?;
     let mut lines = text.lines();
     let port: u16 = lines.next().and_then(|l| l.trim().parse().ok()).ok_or("no DevTools port")?;
     let path = lines.next().map(str::trim).filter(|p| p.starts_with('/')).ok_or("no DevTools path")?;
@@ -832,9 +835,10 @@ echo "$AGENT_BROWSER_ARGS" | grep disk-cache
         let lines: Vec<&str> = out.stdout.lines().collect();
         // The cargo path reads as /workspace in the answer.
         assert_eq!(lines[0], "--session|sb-a|screenshot|/workspace/a.png|");
-        assert_eq!(lines[1], "/workspace"); // working directory: the cargo
+        assert_eq!(lines[1], home.display().to_string()); // working directory
         assert_eq!(lines[2], home.display().to_string());
-        assert_eq!(lines[3], "/workspace/.browser/profile");
+        let profile = d.path().join("run/profiles/sb-a");
+        assert_eq!(lines[3], profile.display().to_string());
         assert_eq!(lines[4], d.path().join("run/agent-browser.json").display().to_string());
         assert_eq!(lines[5], "{}");
         assert_eq!(lines[6], home.join(".config").display().to_string());
@@ -842,12 +846,16 @@ echo "$AGENT_BROWSER_ARGS" | grep disk-cache
         assert_eq!(lines[8], "none");
         assert_eq!(lines[9], "600000");
         assert!(lines[10].contains(&format!("--disk-cache-dir={}", home.join(".cache/chromium").display())), "{}", lines[10]);
-        assert!(t.cargo_dir.join(".browser/profile").is_dir());
-        assert!(home.is_dir());
+        // Nothing of the browser's in the cargo; its directories are private.
+        assert!(!t.cargo_dir.join(".browser").exists());
+        use std::os::unix::fs::PermissionsExt;
+        for dir in [&profile, &home] {
+            assert_eq!(std::fs::metadata(dir).unwrap().permissions().mode() & 0o777, 0o700, "{}", dir.display());
+        }
     }
 
     #[tokio::test]
-    async fn shared_sessions_are_limited_and_keep_their_cargo() {
+    async fn shared_sessions_are_limited_and_may_share_a_cargo() {
         let d = tempfile::tempdir().unwrap();
         let cfg = shared_cli(d.path(), 2);
         let ab = browser_for(cfg.clone());
@@ -858,27 +866,23 @@ echo "$AGENT_BROWSER_ARGS" | grep disk-cache
         };
         assert_eq!(run("a", "c1").await.exit_code, 0);
         assert!(ab.status().active);
-        // Another sandbox may not use a cargo a live browser has.
-        let out = run("b", "c1").await;
-        assert_eq!((out.exit_code, out.stderr.as_str()), (2, "cargo c1 is in use by another sandbox's browser"));
-        // A live browser keeps its cargo.
-        let out = run("a", "c2").await;
-        assert_eq!(out.exit_code, 2);
-        assert!(out.stderr.contains("runs with another cargo"), "{}", out.stderr);
-        assert_eq!(run("b", "c2").await.exit_code, 0);
+        // Profiles are per sandbox, not per cargo: two sandboxes may name
+        // one cargo, and a sandbox another cargo later.
+        assert_eq!(run("b", "c1").await.exit_code, 0);
+        assert_eq!(run("a", "c2").await.exit_code, 0);
         // Two live sessions: a third sandbox is refused, the live ones run.
         let out = run("c", "c3").await;
         assert_eq!(out.exit_code, 2);
         assert!(out.stderr.starts_with("Too many browser sessions"), "{}", out.stderr);
         assert!(out.stderr.contains("at most 2"), "{}", out.stderr);
         assert_eq!(run("a", "c1").await.exit_code, 0);
-        // Closing one frees its slot and its home directory.
-        let home = d.path().join("run/homes/a");
-        assert!(home.is_dir());
+        // Closing one frees its slot, its home and its profile.
+        let (home, profile) = (d.path().join("run/homes/a"), d.path().join("run/profiles/a"));
+        assert!(home.is_dir() && profile.is_dir());
         let out = ab.close("a").await;
         // `close` runs without the launch environment, outside the cargo.
         assert_eq!(out.stdout.trim(), format!("closed noprofile {}", d.path().join("run").display()));
-        assert!(!home.exists());
+        assert!(!home.exists() && !profile.exists());
         assert_eq!(run("c", "c3").await.exit_code, 0);
         // Without a daemon, close runs nothing.
         assert_eq!(ab.close("zzz").await, RunOutput::default());
@@ -900,7 +904,7 @@ echo "$AGENT_BROWSER_ARGS" | grep disk-cache
         std::os::unix::fs::symlink(&outside, cfg.workspace.join(".browser")).unwrap();
         ab.remove_stale_locks();
         assert!(outside.join("profile/SingletonLock").exists());
-        let err = cdp_browser_close(&ab.ws).await.unwrap_err();
+        let err = cdp_browser_close(&ab.ws, PROFILE_REL).await.unwrap_err();
         assert!(err.contains("outside workspace"), "{err}");
         // And a new container refuses such a profile directory.
         assert!(cfg.prepare_dirs().is_err());

@@ -5,8 +5,10 @@
 mod browser;
 mod config;
 mod exec;
+mod loopback;
 mod meta;
 mod shared;
+mod staging;
 
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
@@ -63,7 +65,8 @@ async fn serve(token: RuntimeToken) -> anyhow::Result<()> {
         warn!(path = %cfg.agent_browser.display(), "agent-browser is not executable; /health reports unhealthy");
     }
     if !config::is_executable(&cfg.chromium) {
-        warn!(path = %cfg.chromium.display(), "Chromium is not executable; /health reports degraded");
+        let health = if cfg.shared.is_some() { "healthy (shared mode)" } else { "degraded" };
+        warn!(path = %cfg.chromium.display(), health, "Chromium is not executable; browsers will not start");
     }
     let state = AppState { cfg: cfg.clone(), browser: browser.clone() };
 
@@ -196,7 +199,9 @@ mod tests {
         let vars = [
             ("GULL_MODE", "shared".to_string()),
             ("GULL_AGENT_BROWSER_BIN", "/bin/sh".into()),
-            ("GULL_CHROMIUM_BIN", "/bin/sh".into()),
+            // Missing Chromium: shared mode is still healthy (browsers
+            // start per sandbox on demand).
+            ("GULL_CHROMIUM_BIN", "/nonexistent".into()),
             ("GULL_CARGOS_DIR", cargos.to_string_lossy().into_owned()),
             ("GULL_RUN_DIR", d.path().join("run").to_string_lossy().into_owned()),
         ];
@@ -224,6 +229,7 @@ mod tests {
             ("get title --session=other", ids, "`--session` is refused"),
             ("session list", ids, "`session` is refused"),
             ("open FILE:///cargos/bay-cargo-c2/secret", ids, "file: URLs are refused"),
+            ("open 127.0.0.1:9222/json/list", ids, "loopback address"),
             ("screenshot /workspace/../bay-cargo-c2/x.png", ids, "refused in shared mode"),
             ("upload @e1 /etc/passwd", ids, "refused in shared mode"),
         ] {

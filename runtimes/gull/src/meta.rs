@@ -27,13 +27,16 @@ pub(crate) async fn root() -> Json<Value> {
 /// `degraded`: agent-browser is, Chromium is not; `unhealthy`: no
 /// agent-browser. `browser_active`: the session's agent-browser daemon runs;
 /// `browser_ready`: Chromium runs under it. In shared mode `session` is
-/// `"shared"` and the two flags are about any sandbox's session.
+/// `"shared"`, the two flags are about any sandbox's session, and the
+/// status is `healthy` whenever agent-browser is there (as Shipyard Neo's
+/// shared mode reports): browsers start per sandbox on demand, so the
+/// container is fit to serve before any Chromium has started.
 pub(crate) async fn health(State(st): State<AppState>) -> Json<Value> {
     let cfg = &st.cfg;
     let (status, browser) = if !binary_ok(&cfg.agent_browser) {
         ("unhealthy", Default::default())
     } else {
-        let status = if is_executable(&cfg.chromium) { "healthy" } else { "degraded" };
+        let status = if cfg.shared.is_some() || is_executable(&cfg.chromium) { "healthy" } else { "degraded" };
         (status, st.browser.status())
     };
     Json(json!({

@@ -1,7 +1,7 @@
 //! Shared mode (`GULL_MODE=shared`): one Gull container serves every
 //! sandbox, the way Shipyard Neo's shared Gull does, but each sandbox gets
-//! its own agent-browser session (its own daemon, Chromium and profile in
-//! its cargo), so pages, cookies and storage never mix.
+//! its own agent-browser session (its own daemon, Chromium, and profile in
+//! Gull's private run directory), so pages, cookies and storage never mix.
 //!
 //! Every cargo is mounted under [`SharedConfig::cargos_dir`], so Gull (and
 //! the browsers it starts) can see every sandbox's files. This module keeps
@@ -15,10 +15,14 @@
 //! * Commands that list or reach other sessions or browsers are refused
 //!   ([`REFUSED_COMMANDS`]).
 //! * `file:` URLs are refused in any argument: they would read other cargos.
+//! * URLs of the host's loopback address are refused in any argument
+//!   (`loopback.rs`): every browser's DevTools listens there.
 //! * Path arguments of the commands that read or write files are confined
 //!   to the cargo ([`translate_path`]): `/workspace/…` (the sandbox's own
 //!   spelling) maps to the cargo, relative paths are taken in it, anything
 //!   else must lie beneath it, and no existing component may be a symlink.
+//!   agent-browser never gets the cargo path itself: `staging.rs` hands it
+//!   a private copy and copies results back race-free.
 //!
 //! The config file agent-browser would read from the working directory
 //! (`./agent-browser.json`) or from `$HOME/.agent-browser/config.json` is
@@ -158,6 +162,31 @@ pub(crate) fn home_dir(sh: &SharedConfig, sandbox_id: &str) -> PathBuf {
     sh.run_dir.join("homes").join(sandbox_id)
 }
 
+/// A sandbox's Chromium profile: in Gull's private run directory, never in
+/// a cargo, whose sandbox could swap a component for a symlink to another
+/// sandbox's profile between Gull's check and Chromium's open.
+pub(crate) fn profile_dir(sh: &SharedConfig, sandbox_id: &str) -> PathBuf {
+    sh.run_dir.join("profiles").join(sandbox_id)
+}
+
+/// Where a sandbox's file arguments are staged (`staging.rs`).
+pub(crate) fn staging_dir(sh: &SharedConfig, sandbox_id: &str) -> PathBuf {
+    sh.run_dir.join("staging").join(sandbox_id)
+}
+
+/// How agent-browser uses a path argument (decides how it is staged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileKind {
+    /// Read during the command (`upload`, `state load|show`, `--baseline`).
+    Read,
+    /// Written during the command (`screenshot`, `pdf`, `trace stop`, …).
+    Write,
+    /// Written when the recording stops, in a later command.
+    Record,
+    /// A directory Chromium saves later downloads into (`download`).
+    DownloadDir,
+}
+
 /// Checks a sandbox's argv and confines its path arguments to its cargo.
 /// The error is the stderr of an exit code 2 answer.
 pub(crate) fn check_args(mut args: Vec<String>, cargo_dir: &Path) -> Result<Vec<String>, String> {
@@ -175,28 +204,48 @@ pub(crate) fn check_args(mut args: Vec<String>, cargo_dir: &Path) -> Result<Vec<
     if let Some((cmd, why)) = pos.first().and_then(|&v| REFUSED_COMMANDS.iter().find(|(c, _)| *c == args[v])) {
         return Err(format!("`{cmd}` is refused in shared mode: it {why}"));
     }
-    for i in path_args(&args) {
+    // Navigating commands take a bare host (`open 127.0.0.1:9222`) and add
+    // `https://` themselves (agent-browser's `commands.rs`).
+    let navigates = pos.first().is_some_and(|&v| matches!(args[v].as_str(), "open" | "goto" | "navigate" | "tab" | "window" | "record" | "diff"));
+    for &i in pos.iter().skip(1) {
+        if crate::loopback::is_loopback_url(&args[i], navigates) {
+            return Err(format!(
+                "`{}` is refused in shared mode: it names this browser host's own loopback address, where every \
+                 sandbox's browser serves DevTools; reach services by their network name instead",
+                args[i]
+            ));
+        }
+    }
+    for (i, _) in path_args(&args) {
         args[i] = translate_path(&args[i], cargo_dir)?;
     }
     Ok(args)
 }
 
-/// Whether Chromium would take `arg` as a `file:` URL: its URL parser drops
-/// tabs and newlines anywhere and control characters and spaces in front,
-/// and `view-source:` (and the like) wraps another URL.
-fn is_file_url(arg: &str) -> bool {
+/// The URL Chromium would see in `arg`: its URL parser drops tabs and
+/// newlines anywhere and control characters and spaces in front, and
+/// `view-source:` (and the like) wraps another URL. Lower-cased.
+pub(crate) fn unwrap_url(arg: &str) -> String {
     let cleaned: String = arg.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).collect::<String>().to_ascii_lowercase();
     let mut s = cleaned.as_str();
     loop {
         s = s.trim_start_matches(|c: char| c <= ' ');
-        if s.starts_with("file:") {
-            return true;
-        }
         match ["view-source:", "filesystem:", "blob:"].iter().find_map(|w| s.strip_prefix(w)) {
             Some(inner) => s = inner,
-            None => return false,
+            None => return s.to_string(),
         }
     }
+}
+
+fn is_file_url(arg: &str) -> bool {
+    unwrap_url(arg).starts_with("file:")
+}
+
+/// The command and its first argument (`record`, `stop`), flags left out.
+pub(crate) fn command_words(args: &[String]) -> (Option<String>, Option<String>) {
+    let pos = positional(args);
+    let word = |k: usize| pos.get(k).map(|&i| args[i].clone());
+    (word(0), word(1))
 }
 
 /// Indices of the command and its arguments in `args`: global flags and
@@ -228,33 +277,42 @@ fn positional(args: &[String]) -> Vec<usize> {
 /// [path]`, `trace|profiler stop [path]`, `record start|restart <path>`,
 /// `state save|load|show <path>`, `diff snapshot|screenshot --baseline
 /// <file> [--output <file>]`.
-fn path_args(args: &[String]) -> Vec<usize> {
+/// `download` only sets Chromium's download directory (agent-browser
+/// 0.19's `handle_download`), and `wait --download` only waits: the files
+/// arrive later, see `staging.rs`.
+pub(crate) fn path_args(args: &[String]) -> Vec<(usize, FileKind)> {
+    use FileKind::*;
     let pos = positional(args);
     let Some((&verb, rest)) = pos.split_first() else {
         return Vec::new();
     };
     let word = |k: usize| rest.get(k).map(|&i| args[i].as_str());
-    let at = |k: usize| rest.get(k).copied().into_iter().collect::<Vec<_>>();
+    let at = |k: usize, kind: FileKind| rest.get(k).map(|&i| (i, kind)).into_iter().collect::<Vec<_>>();
     match (args[verb].as_str(), word(0)) {
         ("screenshot", _) => match rest.len() {
             0 => Vec::new(),
             1 if !screenshot_arg_is_path(&args[rest[0]]) => Vec::new(),
-            1 => at(0),
-            _ => at(1),
+            1 => at(0, Write),
+            _ => at(1, Write),
         },
-        ("pdf", _) => at(0),
-        ("upload", _) => rest.iter().skip(1).copied().collect(),
-        ("download", _) => at(1),
-        ("trace" | "profiler", Some("stop")) => at(1),
-        ("record", Some("start" | "restart")) => at(1),
-        ("state", Some("save" | "load" | "show")) => at(1),
+        ("pdf", _) => at(0, Write),
+        ("upload", _) => rest.iter().skip(1).map(|&i| (i, Read)).collect(),
+        ("download", _) => at(1, DownloadDir),
+        ("trace" | "profiler", Some("stop")) => at(1, Write),
+        ("record", Some("start" | "restart")) => at(1, Record),
+        ("state", Some("save")) => at(1, Write),
+        ("state", Some("load" | "show")) => at(1, Read),
         ("diff", Some("snapshot" | "screenshot")) => {
             let mut out = Vec::new();
             let mut k = 1;
             while k < rest.len() {
                 match word(k) {
-                    Some("-b" | "--baseline" | "-o" | "--output") => {
-                        out.extend(at(k + 1));
+                    Some("-b" | "--baseline") => {
+                        out.extend(at(k + 1, Read));
+                        k += 1;
+                    }
+                    Some("-o" | "--output") => {
+                        out.extend(at(k + 1, Write));
                         k += 1;
                     }
                     Some("-s" | "--selector" | "-d" | "--depth" | "-t" | "--threshold") => k += 1,
@@ -271,7 +329,7 @@ fn path_args(args: &[String]) -> Vec<usize> {
                 return Vec::new();
             }
             match words.iter().position(|w| matches!(*w, "--download" | "-d")) {
-                Some(k) if word(k + 1).is_some_and(|w| !w.starts_with("--")) => at(k + 1),
+                Some(k) if word(k + 1).is_some_and(|w| !w.starts_with("--")) => at(k + 1, Write),
                 _ => Vec::new(),
             }
         }
@@ -293,9 +351,9 @@ fn screenshot_arg_is_path(a: &str) -> bool {
 /// cargo, relative paths are taken in it, others must already be in it.
 /// After collapsing `..` lexically the path must lie beneath the cargo, and
 /// no existing component below the cargo may be a symlink (a link could
-/// point into another cargo). The walk checks the path as it is now; a
-/// sandbox that swaps a directory for a link between this check and
-/// agent-browser's write is not stopped (see docs/runtimes.md).
+/// point into another cargo). The walk checks the path as it is now, for a
+/// clear early refusal; what keeps a later swap from mattering is that the
+/// copy to or from the cargo (`staging.rs`) walks it by descriptor.
 pub(crate) fn translate_path(arg: &str, cargo_dir: &Path) -> Result<String, String> {
     let refuse = |why: &str| Err(format!("Path `{arg}` is refused in shared mode: {why}"));
     if arg.contains('\0') {
@@ -472,6 +530,43 @@ mod tests {
         for ok in [v(&["fill", "@e1", "a file: here"]), v(&["open", "https://x/file:"]), v(&["open", "profile.example.com"])] {
             assert_eq!(check_args(ok.clone(), cargo).unwrap(), ok);
         }
+    }
+
+    #[test]
+    fn loopback_urls_are_refused_in_any_argument() {
+        let cargo = Path::new("/cargos/bay-cargo-c");
+        for argv in [
+            v(&["open", "http://127.0.0.1:9222/json/list"]),
+            v(&["open", "127.0.0.1:9222/json/list"]),
+            v(&["goto", "localhost:9222"]),
+            v(&["tab", "new", "http://2130706433:9222/json"]),
+            v(&["open", "view-source:http://[::1]:9222/json"]),
+            v(&["diff", "url", "https://a", "http://0x7f000001/"]),
+            v(&["fill", "@e1", "http://127.1/json/list"]),
+            v(&["--json", "open", "http://0.0.0.0:9222/"]),
+        ] {
+            let e = check_args(argv.clone(), cargo).unwrap_err();
+            assert!(e.contains("loopback address"), "{argv:?}: {e}");
+        }
+        // Bare host names count only where agent-browser adds `https://`.
+        for ok in [v(&["fill", "@e1", "localhost"]), v(&["open", "http://ship:8000/"]), v(&["type", "@e1", "127.0.0.1"])] {
+            assert_eq!(check_args(ok.clone(), cargo).unwrap(), ok);
+        }
+    }
+
+    #[test]
+    fn path_kinds() {
+        use FileKind::*;
+        let kinds = |a: &[&str]| path_args(&v(a)).into_iter().map(|(_, k)| k).collect::<Vec<_>>();
+        assert_eq!(kinds(&["screenshot", "a.png"]), [Write]);
+        assert_eq!(kinds(&["upload", "@e1", "a", "b"]), [Read, Read]);
+        assert_eq!(kinds(&["state", "load", "s.json"]), [Read]);
+        assert_eq!(kinds(&["state", "save", "s.json"]), [Write]);
+        assert_eq!(kinds(&["diff", "screenshot", "-b", "b.png", "-o", "d.png"]), [Read, Write]);
+        assert_eq!(kinds(&["record", "restart", "v.webm"]), [Record]);
+        assert_eq!(kinds(&["download", "@e1", "dl"]), [DownloadDir]);
+        assert_eq!(kinds(&["wait", "--download", "f.zip"]), [Write]);
+        assert_eq!(command_words(&v(&["--json", "record", "stop"])), (Some("record".into()), Some("stop".into())));
     }
 
     #[test]
