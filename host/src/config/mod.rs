@@ -630,7 +630,36 @@ impl Config {
             report.warnings.extend(p.warnings());
         }
         report.warnings.extend(config.driver_warnings());
+        report.warnings.extend(config.browser_service_warnings());
         Ok((config, report))
+    }
+
+    /// The shared browser (`browser_service`) and what it depends on.
+    fn browser_service_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let s = &self.browser_service;
+        if !s.enabled {
+            for p in self.profiles.iter().flatten().filter(|p| p.browser.as_deref() == Some("shared")) {
+                out.push(format!(
+                    "profiles[{}].browser: shared has no effect while browser_service.enabled is false: its browser calls go to its own containers",
+                    p.id
+                ));
+            }
+            return out;
+        }
+        if self.cargo.bind_roots().is_none() {
+            out.push(
+                "browser_service is enabled but cargos are engine volumes: files the shared browser writes under /workspace (screenshots, PDFs) cannot reach the sandbox's workspace; set cargo.host_root_path (and mount that directory at /cargos in the shared Gull)"
+                    .into(),
+            );
+        }
+        if s.token.as_deref().is_none_or(str::is_empty) {
+            out.push(
+                "browser_service.token is unset: anything that reaches the shared Gull can drive any sandbox's browser; start it with BAY_RUNTIME_TOKEN and set the same value here"
+                    .into(),
+            );
+        }
+        out
     }
 
     /// `driver.docker.host_port`: Shipyard Neo's fixed port for
@@ -933,6 +962,15 @@ profiles:
     warm_pool_size: 1
     env: { TZ: "Asia/Shanghai" }
   - id: browser-python
+    description: "Browser + Python (the shared Gull)"
+    image: "ghcr.io/astrbotdevs/shipyard-neo-ship:latest"
+    runtime_type: ship
+    runtime_port: 8123
+    resources: { cpus: 1.0, memory: "1g" }
+    capabilities: [filesystem, shell, python, browser]
+    browser: shared
+    idle_timeout: 1800
+  - id: browser-python-v2
     description: "Browser + Python"
     containers:
       - name: ship
@@ -960,7 +998,25 @@ profiles:
         assert_eq!(c.driver.docker.connect_mode, ConnectMode::ContainerNetwork);
         assert!(!c.security.allow_anonymous);
         let profiles = c.effective_profiles();
-        assert_eq!(profiles[1].containers().len(), 2);
-        assert_eq!(profiles[1].primary().name, "ship");
+        assert_eq!(profiles[1].capability_set(), ["filesystem", "shell", "python", "browser"]);
+        assert_eq!(profiles[2].containers().len(), 2);
+        assert_eq!(profiles[2].primary().name, "ship");
+        assert!(r.unused_keys.iter().all(|k| !k.contains("browser")), "{:?}", r.unused_keys);
+        // Acted on, with what it needs named: bind-mounted cargos and a token.
+        assert!(c.browser_service.enabled);
+        assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
+        assert!(r.warnings[0].contains("cargo.host_root_path") && r.warnings[1].contains("browser_service.token"), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn a_shared_browser_profile_without_the_service_is_named() {
+        let (_, r) = load("profiles:\n  - {id: b, image: x, capabilities: [browser], browser: shared}\n", &[]);
+        assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+        assert!(r.warnings[0].contains("profiles[b].browser: shared has no effect"), "{}", r.warnings[0]);
+        let (_, r) = load(
+            "cargo: {root_path: /srv/c, host_root_path: /srv/c}\nbrowser_service: {enabled: true, endpoint: \"http://g:8115\", token: t}\n",
+            &[],
+        );
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     }
 }

@@ -333,8 +333,6 @@ impl ProfileConfig {
             // Bay starts a session's containers in parallel and waits for all.
             ("startup.order", self.startup.order != "parallel"),
             ("startup.wait_for_all", !self.startup.wait_for_all),
-            // Every sandbox gets its own browser.
-            ("browser", self.browser.as_deref() == Some("shared")),
         ] {
             if set {
                 keys.push(key(name));
@@ -554,7 +552,6 @@ containers:
                 "profiles[b].warmup_retry_backoff_max_ms",
                 "profiles[b].startup.order",
                 "profiles[b].startup.wait_for_all",
-                "profiles[b].browser",
                 "profiles[b].containers[s].health_check_path",
             ]
         );

@@ -180,3 +180,27 @@ impl SharedBrowser {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(yaml: &str) -> ProfileConfig {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn the_service_serves_profiles_without_a_gull_of_their_own_or_saying_shared() {
+        let cfg = BrowserServiceConfig { enabled: true, endpoint: "http://g:8115/".into(), token: None };
+        let s = SharedBrowser::new(&cfg).unwrap();
+        assert_eq!(s.endpoint, "http://g:8115");
+        // Shipyard Neo's deployed browser-python: one Ship listing browser.
+        assert!(s.serves(&profile("id: a\nimage: ship\ncapabilities: [python, browser]\nbrowser: shared\n")));
+        assert!(s.serves(&profile("id: a\nimage: ship\ncapabilities: [python, browser]\n")));
+        let own_gull = "containers:\n  - {name: ship, image: ship, capabilities: [python]}\n  - {name: browser, image: gull, runtime_type: gull, runtime_port: 8115, capabilities: [browser]}\n";
+        assert!(!s.serves(&profile(&format!("id: a\n{own_gull}"))));
+        assert!(s.serves(&profile(&format!("id: a\nbrowser: shared\n{own_gull}"))));
+        assert!(!s.serves(&profile("id: a\nimage: ship\ncapabilities: [browser]\nbrowser: isolated\n")));
+        assert!(SharedBrowser::new(&BrowserServiceConfig { enabled: false, ..cfg }).is_none());
+    }
+}

@@ -305,9 +305,21 @@ impl AgentBrowser {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let out = self.spawn_cli(&call, &stage.args, left.max(Duration::from_millis(1)), true).await;
         drop(held);
-        let out = {
-            let mut pending = lock(&self.sessions.pending);
-            stage.finish(&ws, out, pending.entry(session.to_string()).or_default())
+        // Copies of up to 256 MiB each: off the async workers, so other
+        // sandboxes' commands are not held up behind them.
+        let pending = lock(&self.sessions.pending).remove(session).unwrap_or_default();
+        let finished = tokio::task::spawn_blocking(move || {
+            let mut pending = pending;
+            let out = stage.finish(&ws, out, &mut pending);
+            (out, pending)
+        })
+        .await;
+        let out = match finished {
+            Ok((out, pending)) => {
+                lock(&self.sessions.pending).insert(session.to_string(), pending);
+                out
+            }
+            Err(e) => return RunOutput::failed(-1, format!("copying the command's files: {e}")),
         };
         RunOutput {
             stdout: shared::to_workspace_view(&out.stdout, &t.cargo_dir),
