@@ -14,12 +14,18 @@ async fn cargos_are_host_directories_bind_mounted_at_the_workspace() {
     let root = dir.path().join("cargos");
     let instance = "bay-e2e-bind";
     // What a create that died before storing its row leaves: a labelled
-    // directory with no cargo in the database.
+    // directory with no cargo in the database, made by a process of this host
+    // that is gone (with replicas on PostgreSQL only such ones are removed).
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
     std::fs::create_dir_all(root.join(".bay-volumes")).unwrap();
     std::fs::create_dir_all(root.join("bay-cargo-ws-crashed")).unwrap();
     std::fs::write(
         root.join(".bay-volumes/bay-cargo-ws-crashed.json"),
-        json!({"bay.managed": "true", "bay.instance_id": instance, "bay.cargo_id": "ws-crashed"}).to_string(),
+        json!({"bay.managed": "true", "bay.instance_id": instance, "bay.cargo_id": "ws-crashed", "bay.replica": format!("{host}-{dead_pid}-0badc0de")})
+            .to_string(),
     )
     .unwrap();
     let yaml = format!("cargo: {{root_path: \"{r}\", host_root_path: \"{r}\"}}\n", r = root.display());
