@@ -57,6 +57,10 @@ impl Db {
         let pool = AnyPoolOptions::new()
             // One in-memory SQLite database exists per connection.
             .max_connections(if in_memory { 1 } else { max_connections.max(1) })
+            // Connections a burst opened close after a minute idle (each
+            // SQLite one holds its page and statement caches).
+            .min_connections(1)
+            .idle_timeout(if in_memory { None } else { Some(std::time::Duration::from_secs(60)) })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if dialect == Dialect::Sqlite {

@@ -21,7 +21,7 @@ pub(crate) struct LiveTarget {
 impl SandboxManager {
     pub(crate) async fn live(&self, sandbox: &Sandbox, profile: &ProfileConfig, op: LiveOp) -> BayResult<LiveTarget> {
         let capability = op.capability();
-        let active = self.ensure_running(sandbox, profile).await?;
+        let active = self.ensure_running(sandbox, profile, capability == "python").await?;
         let container = route(&active, profile, capability)?;
         let in_use = active.usage.clone().read_owned().await;
         self.record_activity(&active, profile).await?;

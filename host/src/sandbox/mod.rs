@@ -535,7 +535,7 @@ impl SandboxManager {
         call: CapabilityCall,
     ) -> BayResult<Result<(CapabilityOutcome, String), (BayError, recovery::Recovery)>> {
         let capability = call.capability().to_owned();
-        let active = self.ensure_running(sandbox, profile).await?;
+        let active = self.ensure_running(sandbox, profile, capability == "python").await?;
         let container = route(&active, profile, &capability)?;
         // Held for the call, so idle GC never removes a session mid-call.
         let _in_use = active.usage.read().await;

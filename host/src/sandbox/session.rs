@@ -85,7 +85,10 @@ fn new_token() -> String {
 
 impl SandboxManager {
     /// The running session of a sandbox, starting one if needed.
-    pub async fn ensure_running(&self, sandbox: &Sandbox, profile: &ProfileConfig) -> BayResult<Arc<ActiveSession>> {
+    /// `for_python`: the call that needs the session is a Python call, so a
+    /// session started for it starts its kernel at boot, in parallel with
+    /// the readiness wait (others start it on their first Python call).
+    pub async fn ensure_running(&self, sandbox: &Sandbox, profile: &ProfileConfig, for_python: bool) -> BayResult<Arc<ActiveSession>> {
         if let Some(active) = self.active.get(&sandbox.id).map(|a| a.clone()) {
             // With several replicas, `sandbox` was just read from the
             // database: a session another replica replaced is not ours to use.
@@ -109,7 +112,7 @@ impl SandboxManager {
         {
             return Ok(active);
         }
-        self.start_session(&sandbox, profile).await
+        self.start_session(&sandbox, profile, for_python).await
     }
 
     /// Re-attaches to a session recorded as running (after a Bay restart), or
@@ -170,7 +173,7 @@ impl SandboxManager {
         Some(containers)
     }
 
-    async fn start_session(&self, sandbox: &Sandbox, profile: &ProfileConfig) -> BayResult<Arc<ActiveSession>> {
+    async fn start_session(&self, sandbox: &Sandbox, profile: &ProfileConfig, for_python: bool) -> BayResult<Arc<ActiveSession>> {
         let specs = profile.containers();
         let adapters = specs
             .iter()
@@ -206,7 +209,7 @@ impl SandboxManager {
             last_active_at: now,
             runtime_token: Some(new_token()),
         };
-        let spec = self.session_spec(sandbox, profile, &specs, &session, &cargo)?;
+        let spec = self.session_spec(sandbox, profile, &specs, &session, &cargo, for_python)?;
         // Recorded before the driver creates anything, so a crash mid-start
         // leaves a row whose objects reconcile finds by label.
         self.db.insert_session(&session).await?;
@@ -293,8 +296,8 @@ impl SandboxManager {
         sandbox_id: &str,
         ready_timeout: Duration,
     ) -> BayResult<crate::adapter::RuntimeMeta> {
-        let deadline = Instant::now() + ready_timeout;
-        let mut delay = Duration::from_millis(20);
+        let begun = Instant::now();
+        let deadline = begun + ready_timeout;
         let mut last_check = Instant::now();
         let mut last_error;
         loop {
@@ -321,8 +324,7 @@ impl SandboxManager {
             if Instant::now() >= deadline {
                 return Err(BayError::session_not_ready(format!("Runtime failed to become ready: {last_error}"), sandbox_id, 1000));
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(250));
+            tokio::time::sleep(poll_delay(begun.elapsed())).await;
         }
         adapter.meta(link).await.map_err(BayError::from)
     }
@@ -335,6 +337,7 @@ impl SandboxManager {
         specs: &[ContainerSpec],
         session: &Session,
         cargo: &Cargo,
+        for_python: bool,
     ) -> BayResult<SessionSpec> {
         let mut l = Labels::new();
         l.insert(labels::MANAGED.into(), "true".into());
@@ -351,7 +354,7 @@ impl SandboxManager {
                 Ok(driver::ContainerSpec {
                     name: spec.name.clone(),
                     image: spec.image.clone(),
-                    env: self.container_env(sandbox, profile, spec, session, cargo, specs.len() > 1),
+                    env: self.container_env(sandbox, profile, spec, session, cargo, specs.len() > 1, for_python),
                     labels: Labels::from([(labels::RUNTIME_TYPE.to_owned(), spec.runtime_type.clone())]),
                     cpus: spec.resources.cpus,
                     memory_bytes,
@@ -379,6 +382,7 @@ impl SandboxManager {
         session: &Session,
         cargo: &Cargo,
         several: bool,
+        for_python: bool,
     ) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = Vec::new();
         let profile_env = profile.env_for(spec);
@@ -398,9 +402,10 @@ impl SandboxManager {
         if let Some(token) = &session.runtime_token {
             env.push(("BAY_RUNTIME_TOKEN".into(), token.clone()));
         }
-        if sandbox.owner == super::warm_pool::WARM_OWNER {
-            // A warm sandbox is handed out ready for Python: Ship starts its
-            // kernel at boot (others start it on the first Python call).
+        if for_python || sandbox.owner == super::warm_pool::WARM_OWNER {
+            // A warm sandbox is handed out ready for Python, and a session
+            // started by a Python call needs the kernel at once: Ship starts
+            // it at boot (others start it on their first Python call).
             env.push(("SHIP_KERNEL_PREWARM".into(), "1".into()));
         }
         if cargo.size_limit_mb > 0 {
@@ -452,4 +457,13 @@ fn session_containers_json(containers: &[ActiveContainer]) -> String {
         })
         .collect();
     serde_json::to_string(&list).unwrap_or_default()
+}
+
+/// How long to wait before the next readiness probe. A runtime usually
+/// listens within tens of milliseconds of its container starting, and each
+/// probe of a port nobody listens on yet is refused at once, so the first
+/// seconds are probed every 5 ms (a doubling back-off lost up to half its
+/// step on every cold start); a slow starter is then probed less often.
+fn poll_delay(waited: Duration) -> Duration {
+    if waited < Duration::from_secs(2) { Duration::from_millis(5) } else { Duration::from_millis(100) }
 }

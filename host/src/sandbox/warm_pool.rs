@@ -133,7 +133,7 @@ impl SandboxManager {
         let Some(profile) = self.profile(&sandbox.profile_id).cloned() else {
             return;
         };
-        match self.ensure_running(&sandbox, &profile).await {
+        match self.ensure_running(&sandbox, &profile, false).await {
             Ok(_) if sandbox.is_warm_pool != 0 => {
                 let now = now_micros();
                 let rotate_at = now + ids::secs(profile.warm_rotate_ttl.max(1));
