@@ -364,7 +364,7 @@ where
 }
 
 /// Times two operations alternately, so both see the same machine load.
-async fn time_pair<A, FA, B, FB>(n: usize, warmup: usize, mut a: A, mut b: B) -> anyhow::Result<(Stats, Stats)>
+async fn time_pair<A, FA, B, FB>(n: usize, warmup: usize, mut a: A, mut b: B) -> anyhow::Result<(Stats, Stats, Overhead)>
 where
     A: FnMut() -> FA,
     FA: std::future::Future<Output = anyhow::Result<()>>,
@@ -384,7 +384,36 @@ where
         b().await?;
         sb.push(t.elapsed());
     }
-    Ok((Stats::new(sa), Stats::new(sb)))
+    let overhead = Overhead::of(&sa, &sb);
+    Ok((Stats::new(sa), Stats::new(sb), overhead))
+}
+
+/// What `a` costs over `b`, from samples taken in back-to-back pairs. The
+/// median of the pairs' differences is the estimate (each pair ran under
+/// the same conditions, so a slow moment of the machine cancels out); the
+/// difference of the two medians is shown beside it. For a call whose own
+/// time varies by milliseconds (a shell spawning `bash`), the latter moves
+/// by a few tenths of a millisecond from run to run.
+struct Overhead {
+    paired_ms: f64,
+    of_medians_ms: f64,
+}
+
+impl Overhead {
+    fn of(a: &[Duration], b: &[Duration]) -> Overhead {
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        };
+        let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+        let paired_ms = median(a.iter().zip(b).map(|(a, b)| ms(a) - ms(b)).collect());
+        let of_medians_ms = median(a.iter().map(ms).collect()) - median(b.iter().map(ms).collect());
+        Overhead { paired_ms, of_medians_ms }
+    }
+
+    fn note(&self, target: &str) -> String {
+        format!("overhead p50 {:.2} ms paired ({:.2} ms between the p50s){target}", self.paired_ms, self.of_medians_ms)
+    }
 }
 
 #[tokio::main]
@@ -535,7 +564,7 @@ async fn main() -> anyhow::Result<()> {
     let id = api.create().await?;
     api.python(&id, "1+1").await?;
     let (endpoint, direct) = runtime_endpoint(&id)?;
-    let (host_py, direct_py) = time_pair(
+    let (host_py, direct_py, py_overhead) = time_pair(
         hot_n,
         20,
         || async { api.python(&id, "1+1").await.map(|_| ()) },
@@ -552,7 +581,7 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await?;
-    let (host_sh, direct_sh) = time_pair(
+    let (host_sh, direct_sh, sh_overhead) = time_pair(
         hot_n,
         20,
         || async { api.shell(&id, "true").await.map(|_| ()) },
@@ -569,10 +598,9 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await?;
-    let overhead = |h: &Stats, d: &Stats| fmt(h.p50().saturating_sub(d.p50()));
-    rows.push(row("hot python `1+1` via Bay", &host_py, format!("overhead p50 {} (target ≤ 0.5 ms)", overhead(&host_py, &direct_py))));
+    rows.push(row("hot python `1+1` via Bay", &host_py, py_overhead.note(" — target ≤ 0.5 ms")));
     rows.push(row("hot python `1+1` direct to Ship", &direct_py, String::new()));
-    rows.push(row("hot shell `true` via Bay", &host_sh, format!("overhead p50 {} (target ≤ 0.5 ms)", overhead(&host_sh, &direct_sh))));
+    rows.push(row("hot shell `true` via Bay", &host_sh, sh_overhead.note(" — target ≤ 0.5 ms")));
     // Footprints: this sandbox has a started kernel; a fresh one has none yet.
     let kernel_footprint = container_memory(&id, "primary")?;
     let fresh = api.create().await?;
@@ -606,7 +634,7 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     let native = reqwest::Client::new();
-    let (via_plugin, native_health) = time_pair(
+    let (via_plugin, native_health, plugin_overhead) = time_pair(
         plugin_n / 3,
         50,
         || async { adapter.health(&bay::adapter::RuntimeLink::new(endpoint.clone(), None)).await.map(|_| ()).map_err(|e| anyhow::anyhow!("{e}")) },
@@ -617,7 +645,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     rows.push(row("plugin call, no I/O (store+instantiate+call)", &no_io, "target ≤ 25 µs".into()));
-    rows.push(row("health via plugin", &via_plugin, format!("overhead p50 {}", overhead(&via_plugin, &native_health))));
+    rows.push(row("health via plugin", &via_plugin, plugin_overhead.note("")));
     rows.push(row("health native reqwest", &native_health, String::new()));
     api.delete(&id).await?;
 
