@@ -193,29 +193,38 @@ pub struct FileEntry {
     pub modified_time: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Also Gull's `/exec` answer (the shared Gull's, read directly).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BrowserExecResult {
+    #[serde(default)]
     pub stdout: String,
+    #[serde(default)]
     pub stderr: String,
     pub exit_code: i32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Gull's `/exec_batch` step as well (`host/src/sandbox/shared_browser.rs`
+/// reads it straight from the shared Gull).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BrowserStep {
     pub cmd: String,
+    #[serde(default)]
     pub stdout: String,
+    #[serde(default)]
     pub stderr: String,
     pub exit_code: i32,
     pub step_index: u32,
+    #[serde(default)]
     pub duration_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BrowserBatchResult {
     pub results: Vec<BrowserStep>,
     pub total_steps: u32,
     pub completed_steps: u32,
     pub success: bool,
+    #[serde(default)]
     pub duration_ms: u64,
 }
 

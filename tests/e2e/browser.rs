@@ -13,13 +13,13 @@ const PAGE: &str = r#"<!doctype html>
 </body></html>
 "#;
 
-async fn browser(c: &Client, id: &str, cmd: &str) -> Value {
+pub(crate) async fn browser(c: &Client, id: &str, cmd: &str) -> Value {
     let (status, r) = c.post(&format!("/v1/sandboxes/{id}/browser/exec"), json!({"cmd": cmd, "timeout": 60})).await;
     assert_eq!(status, 200, "{cmd}: {r}");
     r
 }
 
-async fn ok(c: &Client, id: &str, cmd: &str) -> String {
+pub(crate) async fn ok(c: &Client, id: &str, cmd: &str) -> String {
     let r = browser(c, id, cmd).await;
     assert!(r["success"] == true && r["exit_code"] == 0, "{cmd}: {r}");
     r["output"].as_str().unwrap_or_default().to_owned()

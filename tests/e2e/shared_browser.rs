@@ -6,7 +6,7 @@
 //! cookies or files; a screenshot lands in each one's own `/workspace`.
 
 use bay_tests::{BayProcess, Client, engine, free_port, remove_instance};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const TOKEN: &str = "e2e-shared-gull-secret";
 
@@ -57,20 +57,13 @@ impl Drop for SharedGull {
     }
 }
 
-async fn browser(c: &Client, id: &str, cmd: &str) -> Value {
-    let (status, r) = c.post(&format!("/v1/sandboxes/{id}/browser/exec"), json!({"cmd": cmd, "timeout": 60})).await;
-    assert_eq!(status, 200, "{cmd}: {r}");
-    r
-}
-
+/// A command that succeeds; its output trimmed.
 async fn ok(c: &Client, id: &str, cmd: &str) -> String {
-    let r = browser(c, id, cmd).await;
-    assert!(r["success"] == true && r["exit_code"] == 0, "{cmd}: {r}");
-    r["output"].as_str().unwrap_or_default().trim().to_owned()
+    crate::browser::ok(c, id, cmd).await.trim().to_owned()
 }
 
 async fn refused(c: &Client, id: &str, cmd: &str) {
-    let r = browser(c, id, cmd).await;
+    let r = crate::browser::browser(c, id, cmd).await;
     assert!(r["success"] == false && r["exit_code"] != 0, "{cmd} should be refused: {r}");
 }
 

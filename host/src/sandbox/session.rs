@@ -354,7 +354,7 @@ impl SandboxManager {
                 Ok(driver::ContainerSpec {
                     name: spec.name.clone(),
                     image: spec.image.clone(),
-                    env: self.container_env(sandbox, profile, spec, session, cargo, specs.len() > 1, for_python),
+                    env: self.container_env(sandbox, profile, spec, session, cargo, specs.len() > 1).with_kernel_prewarm(for_python),
                     labels: Labels::from([(labels::RUNTIME_TYPE.to_owned(), spec.runtime_type.clone())]),
                     cpus: spec.resources.cpus,
                     memory_bytes,
@@ -382,7 +382,6 @@ impl SandboxManager {
         session: &Session,
         cargo: &Cargo,
         several: bool,
-        for_python: bool,
     ) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = Vec::new();
         let profile_env = profile.env_for(spec);
@@ -402,10 +401,10 @@ impl SandboxManager {
         if let Some(token) = &session.runtime_token {
             env.push(("BAY_RUNTIME_TOKEN".into(), token.clone()));
         }
-        if for_python || sandbox.owner == super::warm_pool::WARM_OWNER {
-            // A warm sandbox is handed out ready for Python, and a session
-            // started by a Python call needs the kernel at once: Ship starts
-            // it at boot (others start it on their first Python call).
+        if sandbox.owner == super::warm_pool::WARM_OWNER {
+            // A warm sandbox is handed out ready for Python: Ship starts its
+            // kernel at boot (others start it on their first Python call,
+            // or at boot too when that call started the session).
             env.push(("SHIP_KERNEL_PREWARM".into(), "1".into()));
         }
         if cargo.size_limit_mb > 0 {
@@ -466,4 +465,20 @@ fn session_containers_json(containers: &[ActiveContainer]) -> String {
 /// step on every cold start); a slow starter is then probed less often.
 fn poll_delay(waited: Duration) -> Duration {
     if waited < Duration::from_secs(2) { Duration::from_millis(5) } else { Duration::from_millis(100) }
+}
+
+/// `SHIP_KERNEL_PREWARM` on a container's environment.
+trait KernelPrewarm {
+    fn with_kernel_prewarm(self, on: bool) -> Self;
+}
+
+impl KernelPrewarm for Vec<(String, String)> {
+    /// A session started by a Python call needs its kernel at once: Ship
+    /// then starts it at boot, while Bay waits for the runtime to answer.
+    fn with_kernel_prewarm(mut self, on: bool) -> Self {
+        if on && !self.iter().any(|(k, _)| k == "SHIP_KERNEL_PREWARM") {
+            self.push(("SHIP_KERNEL_PREWARM".into(), "1".into()));
+        }
+        self
+    }
 }

@@ -14,7 +14,6 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::adapter::{BrowserBatchResult, BrowserExecResult, BrowserStep, CapabilityCall, CapabilityOutcome};
@@ -29,40 +28,6 @@ pub(crate) struct SharedBrowser {
     endpoint: String,
     token: Option<String>,
     http: reqwest::Client,
-}
-
-/// Gull's `/exec` answer.
-#[derive(Deserialize)]
-struct ExecAnswer {
-    #[serde(default)]
-    stdout: String,
-    #[serde(default)]
-    stderr: String,
-    exit_code: i32,
-}
-
-#[derive(Deserialize)]
-struct StepAnswer {
-    cmd: String,
-    #[serde(default)]
-    stdout: String,
-    #[serde(default)]
-    stderr: String,
-    exit_code: i32,
-    step_index: u32,
-    #[serde(default)]
-    duration_ms: u64,
-}
-
-/// Gull's `/exec_batch` answer.
-#[derive(Deserialize)]
-struct BatchAnswer {
-    results: Vec<StepAnswer>,
-    total_steps: u32,
-    completed_steps: u32,
-    success: bool,
-    #[serde(default)]
-    duration_ms: u64,
 }
 
 impl SharedBrowser {
@@ -111,8 +76,7 @@ impl SharedBrowser {
                         exit_code: code,
                     }));
                 }
-                let a: ExecAnswer = resp.json().await.map_err(unreachable)?;
-                Ok(CapabilityOutcome::BrowserExec(BrowserExecResult { stdout: a.stdout, stderr: a.stderr, exit_code: a.exit_code }))
+                Ok(CapabilityOutcome::BrowserExec(resp.json::<BrowserExecResult>().await.map_err(unreachable)?))
             }
             CapabilityCall::BrowserBatch { commands, timeout_s, stop_on_error } => {
                 let first = commands.first().cloned().unwrap_or_default();
@@ -141,25 +105,7 @@ impl SharedBrowser {
                         duration_ms: 0,
                     }));
                 }
-                let a: BatchAnswer = resp.json().await.map_err(unreachable)?;
-                Ok(CapabilityOutcome::BrowserBatch(BrowserBatchResult {
-                    results: a
-                        .results
-                        .into_iter()
-                        .map(|s| BrowserStep {
-                            cmd: s.cmd,
-                            stdout: s.stdout,
-                            stderr: s.stderr,
-                            exit_code: s.exit_code,
-                            step_index: s.step_index,
-                            duration_ms: s.duration_ms,
-                        })
-                        .collect(),
-                    total_steps: a.total_steps,
-                    completed_steps: a.completed_steps,
-                    success: a.success,
-                    duration_ms: a.duration_ms,
-                }))
+                Ok(CapabilityOutcome::BrowserBatch(resp.json::<BrowserBatchResult>().await.map_err(unreachable)?))
             }
             other => Err(BayError::internal(format!("the shared browser serves browser calls, not {}", other.capability()))),
         }

@@ -577,7 +577,7 @@ fn components(p: &Path) -> Vec<OsString> {
 }
 
 /// Collapses `.` and `..` without touching the disk (`..` at `/` stays).
-fn lexical_normalize(p: &Path) -> PathBuf {
+pub fn lexical_normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {

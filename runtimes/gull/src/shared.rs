@@ -35,7 +35,7 @@
 
 use std::{
     io,
-    path::{Component, Path, PathBuf},
+    path::{Path, PathBuf},
 };
 
 use crate::config::SharedConfig;
@@ -385,21 +385,7 @@ pub(crate) fn translate_path(arg: &str, cargo_dir: &Path) -> Result<String, Stri
     Ok(norm.to_string_lossy().into_owned())
 }
 
-/// Collapses `.` and `..` without touching the disk (`..` at `/` stays `/`).
-pub(crate) fn lexical_normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::RootDir => out.push("/"),
-            Component::CurDir | Component::Prefix(_) => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::Normal(n) => out.push(n),
-        }
-    }
-    out
-}
+pub(crate) use runtime_common::beneath::lexical_normalize;
 
 /// agent-browser's output names the cargo as Gull sees it
 /// (`/cargos/bay-cargo-…/shot.png`); the sandbox knows it as `/workspace`.
