@@ -104,3 +104,31 @@ async fn errors_use_the_envelope_with_the_request_id() {
     let resp = c.req(Method::GET, "/health").send().await.unwrap();
     assert_eq!(resp.headers()["x-request-id"].len(), 36);
 }
+
+/// `/ready` (no auth): the database, the engine and an adapter for every
+/// profile's runtime type; a runtime type nothing serves makes it 503.
+#[tokio::test]
+async fn readiness_checks_database_engine_and_adapters() {
+    let http = reqwest::Client::new();
+    let dir = tempfile::Builder::new().prefix("bay-e2e-ready-").tempdir().unwrap();
+    let profiles = "profiles:\n  - {id: python-default, image: \"ship:latest\"}\n  - {id: odd, image: \"ship:latest\", runtime_type: nosuch, runtime_port: 9000}\n";
+    let odd = bay_tests::BayProcess::start_with(dir.path(), "bay-e2e-ready", bay_tests::free_port(), profiles);
+    odd.wait_ready().await;
+    let resp = http.get(format!("{}/ready", odd.base)).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let r: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(r["status"], "not_ready", "{r}");
+    assert_eq!(r["checks"]["database"], "ok", "{r}");
+    assert_eq!(r["checks"]["engine"], "ok", "{r}");
+    assert_eq!(r["error"]["code"], "not_ready", "{r}");
+    assert!(r["checks"]["adapters"].as_str().unwrap().contains("nosuch (profile odd)"), "{r}");
+    drop(odd);
+
+    let dir = tempfile::Builder::new().prefix("bay-e2e-ready-").tempdir().unwrap();
+    let fine = bay_tests::BayProcess::start_with(dir.path(), "bay-e2e-ready", bay_tests::free_port(), "profiles:\n  - {id: python-default, image: \"ship:latest\"}\n");
+    fine.wait_ready().await;
+    let resp = http.get(format!("{}/ready", fine.base)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let r: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(r, serde_json::json!({"status": "ready", "checks": {"adapters": "ok", "database": "ok", "engine": "ok"}}));
+}

@@ -94,6 +94,7 @@ pub fn router(state: AppState) -> Router {
     let limits = state.limits.clone();
     let router = Router::new()
         .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
         .nest("/v1", v1)
         .fallback(|uri: axum::http::Uri| async move { BayError::not_found(format!("Not Found: {}", crate::error::echo(uri.path()))) })
         .method_not_allowed_fallback(|| async { BayError::new(ErrorCode::MethodNotAllowed, "Method Not Allowed") })

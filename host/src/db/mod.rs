@@ -79,6 +79,11 @@ impl Db {
         Ok(Db { pool, dialect, rewritten: Arc::new(DashMap::new()) })
     }
 
+    /// A round trip to the database (readiness).
+    pub async fn ping(&self) -> sqlx::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+    }
+
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }

@@ -4,6 +4,7 @@ pub mod cargos;
 pub(crate) mod live;
 mod locks;
 mod reconcile;
+pub(crate) mod readiness;
 mod recovery;
 pub mod session;
 mod shared_browser;

@@ -289,3 +289,16 @@ async fn sessions_start_lazily_unless_the_profile_asks_for_a_start_on_create() {
     assert_eq!(h.manager.get("o", &lazy.id).await.unwrap().status, super::SandboxStatus::Idle);
     assert_eq!(h.manager.get("o", &eager.id).await.unwrap().status, super::SandboxStatus::Ready);
 }
+
+#[tokio::test]
+async fn readiness_names_a_runtime_type_no_adapter_serves() {
+    let h = Harness::new(config("")).await;
+    let r = h.manager.readiness().await;
+    assert!(r.ready(), "{:?}", r.checks);
+    let h = Harness::new(config("  - { id: odd, image: x, runtime_type: nosuch, runtime_port: 9000 }\n")).await;
+    let r = h.manager.readiness().await;
+    assert!(!r.ready());
+    assert_eq!(r.checks["database"], "ok");
+    assert_eq!(r.checks["engine"], "ok");
+    assert_eq!(r.reasons(), ["adapters: no adapter plugin serves nosuch (profile odd)"]);
+}
