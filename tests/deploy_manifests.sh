@@ -17,7 +17,7 @@
 #    proves the check fails on broken manifests.
 # 2. Consistency checks in Python (PyYAML; skipped with a message if absent):
 #    selectors match the Pod template, the ServiceAccount/Role/RoleBinding and
-#    ConfigMap names line up, probes hit /health:8114, the Role has exactly
+#    ConfigMap names line up, readiness probes /ready and liveness /health on 8114, the Role has exactly
 #    the verbs the driver needs, the NetworkPolicy admits only Bay's Pods to
 #    sandbox Pods, deploy/docker/compose.yaml parses and mounts
 #    the Docker socket read-write with host networking.
@@ -139,9 +139,9 @@ check(pod.get("serviceAccountName") == "bay", "Deployment uses ServiceAccount ba
 check(pod.get("securityContext", {}).get("runAsNonRoot") is True, "Bay runs as non-root")
 c = (pod.get("containers") or [{}])[0]
 check(any(p.get("containerPort") == 8114 for p in c.get("ports", [])), "Bay container exposes 8114")
-for probe in ("readinessProbe", "livenessProbe"):
+for probe, path in (("readinessProbe", "/ready"), ("livenessProbe", "/health")):
     http = c.get(probe, {}).get("httpGet", {})
-    check(http.get("path") == "/health" and http.get("port") == 8114, f"{probe} on /health:8114")
+    check(http.get("path") == path and http.get("port") == 8114, f"{probe} on {path}:8114")
 check(c.get("resources", {}).get("limits") and c.get("resources", {}).get("requests"), "Bay container has resources")
 env = {e["name"]: e for e in c.get("env", [])}
 for var in ("BAY_DATABASE__URL", "BAY_API_KEY"):
