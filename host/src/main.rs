@@ -185,7 +185,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config { config } => {
             let (config, report) = Config::load(config.as_deref())?;
             log_config_report(&report);
-            print!("{}", serde_yaml::to_string(&config)?);
+            // Secrets (API key, tokens, passwords in URLs) are not printed.
+            print!("{}", serde_yaml::to_string(&config.redacted())?);
             Ok(())
         }
     }

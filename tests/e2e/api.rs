@@ -125,7 +125,12 @@ async fn readiness_checks_database_engine_and_adapters() {
     drop(odd);
 
     let dir = tempfile::Builder::new().prefix("bay-e2e-ready-").tempdir().unwrap();
-    let fine = bay_tests::BayProcess::start_with(dir.path(), "bay-e2e-ready", bay_tests::free_port(), "profiles:\n  - {id: python-default, image: \"ship:latest\"}\n");
+    let fine = bay_tests::BayProcess::start_with(
+        dir.path(),
+        "bay-e2e-ready",
+        bay_tests::free_port(),
+        "profiles:\n  - {id: python-default, image: \"ship:latest\"}\n",
+    );
     fine.wait_ready().await;
     let resp = http.get(format!("{}/ready", fine.base)).send().await.unwrap();
     assert_eq!(resp.status(), 200);

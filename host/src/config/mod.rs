@@ -542,7 +542,54 @@ pub struct LoadReport {
 /// name alone.
 const UNUSED_KEYS: [&str; 2] = ["database.echo", "security.blocked_hosts"];
 
+/// What `bay config` prints in place of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// `scheme://user:password@host…` with the password replaced.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let password = if userinfo.contains(':') { format!(":{REDACTED}") } else { String::new() };
+            format!("{scheme}://{user}{password}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 impl Config {
+    /// This configuration with its secrets replaced, for printing (`bay
+    /// config`): the API key, the shared browser's token, passwords in the
+    /// database and proxy URLs.
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        if c.security.api_key.is_some() {
+            c.security.api_key = Some(REDACTED.into());
+        }
+        if c.browser_service.token.is_some() {
+            c.browser_service.token = Some(REDACTED.into());
+        }
+        c.database.url = redact_url_password(&c.database.url);
+        let redact = |proxy: &mut ProxyConfig| {
+            for url in [&mut proxy.http_proxy, &mut proxy.https_proxy].into_iter().flatten() {
+                *url = redact_url_password(url);
+            }
+        };
+        redact(&mut c.proxy);
+        for p in c.profiles.iter_mut().flatten() {
+            p.proxy.as_mut().map(redact);
+            for container in p.containers.iter_mut().flatten() {
+                container.proxy.as_mut().map(redact);
+            }
+        }
+        c
+    }
+
     /// Finds and loads the configuration (see the module docs), then applies
     /// environment overrides.
     pub fn load(explicit: Option<&Path>) -> anyhow::Result<(Config, LoadReport)> {
@@ -853,6 +900,28 @@ mod tests {
         assert!(!file_sets(&root, &["b", "x"]));
         assert!(!file_sets(&root, &["c", "d"]));
         assert!(!file_sets(&root, &["e"]));
+    }
+
+    #[test]
+    fn printed_configs_carry_no_secrets() {
+        let text = r#"
+database: { url: "postgresql+asyncpg://bay:s3cret@db:5432/bay" }
+security: { api_key: sk-live-1234 }
+browser_service: { enabled: true, endpoint: "http://g:8115", token: gull-secret }
+proxy: { enabled: true, http_proxy: "http://me:pw@proxy:3128", https_proxy: "http://proxy:3128" }
+"#;
+        let (c, _) = load(text, &[]);
+        let printed = serde_yaml::to_string(&c.redacted()).unwrap();
+        for secret in ["s3cret", "sk-live-1234", "gull-secret", ":pw@"] {
+            assert!(!printed.contains(secret), "{secret} in:\n{printed}");
+        }
+        let r = c.redacted();
+        assert_eq!(r.database.url, "postgresql+asyncpg://bay:<redacted>@db:5432/bay");
+        assert_eq!(r.proxy.http_proxy.as_deref(), Some("http://me:<redacted>@proxy:3128"));
+        assert_eq!(r.proxy.https_proxy.as_deref(), Some("http://proxy:3128"));
+        assert_eq!(redact_url_password("sqlite:///./bay.db"), "sqlite:///./bay.db");
+        // The original is untouched.
+        assert_eq!(c.security.api_key.as_deref(), Some("sk-live-1234"));
     }
 
     #[test]

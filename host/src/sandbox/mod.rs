@@ -3,8 +3,8 @@
 pub mod cargos;
 pub(crate) mod live;
 mod locks;
-mod reconcile;
 pub(crate) mod readiness;
+mod reconcile;
 mod recovery;
 pub mod session;
 mod shared_browser;
