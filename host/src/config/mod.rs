@@ -766,6 +766,20 @@ impl Config {
             reqwest::Url::parse(&self.browser_service.endpoint)
                 .with_context(|| format!("browser_service.endpoint {:?} is not a URL", self.browser_service.endpoint))?;
         }
+        // Bay's HTTP client toward runtimes, engines and the shared browser
+        // has no TLS (they live on the operator's private network or a
+        // socket); an https:// endpoint would fail on every call.
+        for (key, endpoint) in [
+            ("browser_service.endpoint", self.browser_service.endpoint.as_str()),
+            ("driver.plugin.endpoint", self.driver.plugin.endpoint.as_str()),
+            ("driver.docker.socket", self.driver.docker.socket.as_str()),
+        ] {
+            if endpoint.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")) {
+                bail!(
+                    "{key} {endpoint:?}: https is not supported (Bay speaks plain HTTP to engines and runtimes, which belong on a private network or a unix socket); use http:// or put a TLS-terminating proxy on the same host"
+                );
+            }
+        }
         Ok(())
     }
 
@@ -900,6 +914,19 @@ mod tests {
         assert!(!file_sets(&root, &["b", "x"]));
         assert!(!file_sets(&root, &["c", "d"]));
         assert!(!file_sets(&root, &["e"]));
+    }
+
+    #[test]
+    fn https_endpoints_are_refused_at_load_with_the_key() {
+        for (yaml, key) in [
+            ("browser_service: {enabled: true, endpoint: \"https://g:8115\"}\n", "browser_service.endpoint"),
+            ("driver: {type: plugin, plugin: {name: docker-api, endpoint: \"HTTPS://engine:2376\"}}\n", "driver.plugin.endpoint"),
+            ("driver: {docker: {socket: \"https://engine:2376\"}}\n", "driver.docker.socket"),
+        ] {
+            let err = Config::from_yaml_and_env(yaml, &[]).and_then(|(c, _)| c.validate()).unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(msg.contains(key) && msg.contains("https is not supported"), "{msg}");
+        }
     }
 
     #[test]
