@@ -126,8 +126,14 @@ async fn two_sandboxes_share_one_gull_and_see_nothing_of_each_other() {
     assert!(!a_dir.join("stolen.png").exists());
     refused(&c, b, &format!("open file:///cargos/bay-cargo-{a_cargo}/a.png")).await;
     refused(&c, b, &format!("--session {a} get title")).await;
-    // Loopback is where each browser's DevTools listens.
+    // Loopback is where each browser's DevTools listens: refused as an
+    // argument, and Chromium itself will not open it when a page navigates
+    // there (the image's managed policy).
     refused(&c, b, "open http://127.0.0.1:8115/health").await;
+    crate::browser::browser(&c, b, "eval \"location.href = 'http://127.0.0.1:8115/health'\"").await;
+    crate::browser::browser(&c, b, "wait 1000").await;
+    let shown = crate::browser::browser(&c, b, "get text body").await;
+    assert!(!shown["output"].as_str().unwrap_or_default().contains("healthy"), "a page reached loopback: {shown}");
 
     // A batch goes to the service too.
     let (status, r) = c.post(&format!("/v1/sandboxes/{b}/browser/exec_batch"), json!({"commands": ["get title", "get url"], "timeout": 60})).await;
@@ -138,6 +144,7 @@ async fn two_sandboxes_share_one_gull_and_see_nothing_of_each_other() {
     // Deleting A ends its browser; B's goes on.
     c.delete_sandbox(a).await;
     assert!(!a_dir.exists());
+    ok(&c, b, &format!("open {origin}")).await;
     assert!(ok(&c, b, "get url").await.contains(&gull.ip));
     c.delete_sandbox(b).await;
     drop(bay);

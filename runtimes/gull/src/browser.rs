@@ -217,6 +217,9 @@ impl AgentBrowser {
             ("XDG_CACHE_HOME".into(), path(&cache)),
             ("XDG_DATA_HOME".into(), path(&home.join(".local/share"))),
             ("XDG_STATE_HOME".into(), path(&home.join(".local/state"))),
+            // agent-browser's recordings put their frames in the temporary
+            // directory: one per sandbox, not the container's shared /tmp.
+            ("TMPDIR".into(), path(&home.join("tmp"))),
         ]);
         Call { session: session.to_string(), cwd: home, env, remove: SHARED_ENV_REMOVE }
     }
@@ -289,7 +292,7 @@ impl AgentBrowser {
             }
         }
         let call = self.shared_call(sh, session);
-        if let Err(e) = private_dir(&call.cwd) {
+        if let Err(e) = private_dir(&call.cwd).and_then(|()| private_dir(&call.cwd.join("tmp"))) {
             return RunOutput::failed(-1, format!("Cannot create {}: {e}", call.cwd.display()));
         }
         // The cargo held open: staged files are copied through it.
@@ -298,9 +301,17 @@ impl AgentBrowser {
             Err(e) => return RunOutput::failed(INVALID_COMMAND_EXIT, format!("cargo {} cannot be opened: {e}", t.cargo_id)),
         };
         let n = self.sessions.calls.fetch_add(1, Ordering::Relaxed);
-        let stage = match Stage::prepare(&shared::staging_dir(sh, session), n, &ws, &t.cargo_dir, args) {
-            Ok(s) => s,
-            Err(e) => return RunOutput::failed(INVALID_COMMAND_EXIT, e),
+        // Copies in of up to 256 MiB each: off the async workers.
+        let (root, cargo_dir) = (shared::staging_dir(sh, session), t.cargo_dir.clone());
+        let prepared = tokio::task::spawn_blocking(move || {
+            let stage = Stage::prepare(&root, n, &ws, &cargo_dir, args);
+            (ws, stage)
+        })
+        .await;
+        let (ws, stage) = match prepared {
+            Ok((ws, Ok(s))) => (ws, s),
+            Ok((_, Err(e))) => return RunOutput::failed(INVALID_COMMAND_EXIT, e),
+            Err(e) => return RunOutput::failed(-1, format!("staging the command's files: {e}")),
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let out = self.spawn_cli(&call, &stage.args, left.max(Duration::from_millis(1)), true).await;

@@ -48,6 +48,11 @@ fn main() -> ExitCode {
 
 async fn serve(token: RuntimeToken) -> anyhow::Result<()> {
     let cfg = Config::from_env().map_err(anyhow::Error::msg)?;
+    if cfg.shared.is_some() && !token.is_enabled() {
+        // One Gull serves every sandbox: without the secret, any of them (or
+        // a page in any sandbox's browser) could call it for another.
+        anyhow::bail!("GULL_MODE=shared needs BAY_RUNTIME_TOKEN (the same value as Bay's browser_service.token)");
+    }
     let ws = Arc::new(cfg.prepare_dirs()?);
     match runtime_common::skills::install_skills(&cfg.skills_dir, &ws) {
         Ok(n) if n > 0 => info!(count = n, "built-in skills installed"),
@@ -216,9 +221,10 @@ mod tests {
         let (s, v) = exec("screenshot /workspace/a.png", ids).await;
         assert_eq!((s, v["exit_code"].as_i64()), (StatusCode::OK, Some(0)));
         assert_eq!(v["stdout"], format!("[sb-1] screenshot {c1}/a.png"));
-        // Without ids: the configured session, as in single mode.
-        let (_, v) = exec("open file:///workspace/x.html", r#""timeout":5"#).await;
-        assert_eq!(v["stdout"], "open file:///workspace/x.html");
+        // Without ids: refused (it would run in no sandbox's confinement).
+        let (s, v) = exec("open file:///workspace/x.html", r#""timeout":5"#).await;
+        assert_eq!((s, v["exit_code"].as_i64()), (StatusCode::OK, Some(2)), "{v}");
+        assert!(v["stderr"].as_str().unwrap().contains("needs sandbox_id and cargo_id"), "{v}");
         // Refusals: HTTP 200, exit code 2, nothing run.
         for (cmd, ids, err) in [
             ("get title", r#""sandbox_id":"sb-1""#, "go together"),

@@ -143,9 +143,12 @@ fn check_id(field: &str, s: &str) -> Result<(), String> {
 /// cargo that is not mounted.
 pub(crate) fn resolve_target(sh: &SharedConfig, sandbox_id: Option<&str>, cargo_id: Option<&str>) -> Result<Option<SandboxTarget>, String> {
     let (sandbox_id, cargo_id) = match (sandbox_id, cargo_id) {
-        (None, None) => return Ok(None),
+        // Without ids a request would run in no sandbox's confinement (the
+        // configured session, none of the checks below): shared mode serves
+        // sandboxes only (Shipyard Neo falls back to single mode).
+        (None, None) => return Err("shared mode needs sandbox_id and cargo_id with every command".into()),
         (Some(s), Some(c)) => (s, c),
-        _ => return Err("sandbox_id and cargo_id go together in shared mode: give both or neither".into()),
+        _ => return Err("sandbox_id and cargo_id go together in shared mode: give both".into()),
     };
     check_id("sandbox_id", sandbox_id)?;
     check_id("cargo_id", cargo_id)?;
@@ -431,7 +434,7 @@ mod tests {
         std::fs::create_dir(d.path().join("bay-cargo-c1")).unwrap();
         std::os::unix::fs::symlink(d.path().join("bay-cargo-c1"), d.path().join("bay-cargo-link")).unwrap();
         let sh = shared(d.path());
-        assert_eq!(resolve_target(&sh, None, None), Ok(None));
+        assert!(resolve_target(&sh, None, None).unwrap_err().contains("needs sandbox_id and cargo_id"));
         let t = resolve_target(&sh, Some("sb"), Some("c1")).unwrap().unwrap();
         assert_eq!(t.cargo_dir, d.path().join("bay-cargo-c1"));
         assert!(resolve_target(&sh, Some("sb"), None).unwrap_err().contains("together"));

@@ -41,6 +41,8 @@ use crate::{
 
 /// Largest file copied into or out of a cargo (256 MiB).
 pub(crate) const MAX_COPY: u64 = 256 << 20;
+/// File arguments one command may name (each staged copy up to [`MAX_COPY`]).
+pub(crate) const MAX_FILE_ARGS: usize = 4;
 
 /// A staged file and where it belongs in the cargo (relative to it).
 #[derive(Debug, Clone)]
@@ -98,6 +100,10 @@ impl Stage {
     /// error is the stderr of an exit code 2 answer.
     pub(crate) fn prepare(root: &Path, n: u64, ws: &Workspace, cargo_dir: &Path, mut args: Vec<String>) -> Result<Self, String> {
         let files = shared::path_args(&args);
+        if files.len() > MAX_FILE_ARGS {
+            // Each is copied (up to MAX_COPY): bound what one call stages.
+            return Err(format!("At most {MAX_FILE_ARGS} file arguments per command in shared mode, not {}", files.len()));
+        }
         let (verb, sub) = shared::command_words(&args);
         let mut st = Stage {
             dir: None,
