@@ -120,6 +120,14 @@ impl Stage {
             let rel = rel_in_cargo(&args[i], cargo_dir)?;
             let name = Path::new(&rel).file_name().ok_or_else(|| format!("Path `{}` names no file", args[i]))?.to_owned();
             let staged = match kind {
+                // Chromium reads a file input's file when the page submits
+                // it, after this command: an upload's copy stays until the
+                // sandbox's session is deleted.
+                FileKind::Read if verb.as_deref() == Some("upload") => {
+                    let dir = root.join(format!("upload-{n}")).join(k.to_string());
+                    private_dir(&dir).map_err(io_err)?;
+                    dir.join(&name)
+                }
                 FileKind::Read | FileKind::Write => {
                     let dir = st.dir.get_or_insert_with(|| root.join(format!("call-{n}"))).join(k.to_string());
                     private_dir(&dir).map_err(io_err)?;
@@ -417,6 +425,14 @@ esac
         // the workspace path.
         assert_eq!((out.exit_code, out.stdout.as_str()), (0, "hello from /workspace/a.txt\n"), "{out:?}");
         assert_eq!(e.leftover_calls(), 0);
+        // The page reads an uploaded file later: its copy stays (until DELETE).
+        let kept: Vec<_> = std::fs::read_dir(e.d.path().join("run/staging/sb"))
+            .unwrap()
+            .flatten()
+            .filter(|d| d.file_name().to_string_lossy().starts_with("upload-"))
+            .collect();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(std::fs::read_to_string(kept[0].path().join("0/a.txt")).unwrap(), "hello");
         // Read through the cargo's descriptor: a link out is refused.
         symlink("/etc/passwd", e.cargo().join("pw")).unwrap();
         let ws = Workspace::open(e.cargo()).unwrap();
