@@ -339,6 +339,11 @@ impl SandboxManager {
         cargo: &Cargo,
         for_python: bool,
     ) -> BayResult<SessionSpec> {
+        // Ship starts its kernel at boot for a warm sandbox (handed out ready
+        // for Python) and for a session a Python call starts (the kernel then
+        // boots while Bay waits for the runtime); others start it on their
+        // first Python call.
+        let prewarm = for_python || sandbox.owner == super::warm_pool::WARM_OWNER;
         let mut l = Labels::new();
         l.insert(labels::MANAGED.into(), "true".into());
         l.insert(labels::OWNER.into(), sandbox.owner.clone());
@@ -354,7 +359,7 @@ impl SandboxManager {
                 Ok(driver::ContainerSpec {
                     name: spec.name.clone(),
                     image: spec.image.clone(),
-                    env: self.container_env(sandbox, profile, spec, session, cargo, specs.len() > 1).with_kernel_prewarm(for_python),
+                    env: self.container_env(sandbox, profile, spec, session, cargo, (specs.len() > 1, prewarm)),
                     labels: Labels::from([(labels::RUNTIME_TYPE.to_owned(), spec.runtime_type.clone())]),
                     cpus: spec.resources.cpus,
                     memory_bytes,
@@ -373,7 +378,9 @@ impl SandboxManager {
     }
 
     /// A runtime container's environment: the profile's, the proxy, and
-    /// what Bay tells every runtime (its session, secret and cargo limit).
+    /// what Bay tells every runtime (its session, secret and cargo limit);
+    /// `several`: the session has more than one container; `prewarm`: Ship
+    /// starts its kernel at boot.
     fn container_env(
         &self,
         sandbox: &Sandbox,
@@ -381,7 +388,7 @@ impl SandboxManager {
         spec: &ContainerSpec,
         session: &Session,
         cargo: &Cargo,
-        several: bool,
+        (several, prewarm): (bool, bool),
     ) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = Vec::new();
         let profile_env = profile.env_for(spec);
@@ -401,10 +408,7 @@ impl SandboxManager {
         if let Some(token) = &session.runtime_token {
             env.push(("BAY_RUNTIME_TOKEN".into(), token.clone()));
         }
-        if sandbox.owner == super::warm_pool::WARM_OWNER {
-            // A warm sandbox is handed out ready for Python: Ship starts its
-            // kernel at boot (others start it on their first Python call,
-            // or at boot too when that call started the session).
+        if prewarm {
             env.push(("SHIP_KERNEL_PREWARM".into(), "1".into()));
         }
         if cargo.size_limit_mb > 0 {
@@ -465,20 +469,4 @@ fn session_containers_json(containers: &[ActiveContainer]) -> String {
 /// step on every cold start); a slow starter is then probed less often.
 fn poll_delay(waited: Duration) -> Duration {
     if waited < Duration::from_secs(2) { Duration::from_millis(5) } else { Duration::from_millis(100) }
-}
-
-/// `SHIP_KERNEL_PREWARM` on a container's environment.
-trait KernelPrewarm {
-    fn with_kernel_prewarm(self, on: bool) -> Self;
-}
-
-impl KernelPrewarm for Vec<(String, String)> {
-    /// A session started by a Python call needs its kernel at once: Ship
-    /// then starts it at boot, while Bay waits for the runtime to answer.
-    fn with_kernel_prewarm(mut self, on: bool) -> Self {
-        if on && !self.iter().any(|(k, _)| k == "SHIP_KERNEL_PREWARM") {
-            self.push(("SHIP_KERNEL_PREWARM".into(), "1".into()));
-        }
-        self
-    }
 }
