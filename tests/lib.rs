@@ -309,10 +309,17 @@ pub mod engine {
     /// The `driver:` line of a test Bay's config: the built-in Docker
     /// driver, or the `docker-api` plugin on Docker's or Podman's socket
     /// (Podman's session networks come from a pool of their own, so both
-    /// engines can run side by side on one host).
+    /// engines can run side by side on one host). Single-container sessions
+    /// share one bridge on Docker (the built-in driver's default there; the
+    /// plugin is told so), a network each on Podman.
     pub fn driver_yaml() -> String {
+        driver_yaml_with(if is_podman() { "per_session" } else { "shared" })
+    }
+
+    /// As [`driver_yaml`], with `session_network` (`shared`, `per_session`).
+    pub fn driver_yaml_with(session_network: &str) -> String {
         if !through_plugin() {
-            return "driver: { docker: { connect_mode: host_port, host_address: 127.0.0.1 } }".into();
+            return format!("driver: {{ docker: {{ connect_mode: host_port, host_address: 127.0.0.1, session_network: {session_network} }} }}");
         }
         let (endpoint, pool) = if is_podman() {
             (format!("unix://{}", podman_socket()), "10.214.0.0/16")
@@ -320,7 +327,7 @@ pub mod engine {
             ("unix:///var/run/docker.sock".into(), "10.213.0.0/16")
         };
         format!(
-            "driver: {{ type: plugin, plugin: {{ name: docker-api, endpoint: \"{endpoint}\", settings: {{ connect_mode: host_port, host_address: 127.0.0.1, session_subnet_pool: \"{pool}\" }} }} }}"
+            "driver: {{ type: plugin, plugin: {{ name: docker-api, endpoint: \"{endpoint}\", settings: {{ connect_mode: host_port, host_address: 127.0.0.1, session_subnet_pool: \"{pool}\", session_network: {session_network} }} }} }}"
         )
     }
 

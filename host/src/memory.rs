@@ -21,14 +21,18 @@
 //! - `M_TRIM_THRESHOLD` 128 KiB: free memory at the top of the heap goes back;
 //! - `M_ARENA_MAX` 4: fewer per-thread arenas to fragment;
 //! - a trimmer task that calls `malloc_trim(0)` (which also releases free
-//!   pages inside arenas) when the resident size has grown since its last run.
+//!   pages inside arenas) when the resident size has grown by a few MiB since
+//!   its last run. A burst of 100 sandbox starts leaves ~12 MB of freed but
+//!   resident arena pages behind (`./dev bench`); a 16 MiB trigger never saw
+//!   them, so the threshold is small: a trim of Bay's few-MiB heap costs well
+//!   under a millisecond on a blocking thread, at most every 5 s.
 
 use std::time::Duration;
 
 /// How often the trimmer looks at the resident size.
 const TRIM_INTERVAL: Duration = Duration::from_secs(5);
 /// Growth since the last trim that makes the trimmer run.
-const TRIM_GROWTH_BYTES: u64 = 16 << 20;
+const TRIM_GROWTH_BYTES: u64 = 2 << 20;
 
 /// Sets glibc's allocator options; call first thing in `main`, before any
 /// thread is started. Does nothing on other C libraries.

@@ -157,6 +157,24 @@ pub struct DockerConfig {
     pub session_subnet_pool: Option<String>,
     /// Bay extension: the prefix length of each session's subnet (28: 14 hosts).
     pub session_subnet_prefix: u8,
+    /// Bay extension: whether single-container sessions share one bridge with
+    /// inter-container traffic off instead of a network each
+    /// (crates/driver-kit/src/docker_api/shared.rs).
+    pub session_network: SessionNetworkMode,
+}
+
+/// `driver.docker.session_network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionNetworkMode {
+    /// The shared bridge on a Docker engine, a network per session elsewhere.
+    #[default]
+    Auto,
+    /// A network of its own for every session.
+    PerSession,
+    /// The shared bridge for every eligible session (the engine must honour
+    /// `enable_icc=false`: Docker does, Podman does not).
+    Shared,
 }
 impl Default for DockerConfig {
     fn default() -> Self {
@@ -170,6 +188,7 @@ impl Default for DockerConfig {
             self_container: None,
             session_subnet_pool: Some(bay_driver_kit::docker_api::DEFAULT_SUBNET_POOL.into()),
             session_subnet_prefix: bay_driver_kit::docker_api::DEFAULT_SUBNET_PREFIX,
+            session_network: SessionNetworkMode::Auto,
         }
     }
 }
@@ -975,14 +994,14 @@ profiles:
     #[test]
     fn a_fixed_host_port_is_used_with_a_warning_or_named_as_unused() {
         let (c, r) = load("driver:\n  docker:\n    connect_mode: host_port\n    host_port: 18123\n", &[]);
-        assert_eq!(crate::driver::docker::settings(&c.driver.docker, c.driver.image_pull_policy, None).unwrap().host_port, Some(18123));
+        assert_eq!(crate::driver::docker::settings(&c.driver.docker, c.driver.image_pull_policy, None, true).unwrap().host_port, Some(18123));
         assert_eq!(r.warnings.len(), 1);
         assert!(r.warnings[0].contains("127.0.0.1:18123") && r.warnings[0].contains("only one"), "{}", r.warnings[0]);
         let (_, r) = load("driver:\n  docker:\n    connect_mode: container_network\n    publish_ports: false\n    host_port: 18123\n", &[]);
         assert!(r.warnings[0].contains("is not used") && r.warnings[0].contains("connect_mode container_network"), "{:?}", r.warnings);
         let (c, r) = load("driver:\n  docker:\n    host_port: 0\n", &[]);
         assert!(r.warnings.is_empty());
-        assert_eq!(crate::driver::docker::settings(&c.driver.docker, c.driver.image_pull_policy, None).unwrap().host_port, None);
+        assert_eq!(crate::driver::docker::settings(&c.driver.docker, c.driver.image_pull_policy, None, true).unwrap().host_port, None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use bay_driver_kit::docker_api::{self, DockerApi, Method, Reach, Reply, Request,
 use futures::StreamExt;
 
 use super::{ContainerInfo, Driver, DriverError, ExitStream, Labels, LaunchedContainer, Named, SessionInfo, SessionSpec};
-use crate::config::{ConnectMode, DockerConfig, PullPolicy};
+use crate::config::{ConnectMode, DockerConfig, PullPolicy, SessionNetworkMode};
 
 /// HTTP to one engine endpoint.
 #[derive(Clone)]
@@ -108,7 +108,10 @@ pub struct DockerDriver {
 }
 
 /// The kit's settings from Bay's `driver.docker` section.
-pub(crate) fn settings(config: &DockerConfig, pull: PullPolicy, self_container: Option<String>) -> anyhow::Result<Settings> {
+/// `engine_is_docker`: the engine's version names no other engine (Podman
+/// serves the same API but ignores `enable_icc`, so its sessions keep a
+/// network each).
+pub(crate) fn settings(config: &DockerConfig, pull: PullPolicy, self_container: Option<String>, engine_is_docker: bool) -> anyhow::Result<Settings> {
     let reach = match (config.connect_mode, config.publish_ports) {
         (ConnectMode::HostPort, _) | (ConnectMode::Auto, true) => Reach::PublishedPort { host_address: config.host_address.clone() },
         _ => match (self_container, &config.network) {
@@ -140,6 +143,11 @@ pub(crate) fn settings(config: &DockerConfig, pull: PullPolicy, self_container: 
         },
         stop_grace_s: 5,
         host_port: config.host_port.filter(|p| *p != 0),
+        shared_bridge: match config.session_network {
+            SessionNetworkMode::Shared => Some(docker_api::SHARED_BRIDGE.into()),
+            SessionNetworkMode::Auto if engine_is_docker => Some(docker_api::SHARED_BRIDGE.into()),
+            _ => None,
+        },
     })
 }
 
@@ -148,14 +156,14 @@ impl DockerDriver {
     pub async fn connect(config: &DockerConfig, pull: PullPolicy) -> anyhow::Result<DockerDriver> {
         let http = EngineHttp::connect(&config.socket)?;
         let probe = DockerApi::new(http.clone(), Settings::default());
-        probe.version().await.map_err(|e| anyhow::anyhow!("cannot reach the Docker engine at {}: {e}", config.socket))?;
+        let version = probe.version().await.map_err(|e| anyhow::anyhow!("cannot reach the Docker engine at {}: {e}", config.socket))?;
         let self_container = match (&config.self_container, config.connect_mode) {
             (Some(c), _) => Some(c.clone()),
             (None, ConnectMode::ContainerNetwork) | (None, ConnectMode::Auto) if !config.publish_ports => own_container(&http).await,
             _ => None,
         };
-        let settings = settings(config, pull, self_container)?;
-        tracing::info!(endpoint = %config.socket, reach = ?settings.reach, subnets = ?config.session_subnet_pool, "Docker driver");
+        let settings = settings(config, pull, self_container, docker_api::is_docker_engine(&version))?;
+        tracing::info!(endpoint = %config.socket, reach = ?settings.reach, subnets = ?config.session_subnet_pool, shared_bridge = ?settings.shared_bridge, "Docker driver");
         Ok(DockerDriver { api: DockerApi::new(http.clone(), settings).with_progress(pull_logger()), http })
     }
 }

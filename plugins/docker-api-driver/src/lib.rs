@@ -21,6 +21,7 @@
 //! | `session_subnet_pool` | `10.213.0.0/16` | where session networks' subnets come from; empty: the engine's default pools (about thirty networks) |
 //! | `session_subnet_prefix` | `28` | the size of each session's subnet (a /28 holds 14 containers) |
 //! | `image_pull_policy` | `if_not_present` | `always`, `if_not_present` or `never` |
+//! | `session_network` | `per_session` | `shared`: single-container sessions without `NET_RAW` share one bridge with inter-container traffic off (`crates/driver-kit/src/docker_api/shared.rs`); only on a Docker engine, Podman ignores the setting that keeps them apart |
 
 use std::future::Future;
 use std::pin::pin;
@@ -111,7 +112,12 @@ fn settings() -> Result<Settings, DriverError> {
         "never" => PullPolicy::Never,
         other => return Err(invalid("image_pull_policy", other, "always, if_not_present or never")),
     };
-    Ok(Settings { api_version, reach, subnets, pull, ..defaults })
+    let shared_bridge = match setting("session_network").as_deref().unwrap_or("per_session") {
+        "per_session" => None,
+        "shared" => Some(docker_api::SHARED_BRIDGE.to_owned()),
+        other => return Err(invalid("session_network", other, "per_session or shared")),
+    };
+    Ok(Settings { api_version, reach, subnets, pull, shared_bridge, ..defaults })
 }
 
 fn api() -> Result<DockerApi<HostHttp>, DriverError> {

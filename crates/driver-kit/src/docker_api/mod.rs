@@ -11,10 +11,18 @@
 //! container's address on the session network, which Bay's own container joins
 //! when Bay runs in one.
 //!
+//! With [`Settings::shared_bridge`], a single-container session whose
+//! container cannot forge frames (no `NET_RAW`, no `NET_ADMIN`) joins one
+//! bridge shared by all such sessions instead ([`shared`]): the engine keeps
+//! them apart there (inter-container traffic off, IPv6 off in the container),
+//! and a session start no longer creates and removes a network, which is most
+//! of the engine's work when many sessions start at once.
+//!
 //! Every object carries the session's labels; the engine is the only state, so
 //! any Bay process can list, adopt or destroy any session.
 
 pub mod body;
+mod shared;
 pub mod subnet;
 mod transport;
 
@@ -71,6 +79,11 @@ pub struct Settings {
     /// random port. One port serves one running container: while it is
     /// taken, another session fails to start.
     pub host_port: Option<u16>,
+    /// The bridge network with inter-container traffic off that eligible
+    /// single-container sessions share ([`shared`]); `None`: every session
+    /// gets a network of its own. Only for engines that honour
+    /// `com.docker.network.bridge.enable_icc` (Docker; not Podman's netavark).
+    pub shared_bridge: Option<String>,
 }
 
 impl Default for Settings {
@@ -82,6 +95,7 @@ impl Default for Settings {
             pull: PullPolicy::IfNotPresent,
             stop_grace_s: 5,
             host_port: None,
+            shared_bridge: None,
         }
     }
 }
@@ -89,6 +103,17 @@ impl Default for Settings {
 /// The default pool of session subnets and their size (4096 sessions of 14 hosts).
 pub const DEFAULT_SUBNET_POOL: &str = "10.213.0.0/16";
 pub const DEFAULT_SUBNET_PREFIX: u8 = 28;
+
+/// The name of the shared session bridge ([`shared`]).
+pub const SHARED_BRIDGE: &str = "bay_sessions";
+
+/// Whether `GET /version` describes a Docker engine (not Podman's API
+/// service, which serves the same API).
+pub fn is_docker_engine(version: &Value) -> bool {
+    let names = version["Components"].as_array().into_iter().flatten().filter_map(|c| c["Name"].as_str());
+    let platform = version["Platform"]["Name"].as_str();
+    !names.chain(platform).any(|n| n.to_ascii_lowercase().contains("podman"))
+}
 
 /// Candidate subnets a launch tries before giving up.
 const SUBNET_TRIES: usize = 32;
@@ -210,8 +235,14 @@ impl<T: Transport> DockerApi<T> {
     /// containers, started; returns where each runtime answers. On an error,
     /// what was created stays for [`destroy_session`](Self::destroy_session).
     pub async fn launch_session(&self, spec: &SessionSpec) -> Result<Vec<LaunchedContainer>, DriverError> {
-        let net = network_name(&spec.session_id);
-        self.create_network(&net, spec).await?;
+        let net = match self.shared_bridge_for(spec) {
+            Some(bridge) if self.ensure_shared_bridge(bridge).await => bridge.to_owned(),
+            _ => {
+                let net = network_name(&spec.session_id);
+                self.create_network(&net, spec).await?;
+                net
+            }
+        };
         if let Reach::SessionNetwork { join: Some(me) } = &self.settings.reach {
             self.connect(&net, me, None).await?;
         }
@@ -231,6 +262,37 @@ impl<T: Transport> DockerApi<T> {
             Ok::<_, DriverError>(LaunchedContainer { name: c.name.clone(), id: id.clone(), endpoint })
         });
         join_all(starts).await.into_iter().collect()
+    }
+
+    /// The shared bridge this session joins, if any: Bay's own container on
+    /// it could not reach the runtime either (inter-container traffic is off),
+    /// so not when Bay joins session networks.
+    fn shared_bridge_for(&self, spec: &SessionSpec) -> Option<&str> {
+        let joins = matches!(self.settings.reach, Reach::SessionNetwork { join: Some(_) });
+        self.settings.shared_bridge.as_deref().filter(|_| !joins && shared::eligible(spec))
+    }
+
+    /// Creates the shared bridge unless it exists (another launch, another
+    /// replica or an earlier run made it); it is never removed. Asked on every
+    /// launch rather than remembered, so a bridge pruned meanwhile comes back
+    /// (the engine answers an existing name at once). False when there is no
+    /// bridge to join (its subnet is taken by another network, or the engine
+    /// refused it): the session then gets a network of its own.
+    async fn ensure_shared_bridge(&self, bridge: &str) -> bool {
+        let block = self.settings.subnets.as_ref().and_then(SubnetPool::shared_block);
+        let Ok(r) = self.send(Method::Post, "/networks/create", vec![], Some(shared::create_body(bridge, block.as_deref())), 30).await else {
+            return false;
+        };
+        match r.status {
+            200 | 201 | 409 => true,
+            _ if r.message().contains("already exists") => true,
+            // Lost the race to another launch creating it, or the block is
+            // another network's: joinable only in the first case.
+            _ if subnet::is_overlap(&r.message()) => {
+                matches!(self.get(&format!("/networks/{}", seg(bridge)), vec![]).await, Ok(r) if r.status == 200)
+            }
+            _ => false,
+        }
     }
 
     async fn create_network(&self, net: &str, spec: &SessionSpec) -> Result<(), DriverError> {
@@ -307,7 +369,10 @@ impl<T: Transport> DockerApi<T> {
         };
         // As in Shipyard Neo: the fixed port only for single-container sessions.
         let fixed = self.settings.host_port.filter(|p| *p != 0 && spec.containers.len() == 1);
-        let create = body::create_container(spec, c, net, publish.map(|address| (address, fixed)));
+        let mut create = body::create_container(spec, c, net, publish.map(|address| (address, fixed)));
+        if self.settings.shared_bridge.as_deref() == Some(net) {
+            shared::join(&mut create, net);
+        }
         let query = vec![("name".to_owned(), name.clone())];
         let mut r = self.send(Method::Post, "/containers/create", query.clone(), Some(create.clone()), 60).await?;
         if r.status == 404 && self.settings.pull == PullPolicy::IfNotPresent {

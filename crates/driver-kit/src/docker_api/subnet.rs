@@ -48,6 +48,22 @@ impl SubnetPool {
         format!("{}/{}", Ipv4Addr::from(addr), self.prefix)
     }
 
+    /// The subnet of the shared session bridge: the last sixteenth of the
+    /// pool (a /20 of a /16: 4094 containers), when that is at least a /24.
+    /// A fixed subnet makes creating the bridge race-free: of two launches
+    /// that create it at once, the engine gives the address block to one and
+    /// refuses the other's as an overlap (a name alone does not stop Docker
+    /// from creating two networks called the same).
+    pub fn shared_block(&self) -> Option<String> {
+        let prefix = self.pool_prefix + 4;
+        if prefix > 24 {
+            return None;
+        }
+        let size = 1u32 << (32 - prefix);
+        let last = self.base.wrapping_add((1u32 << (32 - self.pool_prefix)).wrapping_sub(size));
+        Some(format!("{}/{prefix}", Ipv4Addr::from(last)))
+    }
+
     /// The subnets to try for a session, in order: a start derived from the
     /// id, then a stride through the pool.
     pub fn candidates(&self, session_id: &str, tries: usize) -> Vec<String> {
@@ -102,6 +118,13 @@ mod tests {
         assert_eq!(unique.len(), 8);
         assert!(a.iter().all(|s| s.starts_with("10.213.") && s.ends_with("/28")));
         assert_ne!(a[0], p.candidates("sess-ba9876543210", 1)[0]);
+    }
+
+    #[test]
+    fn the_shared_bridge_takes_the_pools_last_sixteenth() {
+        assert_eq!(SubnetPool::parse("10.213.0.0/16", 28).unwrap().shared_block().as_deref(), Some("10.213.240.0/20"));
+        assert_eq!(SubnetPool::parse("10.214.0.0/20", 28).unwrap().shared_block().as_deref(), Some("10.214.15.0/24"));
+        assert_eq!(SubnetPool::parse("10.214.0.0/22", 28).unwrap().shared_block(), None);
     }
 
     #[test]

@@ -274,3 +274,94 @@ fn logs_are_demultiplexed() {
     assert_eq!(body::demux(&raw), "hi\nerr\n");
     assert_eq!(body::demux(b"plain text"), "plain text");
 }
+
+fn inspect_on(net: &str) -> Value {
+    json!({ "Id": "c1", "State": { "Status": "running" }, "NetworkSettings": {
+        "Ports": { "8123/tcp": [{ "HostIp": "127.0.0.1", "HostPort": "49153" }] },
+        "Networks": { net: { "IPAddress": "172.20.0.2" } } } })
+}
+
+#[test]
+fn an_eligible_session_joins_the_shared_bridge_without_a_network_of_its_own() {
+    let engine = Scripted::new(vec![
+        (Method::Post, "/networks/create", 409, json!({ "message": "network with name bay_sessions already exists" })),
+        (Method::Post, "/containers/create", 201, json!({ "Id": "c1" })),
+        (Method::Post, "/containers/c1/start", 204, json!({})),
+        (Method::Get, "/containers/c1/json", 200, inspect_on(SHARED_BRIDGE)),
+    ]);
+    let settings = Settings { shared_bridge: Some(SHARED_BRIDGE.into()), ..Settings::default() };
+    let api = DockerApi::new(&engine, settings);
+    let launched = block_on(api.launch_session(&spec(&["ship"]))).unwrap();
+    assert_eq!(launched[0].endpoint, "http://127.0.0.1:49153");
+    let seen = engine.seen.lock().unwrap();
+    let net: Value = serde_json::from_str(seen[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(net["Name"], SHARED_BRIDGE);
+    assert_eq!(net["Options"]["com.docker.network.bridge.enable_icc"], "false");
+    assert_eq!(net["IPAM"]["Config"][0]["Subnet"], "10.213.240.0/20");
+    assert!(net["Labels"].get("bay.session_id").is_none(), "the bridge belongs to no session: {net}");
+    let create: Value = serde_json::from_str(seen[1].body.as_deref().unwrap()).unwrap();
+    assert_eq!(create["HostConfig"]["NetworkMode"], SHARED_BRIDGE);
+    assert_eq!(create["HostConfig"]["Sysctls"]["net.ipv6.conf.all.disable_ipv6"], "1");
+    // No alias: `ship` would resolve to every session's container.
+    assert_eq!(create["NetworkingConfig"]["EndpointsConfig"][SHARED_BRIDGE], json!({}));
+    assert_eq!(seen.iter().filter(|r| r.path.ends_with("/networks/create")).count(), 1);
+}
+
+#[test]
+fn a_bridge_that_cannot_be_made_leaves_the_session_a_network_of_its_own() {
+    let overlap = json!({ "message": "Pool overlaps with other one on this address space" });
+    let engine = Scripted::new(vec![
+        (Method::Get, "/networks/bay_sessions", 404, json!({ "message": "network bay_sessions not found" })),
+        (Method::Post, "/networks/create", 403, overlap),
+        (Method::Post, "/containers/create", 201, json!({ "Id": "c1" })),
+        (Method::Post, "/containers/c1/start", 204, json!({})),
+        (Method::Get, "/containers/c1/json", 200, inspect_running()),
+    ]);
+    let settings = Settings { shared_bridge: Some(SHARED_BRIDGE.into()), subnets: None, ..Settings::default() };
+    // (without a pool the per-session network is created on the engine's
+    // default pools; the scripted engine refuses every create the same way)
+    let api = DockerApi::new(&engine, settings);
+    assert!(block_on(api.launch_session(&spec(&["ship"]))).is_err());
+    let paths = engine.paths();
+    assert_eq!(paths[..2], ["Post /v1.41/networks/create", "Get /v1.41/networks/bay_sessions"]);
+    assert_eq!(paths[2], "Post /v1.41/networks/create", "then the session's own network: {paths:?}");
+    let seen = engine.seen.lock().unwrap();
+    let own: Value = serde_json::from_str(seen[2].body.as_deref().unwrap()).unwrap();
+    assert_eq!(own["Name"], "bay_net_sess-1");
+}
+
+#[test]
+fn who_may_share_the_bridge() {
+    let one = spec(&["ship"]);
+    assert!(shared::eligible(&one));
+    // Siblings reach each other by name: a network of their own.
+    assert!(!shared::eligible(&spec(&["ship", "browser"])));
+    // Raw sockets could spoof a neighbour's address.
+    let mut raw = one.clone();
+    raw.containers[0].security.cap_add = vec!["NET_RAW".into()];
+    assert!(!shared::eligible(&raw));
+    let mut kept = one.clone();
+    kept.containers[0].security.cap_drop = vec!["SYS_ADMIN".into()];
+    assert!(!shared::eligible(&kept), "Docker grants NET_RAW unless it is dropped");
+    let mut dropped = one.clone();
+    dropped.containers[0].security.cap_drop = vec!["cap_net_raw".into()];
+    assert!(shared::eligible(&dropped));
+    let mut admin = one;
+    admin.containers[0].security.cap_add = vec!["NET_ADMIN".into()];
+    assert!(!shared::eligible(&admin));
+
+    // Bay's own container on the bridge could not reach the runtime.
+    let engine = Scripted::new(vec![]);
+    let joined =
+        Settings { shared_bridge: Some(SHARED_BRIDGE.into()), reach: Reach::SessionNetwork { join: Some("bay".into()) }, ..Settings::default() };
+    assert_eq!(DockerApi::new(&engine, joined).shared_bridge_for(&spec(&["ship"])), None);
+}
+
+#[test]
+fn podman_is_told_apart_from_docker() {
+    assert!(is_docker_engine(
+        &json!({ "Components": [{ "Name": "Engine" }, { "Name": "containerd" }], "Platform": { "Name": "Docker Engine - Community" } })
+    ));
+    assert!(!is_docker_engine(&json!({ "Components": [{ "Name": "Podman Engine" }], "Platform": { "Name": "linux/amd64/debian-12" } })));
+    assert!(is_docker_engine(&json!({})));
+}
