@@ -54,6 +54,8 @@ async fn another_owners_sandbox_is_404() {
         (Method::GET, format!("/v1/sandboxes/{id}")),
         (Method::POST, format!("/v1/sandboxes/{id}/stop")),
         (Method::POST, format!("/v1/sandboxes/{id}/keepalive")),
+        (Method::POST, format!("/v1/sandboxes/{id}/pause")),
+        (Method::POST, format!("/v1/sandboxes/{id}/resume")),
         (Method::DELETE, format!("/v1/sandboxes/{id}")),
         (Method::GET, format!("/v1/sandboxes/{id}/filesystem/files?path=x")),
     ] {

@@ -17,6 +17,7 @@ mod lite;
 mod live;
 mod mcp;
 mod multi;
+mod pause;
 mod plugins;
 mod pull;
 mod python;

@@ -51,6 +51,8 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes", post(sandboxes::create).get(sandboxes::list))
         .route("/sandboxes/{id}", get(sandboxes::get).delete(sandboxes::delete))
         .route("/sandboxes/{id}/stop", post(sandboxes::stop))
+        .route("/sandboxes/{id}/pause", post(sandboxes::pause))
+        .route("/sandboxes/{id}/resume", post(sandboxes::resume))
         .route("/sandboxes/{id}/keepalive", post(sandboxes::keepalive))
         .route("/sandboxes/{id}/extend_ttl", post(sandboxes::extend_ttl))
         .route("/sandboxes/{id}/history", get(history::list))

@@ -104,6 +104,16 @@ pub async fn stop(State(state): State<AppState>, Owner(owner): Owner, Path(id): 
     Ok(Json(json!({ "status": "stopped" })))
 }
 
+/// Bay extension: freezes the session with its memory kept (host/src/sandbox/pause.rs).
+pub async fn pause(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>) -> BayResult<Json<SandboxView>> {
+    Ok(Json(state.sandboxes.pause(&owner, &id).await?))
+}
+
+/// Bay extension: thaws a paused session (any capability call does too).
+pub async fn resume(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>) -> BayResult<Json<SandboxView>> {
+    Ok(Json(state.sandboxes.resume(&owner, &id).await?))
+}
+
 pub async fn keepalive(State(state): State<AppState>, Owner(owner): Owner, Path(id): Path<String>) -> BayResult<Json<Value>> {
     state.sandboxes.keepalive(&owner, &id).await?;
     Ok(Json(json!({ "status": "ok" })))

@@ -17,7 +17,7 @@ mod profiles;
 pub use database::DatabaseUrl;
 pub use limits::{LimitsConfig, QuotasConfig};
 pub use profiles::SecurityConfig as ContainerSecurity;
-pub use profiles::{ContainerSpec, ProfileConfig, Resources, default_profiles, parse_memory};
+pub use profiles::{ContainerSpec, IdleAction, ProfileConfig, Resources, default_profiles, parse_memory};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -132,6 +132,21 @@ fn default_idle_timeout() -> i64 {
 fn default_rotate_ttl() -> i64 {
     1800
 }
+fn default_paused_timeout() -> i64 {
+    86_400
+}
+
+/// What an idle session becomes (`idle_action`, a Bay extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdleAction {
+    /// Stopped: the containers go, the cargo stays (Shipyard Neo's behaviour).
+    #[default]
+    Stop,
+    /// Paused: frozen with its memory (Python state) kept, no CPU; stopped
+    /// after `paused_timeout`. A driver that cannot pause stops it instead.
+    Pause,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileConfig {
@@ -158,6 +173,12 @@ pub struct ProfileConfig {
     pub startup: StartupConfig,
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: i64,
+    /// Bay extension: what an idle session becomes (`stop`, `pause`).
+    #[serde(default)]
+    pub idle_action: IdleAction,
+    /// Bay extension: seconds a paused session is kept before it is stopped.
+    #[serde(default = "default_paused_timeout")]
+    pub paused_timeout: i64,
     #[serde(default)]
     pub warm_pool_size: u32,
     #[serde(default = "default_rotate_ttl")]
@@ -204,6 +225,8 @@ impl ProfileConfig {
             startup: StartupConfig::default(),
             start_on_create: None,
             idle_timeout: 1800,
+            idle_action: IdleAction::Stop,
+            paused_timeout: default_paused_timeout(),
             warm_pool_size: 0,
             warm_rotate_ttl: 1800,
             warm_claim_timeout_ms: None,
@@ -375,6 +398,9 @@ impl ProfileConfig {
         }
         if self.idle_timeout <= 0 {
             bail!("{}: idle_timeout must be positive", ctx());
+        }
+        if self.paused_timeout <= 0 || self.paused_timeout > crate::ids::MAX_TTL_SECS {
+            bail!("{}: paused_timeout must be between 1 and {} seconds", ctx(), crate::ids::MAX_TTL_SECS);
         }
         if let Some(b) = &self.browser
             && b != "shared"

@@ -87,6 +87,12 @@ impl Db {
         Ok(())
     }
 
+    /// Sets when the idle task next looks at a sandbox (a pause is no activity).
+    pub async fn set_idle_deadline(&self, id: &str, idle_expires_at: Option<Micros>) -> sqlx::Result<()> {
+        self.query("UPDATE sandboxes SET idle_expires_at = $1 WHERE id = $2").bind(idle_expires_at).bind(id).execute(self.pool()).await?;
+        Ok(())
+    }
+
     /// Records activity: pushes the idle deadline out.
     pub async fn touch_sandbox(&self, id: &str, now: Micros, idle_expires_at: Option<Micros>) -> sqlx::Result<()> {
         self.query("UPDATE sandboxes SET last_active_at = $1, idle_expires_at = $2 WHERE id = $3")

@@ -16,6 +16,9 @@ pub enum SessionState {
     Pending,
     Starting,
     Running,
+    /// Frozen by the engine with its memory kept (`POST …/pause`, or idle
+    /// with `idle_action: pause`); the next call resumes it.
+    Paused,
     Degraded,
     Stopping,
     Stopped,
@@ -28,6 +31,7 @@ impl SessionState {
             SessionState::Pending => "pending",
             SessionState::Starting => "starting",
             SessionState::Running => "running",
+            SessionState::Paused => "paused",
             SessionState::Degraded => "degraded",
             SessionState::Stopping => "stopping",
             SessionState::Stopped => "stopped",
@@ -40,6 +44,7 @@ impl SessionState {
             "pending" => SessionState::Pending,
             "starting" => SessionState::Starting,
             "running" => SessionState::Running,
+            "paused" => SessionState::Paused,
             "degraded" => SessionState::Degraded,
             "stopping" => SessionState::Stopping,
             "stopped" => SessionState::Stopped,

@@ -47,6 +47,16 @@ impl MemoryDriver {
         }
     }
 
+    /// Every container of the session in `state` (pause, resume).
+    fn set_state(&self, session_id: &str, state: ContainerState) -> Result<(), DriverError> {
+        let mut engine = self.engine.lock().unwrap();
+        let (_, containers) = engine.sessions.get_mut(session_id).ok_or_else(|| DriverError::NotFound(format!("session {session_id}")))?;
+        for c in containers {
+            c.status.state = state;
+        }
+        Ok(())
+    }
+
     /// Sessions the engine has (ids).
     pub(crate) fn session_ids(&self) -> Vec<String> {
         self.engine.lock().unwrap().sessions.keys().cloned().collect()
@@ -111,6 +121,14 @@ impl Driver for MemoryDriver {
 
     async fn session_logs(&self, session_id: &str, _lines: u32) -> Result<String, DriverError> {
         Ok(format!("logs of {session_id}"))
+    }
+
+    async fn pause_session(&self, session_id: &str) -> Result<(), DriverError> {
+        self.set_state(session_id, ContainerState::Paused)
+    }
+
+    async fn resume_session(&self, session_id: &str) -> Result<(), DriverError> {
+        self.set_state(session_id, ContainerState::Running)
     }
 
     async fn create_volume(&self, name: &str, labels: &Labels) -> Result<String, DriverError> {

@@ -4,7 +4,9 @@
 //! Cycles are serialised; each task works item by item under the sandbox
 //! lock and re-checks its condition there, so a concurrent call on the same
 //! sandbox either keeps it alive or finds it gone, never half-destroyed. An
-//! idle session in use by a running call is skipped.
+//! idle session in use by a running call is skipped; an idle session of a
+//! profile with `idle_action: pause` is paused, and stopped once it has been
+//! paused for `paused_timeout` (host/src/sandbox/pause.rs).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -135,11 +137,13 @@ impl Gc {
         for s in candidates {
             let _guard = m.locks.lock(&s.id).await;
             // Re-check under the lock: activity may have pushed the deadline out.
-            let still_idle = matches!(m.db().sandbox(&s.id).await, Ok(Some(ref x)) if x.idle_expires_at.is_some_and(|t| t < now_micros()));
-            if !still_idle {
-                r.skipped_count += 1;
-                continue;
-            }
+            let s = match m.db().sandbox(&s.id).await {
+                Ok(Some(x)) if x.idle_expires_at.is_some_and(|t| t < now_micros()) => x,
+                _ => {
+                    r.skipped_count += 1;
+                    continue;
+                }
+            };
             // A call in progress keeps the session.
             let active = m.active.get(&s.id).map(|a| a.clone());
             let _exclusive = match &active {
@@ -152,14 +156,9 @@ impl Gc {
                 },
                 None => None,
             };
-            let outcome = async {
-                m.teardown_sessions(&s.id).await?;
-                m.db().clear_sandbox_session(&s.id).await?;
-                Ok::<_, crate::error::BayError>(())
-            }
-            .await;
-            match outcome {
-                Ok(()) => r.cleaned_count += 1,
+            // Paused (`idle_action: pause`) or stopped.
+            match m.reclaim_idle(&s).await {
+                Ok(_) => r.cleaned_count += 1,
                 Err(e) => r.errors.push(format!("sandbox {}: {}", s.id, e.message)),
             }
         }

@@ -21,9 +21,8 @@ pub(crate) struct LiveTarget {
 impl SandboxManager {
     pub(crate) async fn live(&self, sandbox: &Sandbox, profile: &ProfileConfig, op: LiveOp) -> BayResult<LiveTarget> {
         let capability = op.capability();
-        let active = self.ensure_running(sandbox, profile, capability == "python").await?;
+        let (active, in_use) = self.session_for_call(sandbox, profile, capability == "python").await?;
         let container = route(&active, profile, capability)?;
-        let in_use = active.usage.clone().read_owned().await;
         self.record_activity(&active, profile).await?;
         let adapter = self.plugins.adapter(&container.runtime_type).unwrap_or_else(|| container.adapter.clone());
         let request = adapter.live(op).await.map_err(|e| match e {

@@ -3,6 +3,7 @@
 pub mod cargos;
 pub(crate) mod live;
 mod locks;
+mod pause;
 pub(crate) mod readiness;
 mod reconcile;
 mod recovery;
@@ -41,6 +42,8 @@ pub enum SandboxStatus {
     Idle,
     Starting,
     Ready,
+    /// Bay extension: the session is frozen with its memory kept.
+    Paused,
     Failed,
     Expired,
 }
@@ -51,6 +54,7 @@ impl SandboxStatus {
             "idle" => SandboxStatus::Idle,
             "starting" => SandboxStatus::Starting,
             "ready" => SandboxStatus::Ready,
+            "paused" => SandboxStatus::Paused,
             "failed" => SandboxStatus::Failed,
             "expired" => SandboxStatus::Expired,
             _ => return None,
@@ -64,6 +68,7 @@ impl SandboxStatus {
         match session_state {
             None => SandboxStatus::Idle,
             Some(SessionState::Running) => SandboxStatus::Ready,
+            Some(SessionState::Paused) => SandboxStatus::Paused,
             Some(SessionState::Pending | SessionState::Starting) => SandboxStatus::Starting,
             Some(SessionState::Failed) => SandboxStatus::Failed,
             Some(_) => SandboxStatus::Idle,
@@ -528,6 +533,27 @@ impl SandboxManager {
         }
     }
 
+    /// The running session for a call, held for it (shared) so idle GC never
+    /// stops or pauses a session mid-call. A session paused between finding it
+    /// and holding it is no longer the sandbox's active one: found again
+    /// (which resumes it).
+    pub(crate) async fn session_for_call(
+        &self,
+        sandbox: &Sandbox,
+        profile: &ProfileConfig,
+        for_python: bool,
+    ) -> BayResult<(Arc<ActiveSession>, tokio::sync::OwnedRwLockReadGuard<()>)> {
+        let mut tries = 0;
+        loop {
+            let active = self.ensure_running(sandbox, profile, for_python).await?;
+            let in_use = active.usage.clone().read_owned().await;
+            tries += 1;
+            if tries == 3 || self.active.get(&sandbox.id).is_some_and(|a| Arc::ptr_eq(&a, &active)) {
+                return Ok((active, in_use));
+            }
+        }
+    }
+
     /// One attempt; a failure to reach the runtime comes back with its diagnosis.
     async fn call_once(
         &self,
@@ -536,10 +562,8 @@ impl SandboxManager {
         call: CapabilityCall,
     ) -> BayResult<Result<(CapabilityOutcome, String), (BayError, recovery::Recovery)>> {
         let capability = call.capability().to_owned();
-        let active = self.ensure_running(sandbox, profile, capability == "python").await?;
+        let (active, _in_use) = self.session_for_call(sandbox, profile, capability == "python").await?;
         let container = route(&active, profile, &capability)?;
-        // Held for the call, so idle GC never removes a session mid-call.
-        let _in_use = active.usage.read().await;
         // A session's first Python call starts its kernel: admit it like a
         // session start, so a burst of new sandboxes does not start every
         // kernel at once on a few cores.

@@ -2,8 +2,9 @@
 //! database after Bay (re)starts, whatever state a crash left behind.
 //!
 //! - A session is kept only if its sandbox is live, still points at it, it
-//!   was recorded running with an endpoint, and all its containers run; the
-//!   first call then adopts it (no restart, Python state kept).
+//!   was recorded running (or paused) with an endpoint, and all its
+//!   containers run (or are paused); the first call then adopts (or resumes)
+//!   it: no restart, Python state kept.
 //! - Any other session (left `starting`/`stopping`/`failed` by a crash, or
 //!   whose containers died) is destroyed on the engine — the driver finds its
 //!   objects by label, so what a launch created just before the crash goes
@@ -47,11 +48,14 @@ impl SandboxManager {
             };
             let sandbox = self.db.sandbox(&session.sandbox_id).await?;
             let containers = self.driver.session_status(&session.id).await?;
-            let all_running = !containers.is_empty() && containers.iter().all(|c| c.status.state == ContainerState::Running);
-            let keep = sandbox.as_ref().is_some_and(|s| s.current_session_id.as_deref() == Some(session.id.as_str()))
-                && session.observed() == SessionState::Running
-                && session.endpoint.is_some()
-                && all_running;
+            let all_in = |state| !containers.is_empty() && containers.iter().all(|c| c.status.state == state);
+            let alive = match session.observed() {
+                SessionState::Running => all_in(ContainerState::Running),
+                SessionState::Paused => all_in(ContainerState::Paused),
+                _ => false,
+            };
+            let keep =
+                sandbox.as_ref().is_some_and(|s| s.current_session_id.as_deref() == Some(session.id.as_str())) && session.endpoint.is_some() && alive;
             if keep {
                 report.sessions_kept += 1;
                 continue;

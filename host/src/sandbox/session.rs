@@ -91,8 +91,10 @@ impl SandboxManager {
     pub async fn ensure_running(&self, sandbox: &Sandbox, profile: &ProfileConfig, for_python: bool) -> BayResult<Arc<ActiveSession>> {
         if let Some(active) = self.active.get(&sandbox.id).map(|a| a.clone()) {
             // With several replicas, `sandbox` was just read from the
-            // database: a session another replica replaced is not ours to use.
-            if !self.cluster.enabled() || sandbox.current_session_id.as_deref() == Some(active.session_id.as_str()) {
+            // database: a session another replica replaced, or paused, is not
+            // ours to use as it is.
+            if !self.cluster.enabled() || (sandbox.current_session_id.as_deref() == Some(active.session_id.as_str()) && !self.paused(&active).await?)
+            {
                 return Ok(active);
             }
             self.active.remove_if(&sandbox.id, |_, a| a.session_id == active.session_id);
@@ -101,18 +103,30 @@ impl SandboxManager {
         let sandbox = self.db.sandbox(&sandbox.id).await?.ok_or_else(|| BayError::sandbox_not_found(&sandbox.id))?;
         // Someone may have started it while we waited for the lock.
         if let Some(active) = self.active.get(&sandbox.id).map(|a| a.clone()) {
-            if sandbox.current_session_id.as_deref() == Some(active.session_id.as_str()) {
+            let paused = self.cluster.enabled() && self.paused(&active).await?;
+            if sandbox.current_session_id.as_deref() == Some(active.session_id.as_str()) && !paused {
                 return Ok(active);
             }
             self.active.remove(&sandbox.id);
         }
         if let Some(session_id) = &sandbox.current_session_id
-            && let Some(session) = self.db.session(session_id).await?
-            && let Some(active) = self.adopt(&sandbox, profile, &session).await?
+            && let Some(mut session) = self.db.session(session_id).await?
         {
-            return Ok(active);
+            // A paused session resumes for the call, its memory intact.
+            if session.observed() == SessionState::Paused {
+                self.thaw(&sandbox, profile, &session).await?;
+                session.observed_state = SessionState::Running.as_str().into();
+            }
+            if let Some(active) = self.adopt(&sandbox, profile, &session).await? {
+                return Ok(active);
+            }
         }
         self.start_session(&sandbox, profile, for_python).await
+    }
+
+    /// Whether another replica paused this session (its row says so).
+    async fn paused(&self, active: &ActiveSession) -> BayResult<bool> {
+        Ok(self.db.session(&active.session_id).await?.is_some_and(|s| s.observed() == SessionState::Paused))
     }
 
     /// Re-attaches to a session recorded as running (after a Bay restart), or
@@ -424,6 +438,10 @@ impl SandboxManager {
     /// Removes a session's compute (everything the driver finds of it, so a
     /// crash between launch and recording leaves nothing behind) and its row.
     pub(super) async fn destroy_session(&self, session: &Session) {
+        // Frozen processes cannot act on the stop signal: thaw them first.
+        if session.observed() == SessionState::Paused {
+            let _ = self.driver.resume_session(&session.id).await;
+        }
         if let Err(e) = self.driver.destroy_session(&session.id).await {
             tracing::warn!(session_id = %session.id, error = %e, "cannot remove the session from the engine");
         }

@@ -302,3 +302,70 @@ async fn readiness_names_a_runtime_type_no_adapter_serves() {
     assert_eq!(r.checks["engine"], "ok");
     assert_eq!(r.reasons(), ["adapters: no adapter plugin serves nosuch (profile odd)"]);
 }
+
+#[tokio::test]
+async fn a_paused_session_keeps_its_session_and_the_next_call_resumes_it() {
+    let h = Harness::new(config("")).await;
+    let id = h.create("o").await;
+    // Nothing to pause before a session runs: a conflict.
+    let err = h.manager.pause("o", &id).await.unwrap_err();
+    assert_eq!(err.code, crate::error::ErrorCode::Conflict);
+    h.python(&id, "x = 41").await.unwrap();
+    let session = current_session(&h, &id).await.unwrap();
+    let view = h.manager.pause("o", &id).await.unwrap();
+    assert_eq!(view.status, super::SandboxStatus::Paused);
+    assert_eq!(h.manager.pause("o", &id).await.unwrap().status, super::SandboxStatus::Paused, "idempotent");
+    let listed = h.manager.list("o", 10, None, Some(super::SandboxStatus::Paused)).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    // The next call resumes the same session: no new launch.
+    h.python(&id, "x + 1").await.unwrap();
+    assert_eq!(current_session(&h, &id).await.as_deref(), Some(session.as_str()));
+    assert_eq!(launches(&h), 1);
+    assert_eq!(h.manager.get("o", &id).await.unwrap().status, super::SandboxStatus::Ready);
+    // Explicit resume of a running sandbox changes nothing; another owner's is 404.
+    assert_eq!(h.manager.resume("o", &id).await.unwrap().status, super::SandboxStatus::Ready);
+    assert_eq!(h.manager.pause("other", &id).await.unwrap_err().code, crate::error::ErrorCode::NotFound);
+    // A paused session survives a restart of Bay and resumes there.
+    h.manager.pause("o", &id).await.unwrap();
+    let restarted = h.restart();
+    let report = restarted.manager.reconcile().await.unwrap();
+    assert_eq!(report.sessions_kept, 1, "{report:?}");
+    assert_eq!(restarted.manager.resume("o", &id).await.unwrap().status, super::SandboxStatus::Ready);
+    restarted.python(&id, "x").await.unwrap();
+    assert_eq!(launches(&h), 1);
+}
+
+#[tokio::test]
+async fn idle_action_pause_pauses_then_stops_after_paused_timeout() {
+    let yaml = "gc: { instance_id: unit }\nprofiles:\n  - { id: p, image: \"ship:latest\", idle_action: pause, paused_timeout: 60 }\n";
+    let config = crate::config::Config::from_yaml_and_env(yaml, &[]).unwrap().0;
+    let h = Harness::new(config).await;
+    let id = h.manager.create("o", super::CreateSandbox { profile: "p".into(), cargo_id: None, ttl: None }).await.unwrap().id;
+    h.python(&id, "1").await.unwrap();
+    let past = now_micros() - 1_000_000;
+    h.manager.db().touch_sandbox(&id, past, Some(past)).await.unwrap();
+    let gc = crate::gc::Gc::new(h.config.gc.clone(), h.manager.clone());
+    gc.run_once().await.unwrap();
+    let view = h.manager.get("o", &id).await.unwrap();
+    assert_eq!(view.status, super::SandboxStatus::Paused);
+    // Its deadline is now when it is stopped: paused_timeout from now.
+    let sandbox = h.manager.db().sandbox(&id).await.unwrap().unwrap();
+    let left = sandbox.idle_expires_at.unwrap() - now_micros();
+    assert!((50_000_000..=60_000_000).contains(&left), "{left}");
+    // Past it, the next GC stops the paused session.
+    h.manager.db().set_idle_deadline(&id, Some(past)).await.unwrap();
+    gc.run_once().await.unwrap();
+    assert_eq!(current_session(&h, &id).await, None);
+    assert!(h.driver.session_ids().is_empty());
+    assert_eq!(h.manager.get("o", &id).await.unwrap().status, super::SandboxStatus::Idle);
+}
+
+#[tokio::test]
+async fn a_bad_paused_timeout_is_refused_at_load_naming_the_key() {
+    for bad in ["paused_timeout: 0", "idle_action: freeze"] {
+        let yaml = format!("profiles:\n  - {{ id: p, image: x, {bad} }}\n");
+        let err = crate::config::Config::from_yaml_and_env(&yaml, &[]).map(drop).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains(bad.split(':').next().unwrap()), "{bad}: {text}");
+    }
+}

@@ -1,0 +1,145 @@
+//! Pause and resume: a session frozen by the engine (Docker's pause: the
+//! cgroup freezer) keeps its memory — the Python kernel's variables, open
+//! browser pages — and uses no CPU; the next capability call, or
+//! `POST …/resume`, thaws it. A profile's `idle_action: pause` pauses idle
+//! sessions instead of stopping them; `paused_timeout` later stops a session
+//! left paused. The idle deadline (`idle_expires_at`) carries both: while a
+//! session runs it is when idleness pauses (or stops) it, while it is paused
+//! it is when it is stopped.
+//!
+//! A driver that cannot pause (Kubernetes: a Pod has no freeze) answers
+//! `Unsupported`: the API reports a conflict naming the driver's reason, and
+//! the idle task stops the session instead.
+
+use crate::config::{IdleAction, ProfileConfig};
+use crate::db::sandboxes::Sandbox;
+use crate::db::sessions::{Session, SessionState};
+use crate::driver::DriverError;
+use crate::error::{BayError, BayResult, ErrorCode};
+use crate::ids::{self, now_micros};
+
+use super::{SandboxManager, SandboxView};
+
+/// How long a pause waits for calls in progress to end.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What the idle task did with a sandbox whose deadline passed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum IdleOutcome {
+    Paused,
+    Stopped,
+}
+
+fn not_running(id: &str, action: &str) -> BayError {
+    BayError::new(ErrorCode::Conflict, format!("Sandbox {id} has no running session to {action}; run a command to start one")).with("sandbox_id", id)
+}
+
+fn cannot_pause(id: &str, e: DriverError) -> BayError {
+    match e {
+        DriverError::Unsupported(why) => {
+            BayError::new(ErrorCode::Conflict, format!("This Bay's driver cannot pause sessions: {why}")).with("sandbox_id", id)
+        }
+        other => super::session::driver_error(other),
+    }
+}
+
+impl SandboxManager {
+    /// `POST …/pause`: freezes the running session (idempotent on a paused
+    /// one). Waits for calls in progress to finish first.
+    pub async fn pause(&self, owner: &str, id: &str) -> BayResult<SandboxView> {
+        let sandbox = self.find(owner, id).await?;
+        let _guard = self.locks.lock(&sandbox.id).await;
+        let sandbox = self.find(owner, id).await?;
+        let profile = self.profile_of(&sandbox)?.clone();
+        let session = self.current_session(&sandbox).await?.ok_or_else(|| not_running(id, "pause"))?;
+        match session.observed() {
+            SessionState::Paused => {}
+            SessionState::Running => {
+                // Calls and open streams hold the session's usage lock
+                // shared: wait a while for them, so none is frozen halfway.
+                let active = self.active.get(&sandbox.id).map(|a| a.clone());
+                let _exclusive = match &active {
+                    Some(a) => Some(tokio::time::timeout(BUSY_WAIT, a.usage.clone().write_owned()).await.map_err(|_| {
+                        BayError::new(ErrorCode::Conflict, format!("Sandbox {id} is busy (calls or output streams in progress); retry when they end"))
+                            .with("sandbox_id", id)
+                    })?),
+                    None => None,
+                };
+                self.freeze(&sandbox, &profile, &session).await.map_err(|e| cannot_pause(id, e))?;
+            }
+            _ => return Err(not_running(id, "pause")),
+        }
+        self.get(owner, id).await
+    }
+
+    /// `POST …/resume`: thaws a paused session (a running one is left as it
+    /// is). Capability calls resume on their own; this is for clients that
+    /// want the sandbox warm before their next call.
+    pub async fn resume(&self, owner: &str, id: &str) -> BayResult<SandboxView> {
+        let sandbox = self.find(owner, id).await?;
+        let _guard = self.locks.lock(&sandbox.id).await;
+        let sandbox = self.find(owner, id).await?;
+        let profile = self.profile_of(&sandbox)?.clone();
+        let session = self.current_session(&sandbox).await?.ok_or_else(|| not_running(id, "resume"))?;
+        match session.observed() {
+            SessionState::Paused => self.thaw(&sandbox, &profile, &session).await?,
+            SessionState::Running => {}
+            _ => return Err(not_running(id, "resume")),
+        }
+        self.get(owner, id).await
+    }
+
+    /// The sandbox's current session row.
+    async fn current_session(&self, sandbox: &Sandbox) -> BayResult<Option<Session>> {
+        Ok(match &sandbox.current_session_id {
+            Some(sid) => self.db.session(sid).await?,
+            None => None,
+        })
+    }
+
+    /// Pauses a running session; the caller holds the sandbox lock and no
+    /// call is using the session.
+    async fn freeze(&self, sandbox: &Sandbox, profile: &ProfileConfig, session: &Session) -> Result<(), DriverError> {
+        self.driver.pause_session(&session.id).await?;
+        self.active.remove_if(&sandbox.id, |_, a| a.session_id == session.id);
+        let now = now_micros();
+        let record = async {
+            self.db.update_session_state(&session.id, SessionState::Running, SessionState::Paused, now).await?;
+            self.db.set_idle_deadline(&sandbox.id, Some(now + ids::secs(profile.paused_timeout))).await
+        };
+        record.await.map_err(|e| DriverError::Engine(format!("recording the pause: {e}")))?;
+        tracing::info!(sandbox_id = %sandbox.id, session_id = %session.id, "session paused");
+        Ok(())
+    }
+
+    /// Resumes a paused session and records it running; the caller holds the
+    /// sandbox lock. The next call adopts it.
+    pub(super) async fn thaw(&self, sandbox: &Sandbox, profile: &ProfileConfig, session: &Session) -> BayResult<()> {
+        self.driver.resume_session(&session.id).await.map_err(super::session::driver_error)?;
+        let now = now_micros();
+        self.db.update_session_state(&session.id, SessionState::Running, SessionState::Running, now).await?;
+        self.db.touch_sandbox(&sandbox.id, now, Some(now + ids::secs(profile.idle_timeout))).await?;
+        tracing::info!(sandbox_id = %sandbox.id, session_id = %session.id, "session resumed");
+        Ok(())
+    }
+
+    /// The idle task's step for one sandbox past its idle deadline (lock
+    /// held, no call in progress): a running session of a profile with
+    /// `idle_action: pause` is paused (stopped when the driver cannot pause);
+    /// anything else, a session paused past `paused_timeout` included, is stopped.
+    pub(crate) async fn reclaim_idle(&self, sandbox: &Sandbox) -> BayResult<IdleOutcome> {
+        let profile = self.profile(&sandbox.profile_id).cloned();
+        if let Some(profile) = profile.filter(|p| p.idle_action == IdleAction::Pause)
+            && let Some(session) = self.current_session(sandbox).await?
+            && session.observed() == SessionState::Running
+        {
+            match self.freeze(sandbox, &profile, &session).await {
+                Ok(()) => return Ok(IdleOutcome::Paused),
+                Err(e) => tracing::info!(sandbox_id = %sandbox.id, error = %e, "cannot pause an idle session; stopping it"),
+            }
+        }
+        self.teardown_sessions(&sandbox.id).await?;
+        self.db.clear_sandbox_session(&sandbox.id).await?;
+        Ok(IdleOutcome::Stopped)
+    }
+}
