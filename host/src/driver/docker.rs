@@ -164,7 +164,14 @@ impl DockerDriver {
         };
         let settings = settings(config, pull, self_container, docker_api::is_docker_engine(&version))?;
         tracing::info!(endpoint = %config.socket, reach = ?settings.reach, subnets = ?config.session_subnet_pool, shared_bridge = ?settings.shared_bridge, "Docker driver");
-        Ok(DockerDriver { api: DockerApi::new(http.clone(), settings).with_progress(pull_logger()), http })
+        let api = DockerApi::new(http.clone(), settings).with_progress(pull_logger());
+        if !api.prepare_shared_bridge().await {
+            tracing::warn!(
+                bridge = docker_api::SHARED_BRIDGE,
+                "cannot create the shared session bridge (its subnet, the last sixteenth of driver.docker.session_subnet_pool, may be taken): sessions get a network each until it can be made"
+            );
+        }
+        Ok(DockerDriver { api, http })
     }
 }
 

@@ -364,7 +364,7 @@ async fn idle_action_pause_pauses_then_stops_after_paused_timeout() {
 async fn a_bad_paused_timeout_is_refused_at_load_naming_the_key() {
     for bad in ["paused_timeout: 0", "idle_action: freeze"] {
         let yaml = format!("profiles:\n  - {{ id: p, image: x, {bad} }}\n");
-        let err = crate::config::Config::from_yaml_and_env(&yaml, &[]).map(drop).unwrap_err();
+        let err = crate::config::Config::from_yaml_and_env(&yaml, &[]).and_then(|(c, _)| c.validate()).unwrap_err();
         let text = format!("{err:#}");
         assert!(text.contains(bad.split(':').next().unwrap()), "{bad}: {text}");
     }

@@ -264,6 +264,17 @@ impl<T: Transport> DockerApi<T> {
         join_all(starts).await.into_iter().collect()
     }
 
+    /// Creates the shared bridge now, if sessions will use it, so the first
+    /// burst of launches does not race to create it (a launch that loses
+    /// that race gets a network of its own). False when it cannot be made.
+    pub async fn prepare_shared_bridge(&self) -> bool {
+        let joins = matches!(self.settings.reach, Reach::SessionNetwork { join: Some(_) });
+        match self.settings.shared_bridge.as_deref() {
+            Some(bridge) if !joins => self.ensure_shared_bridge(bridge).await,
+            _ => true,
+        }
+    }
+
     /// The shared bridge this session joins, if any: Bay's own container on
     /// it could not reach the runtime either (inter-container traffic is off),
     /// so not when Bay joins session networks.
