@@ -49,6 +49,8 @@ const TOOLS: [&str; 35] = [
     "execute_browser_batch",
     "list_profiles",
     "stop_sandbox",
+    "pause_sandbox",
+    "resume_sandbox",
     "keepalive_sandbox",
     "extend_ttl",
     "get_sandbox",

@@ -76,6 +76,33 @@ starts a fresh session (Python variables are lost). The sandbox itself stays unt
         )
     }
 
+    #[tool(description = "Pause a sandbox's running session: its processes are frozen with their memory kept (Python variables, \
+open browser pages) and use no CPU. The next call, or resume_sandbox, resumes it. Fails when no session runs.")]
+    async fn pause_sandbox(&self, Parameters(a): Parameters<SandboxRef>, ext: Extensions) -> CallToolResult {
+        let rest = self.rest(&ext);
+        result(
+            async {
+                let id = args::sandbox_id(&a.sandbox_id)?;
+                rest.json(Method::POST, &sandbox_path(id, "/pause"), None).await?;
+                Ok(format!("Sandbox `{id}` paused. Its memory is kept; the next call resumes it."))
+            }
+            .await,
+        )
+    }
+
+    #[tool(description = "Resume a paused sandbox now (any call on it also does). A running sandbox is left as it is.")]
+    async fn resume_sandbox(&self, Parameters(a): Parameters<SandboxRef>, ext: Extensions) -> CallToolResult {
+        let rest = self.rest(&ext);
+        result(
+            async {
+                let id = args::sandbox_id(&a.sandbox_id)?;
+                let sb = rest.json(Method::POST, &sandbox_path(id, "/resume"), None).await?;
+                Ok(format!("Sandbox `{id}` resumed.\n**Status:** {}", s(&sb, "status")))
+            }
+            .await,
+        )
+    }
+
     #[tool(description = "Reset a sandbox's idle timer so its session is not reclaimed for being idle. Does not start a session or change the TTL.")]
     async fn keepalive_sandbox(&self, Parameters(a): Parameters<SandboxRef>, ext: Extensions) -> CallToolResult {
         let rest = self.rest(&ext);
