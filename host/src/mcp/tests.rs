@@ -20,7 +20,7 @@ use crate::sandbox::testing::{self, Harness};
 const KEY: &str = "sk-unit-mcp";
 
 /// Every tool: Shipyard Neo's 27, then Bay's additions.
-const TOOLS: [&str; 35] = [
+const TOOLS: [&str; 37] = [
     "create_sandbox",
     "delete_sandbox",
     "execute_python",

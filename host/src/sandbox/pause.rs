@@ -47,11 +47,7 @@ impl SandboxManager {
     /// `POST …/pause`: freezes the running session (idempotent on a paused
     /// one). Waits for calls in progress to finish first.
     pub async fn pause(&self, owner: &str, id: &str) -> BayResult<SandboxView> {
-        let sandbox = self.find(owner, id).await?;
-        let _guard = self.locks.lock(&sandbox.id).await;
-        let sandbox = self.find(owner, id).await?;
-        let profile = self.profile_of(&sandbox)?.clone();
-        let session = self.current_session(&sandbox).await?.ok_or_else(|| not_running(id, "pause"))?;
+        let (_guard, sandbox, profile, session) = self.locked_session(owner, id, "pause").await?;
         match session.observed() {
             SessionState::Paused => {}
             SessionState::Running => {
@@ -76,17 +72,24 @@ impl SandboxManager {
     /// is). Capability calls resume on their own; this is for clients that
     /// want the sandbox warm before their next call.
     pub async fn resume(&self, owner: &str, id: &str) -> BayResult<SandboxView> {
-        let sandbox = self.find(owner, id).await?;
-        let _guard = self.locks.lock(&sandbox.id).await;
-        let sandbox = self.find(owner, id).await?;
-        let profile = self.profile_of(&sandbox)?.clone();
-        let session = self.current_session(&sandbox).await?.ok_or_else(|| not_running(id, "resume"))?;
+        let (_guard, sandbox, profile, session) = self.locked_session(owner, id, "resume").await?;
         match session.observed() {
             SessionState::Paused => self.thaw(&sandbox, &profile, &session).await?,
             SessionState::Running => {}
             _ => return Err(not_running(id, "resume")),
         }
         self.get(owner, id).await
+    }
+
+    /// Owner's sandbox `id` under its lock (read again once held), its
+    /// profile and current session; no session is a conflict for `action`.
+    async fn locked_session(&self, owner: &str, id: &str, action: &str) -> BayResult<(super::locks::SandboxGuard, Sandbox, ProfileConfig, Session)> {
+        let sandbox = self.find(owner, id).await?;
+        let guard = self.locks.lock(&sandbox.id).await;
+        let sandbox = self.find(owner, id).await?;
+        let profile = self.profile_of(&sandbox)?.clone();
+        let session = self.current_session(&sandbox).await?.ok_or_else(|| not_running(id, action))?;
+        Ok((guard, sandbox, profile, session))
     }
 
     /// The sandbox's current session row.

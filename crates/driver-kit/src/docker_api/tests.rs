@@ -69,9 +69,14 @@ fn spec(names: &[&str]) -> SessionSpec {
 }
 
 fn inspect_running() -> Value {
+    inspect_on("bay_net_sess-1")
+}
+
+/// A running container on network `net`, as `GET /containers/{id}/json` answers.
+fn inspect_on(net: &str) -> Value {
     json!({ "Id": "c1", "State": { "Status": "running" }, "NetworkSettings": {
         "Ports": { "8123/tcp": [{ "HostIp": "127.0.0.1", "HostPort": "49153" }] },
-        "Networks": { "bay_net_sess-1": { "IPAddress": "10.213.0.2" } } } })
+        "Networks": { net: { "IPAddress": "10.213.0.2" } } } })
 }
 
 #[test]
@@ -273,12 +278,6 @@ fn logs_are_demultiplexed() {
     raw.extend_from_slice(b"err\n");
     assert_eq!(body::demux(&raw), "hi\nerr\n");
     assert_eq!(body::demux(b"plain text"), "plain text");
-}
-
-fn inspect_on(net: &str) -> Value {
-    json!({ "Id": "c1", "State": { "Status": "running" }, "NetworkSettings": {
-        "Ports": { "8123/tcp": [{ "HostIp": "127.0.0.1", "HostPort": "49153" }] },
-        "Networks": { net: { "IPAddress": "172.20.0.2" } } } })
 }
 
 #[test]
