@@ -186,6 +186,27 @@ async fn concurrent_with(api: &Api, n: usize, shell: bool) -> (Duration, String)
     (wall, note)
 }
 
+/// Pause latency (`POST …/pause` answered: the session frozen) and resume
+/// latency (the next python call answered, Python state intact), `n` times.
+async fn pause_rows(api: &Api, id: &str, n: usize) -> anyhow::Result<Vec<Row>> {
+    api.python(id, "bench_state = 41").await?;
+    let (mut pauses, mut resumes) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let t = Instant::now();
+        let v = api.call(reqwest::Method::POST, &format!("/v1/sandboxes/{id}/pause"), None).await?;
+        pauses.push(t.elapsed());
+        anyhow::ensure!(v["status"] == "paused", "pause answered {v}");
+        let t = Instant::now();
+        let r = api.python(id, "bench_state + 1").await?;
+        resumes.push(t.elapsed());
+        anyhow::ensure!(r["output"] == "42", "state lost across a pause: {r}");
+    }
+    Ok(vec![
+        row("pause (running → paused, memory kept)", &Stats::new(pauses), "Docker's pause of the session".into()),
+        row("resume: next python call after a pause", &Stats::new(resumes), "thaw + adopt + the call; state kept".into()),
+    ])
+}
+
 /// `n` times: create a sandbox, time until its first python exec answers, delete it.
 async fn cold_runs(api: &Api, n: usize) -> anyhow::Result<Stats> {
     let mut samples = Vec::new();
@@ -608,6 +629,7 @@ async fn main() -> anyhow::Result<()> {
     let idle_footprint = container_memory(&fresh, "primary")?;
     api.delete(&fresh).await?;
     rows.push(row("hot shell `true` direct to Ship", &direct_sh, String::new()));
+    rows.extend(pause_rows(&api, &id, cold_n).await?);
     // "Returns within 10 MB of idle": read once Bay has been idle for longer
     // than its trimmer's period (5 s, host/src/memory.rs).
     tokio::time::sleep(Duration::from_secs(6)).await;

@@ -37,7 +37,7 @@ async fn mcp_tools_drive_a_real_sandbox() {
     assert_eq!(status, 200, "{init}");
     assert_eq!(init["result"]["serverInfo"]["name"], "bay");
     let (_, list) = rpc(&c, "tools/list", json!({})).await;
-    assert_eq!(list["result"]["tools"].as_array().map(Vec::len), Some(35), "{list}");
+    assert_eq!(list["result"]["tools"].as_array().map(Vec::len), Some(37), "{list}");
 
     let (text, err) = call(&c, "create_sandbox", json!({"ttl": 600})).await;
     assert!(!err, "{text}");
@@ -57,6 +57,16 @@ async fn mcp_tools_drive_a_real_sandbox() {
     assert_eq!(text, "**File: a/b.txt**\n\n```\nhéllo\n```");
     let (text, err) = call(&c, "execute_shell", json!({"sandbox_id": id, "command": "ls nope"})).await;
     assert!(!err && text.starts_with("**Command failed** (exit code: 2)") && text.contains("\n\nstderr:\n"), "{text}");
+
+    // Pause keeps the kernel's state; the next call resumes it.
+    call(&c, "execute_python", json!({"sandbox_id": id, "code": "kept = 7"})).await;
+    let (text, err) = call(&c, "pause_sandbox", json!({"sandbox_id": id})).await;
+    assert!(!err && text.contains("paused"), "{text}");
+    assert_eq!(c.get(&format!("/v1/sandboxes/{id}")).await.1["status"], "paused");
+    let (text, err) = call(&c, "resume_sandbox", json!({"sandbox_id": id})).await;
+    assert!(!err && text.ends_with("**Status:** ready"), "{text}");
+    let (text, _) = call(&c, "execute_python", json!({"sandbox_id": id, "code": "print(kept * 6)"})).await;
+    assert!(text.contains("42"), "{text}");
 
     let (text, err) = call(&c, "stop_sandbox", json!({"sandbox_id": id})).await;
     assert!(!err, "{text}");
