@@ -108,10 +108,10 @@ pub struct DockerDriver {
 }
 
 /// The kit's settings from Bay's `driver.docker` section.
-/// `engine_is_docker`: the engine's version names no other engine (Podman
-/// serves the same API but ignores `enable_icc`, so its sessions keep a
-/// network each).
-pub(crate) fn settings(config: &DockerConfig, pull: PullPolicy, self_container: Option<String>, engine_is_docker: bool) -> anyhow::Result<Settings> {
+/// `engine_isolates`: the engine is Docker (Podman serves the same API but
+/// ignores `enable_icc`) and filters bridged traffic, so `auto` may use the
+/// shared bridge; `shared` uses it regardless (the operator's call).
+pub(crate) fn settings(config: &DockerConfig, pull: PullPolicy, self_container: Option<String>, engine_isolates: bool) -> anyhow::Result<Settings> {
     let reach = match (config.connect_mode, config.publish_ports) {
         (ConnectMode::HostPort, _) | (ConnectMode::Auto, true) => Reach::PublishedPort { host_address: config.host_address.clone() },
         _ => match (self_container, &config.network) {
@@ -145,7 +145,7 @@ pub(crate) fn settings(config: &DockerConfig, pull: PullPolicy, self_container: 
         host_port: config.host_port.filter(|p| *p != 0),
         shared_bridge: match config.session_network {
             SessionNetworkMode::Shared => Some(docker_api::SHARED_BRIDGE.into()),
-            SessionNetworkMode::Auto if engine_is_docker => Some(docker_api::SHARED_BRIDGE.into()),
+            SessionNetworkMode::Auto if engine_isolates => Some(docker_api::SHARED_BRIDGE.into()),
             _ => None,
         },
     })
@@ -162,7 +162,17 @@ impl DockerDriver {
             (None, ConnectMode::ContainerNetwork) | (None, ConnectMode::Auto) if !config.publish_ports => own_container(&http).await,
             _ => None,
         };
-        let settings = settings(config, pull, self_container, docker_api::is_docker_engine(&version))?;
+        // The shared bridge relies on Docker filtering bridged traffic
+        // (br_netfilter); without it, `enable_icc=false` would do nothing.
+        let filters = probe.info().await.is_ok_and(|i| i["BridgeNfIptables"] == true);
+        // Containers on it get IPv6 turned off by sysctl, which fails on a
+        // kernel booted without IPv6 (the kernel is the engine's when Bay
+        // runs beside it): there, sessions keep a network each.
+        let ipv6 = std::path::Path::new("/proc/sys/net/ipv6").exists();
+        if !filters && docker_api::is_docker_engine(&version) && config.session_network == SessionNetworkMode::Auto {
+            tracing::warn!("the engine does not filter bridged traffic (BridgeNfIptables is off): every session gets a network of its own");
+        }
+        let settings = settings(config, pull, self_container, docker_api::is_docker_engine(&version) && filters && ipv6)?;
         tracing::info!(endpoint = %config.socket, reach = ?settings.reach, subnets = ?config.session_subnet_pool, shared_bridge = ?settings.shared_bridge, "Docker driver");
         let api = DockerApi::new(http.clone(), settings).with_progress(pull_logger());
         if !api.prepare_shared_bridge().await {

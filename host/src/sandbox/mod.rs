@@ -432,11 +432,14 @@ impl SandboxManager {
     }
 
     /// `POST …/keepalive`: pushes the idle deadline out; starts nothing.
+    /// On a paused sandbox it pushes out when the paused session is stopped.
     pub async fn keepalive(&self, owner: &str, id: &str) -> BayResult<()> {
         let sandbox = self.find(owner, id).await?;
         let profile = self.profile_of(&sandbox)?;
+        let paused = self.session_state(&sandbox).await? == Some(SessionState::Paused);
         let now = now_micros();
-        self.db.touch_sandbox(&sandbox.id, now, Some(now + ids::secs(profile.idle_timeout))).await?;
+        let keep = if paused { profile.paused_timeout } else { profile.idle_timeout };
+        self.db.touch_sandbox(&sandbox.id, now, Some(now + ids::secs(keep))).await?;
         Ok(())
     }
 

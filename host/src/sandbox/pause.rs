@@ -39,6 +39,9 @@ fn cannot_pause(id: &str, e: DriverError) -> BayError {
         DriverError::Unsupported(why) => {
             BayError::new(ErrorCode::Conflict, format!("This Bay's driver cannot pause sessions: {why}")).with("sandbox_id", id)
         }
+        // The runtime died since it was recorded running.
+        DriverError::NotFound(_) => not_running(id, "pause"),
+        DriverError::Engine(m) if m.contains("not running") => not_running(id, "pause"),
         other => super::session::driver_error(other),
     }
 }
@@ -74,7 +77,15 @@ impl SandboxManager {
     pub async fn resume(&self, owner: &str, id: &str) -> BayResult<SandboxView> {
         let (_guard, sandbox, profile, session) = self.locked_session(owner, id, "resume").await?;
         match session.observed() {
-            SessionState::Paused => self.thaw(&sandbox, &profile, &session).await?,
+            SessionState::Paused => {
+                if let Err(e) = self.thaw(&sandbox, &profile, &session).await {
+                    // Its containers are gone (an engine restart, a manual
+                    // removal): drop the session; the next call starts one.
+                    tracing::warn!(sandbox_id = %sandbox.id, session_id = %session.id, error = %e.message, "cannot resume a paused session; removing it");
+                    self.destroy_session(&session).await;
+                    self.db.clear_sandbox_session(&sandbox.id).await?;
+                }
+            }
             SessionState::Running => {}
             _ => return Err(not_running(id, "resume")),
         }
@@ -102,15 +113,21 @@ impl SandboxManager {
 
     /// Pauses a running session; the caller holds the sandbox lock and no
     /// call is using the session.
+    ///
+    /// The row says paused before the engine pauses (a session recorded
+    /// paused but running is harmless: resuming is idempotent); a pause that
+    /// fails halfway (one container of several) is undone.
     async fn freeze(&self, sandbox: &Sandbox, profile: &ProfileConfig, session: &Session) -> Result<(), DriverError> {
-        self.driver.pause_session(&session.id).await?;
-        self.active.remove_if(&sandbox.id, |_, a| a.session_id == session.id);
+        let recorded = |e: sqlx::Error| DriverError::Engine(format!("recording the pause: {e}"));
         let now = now_micros();
-        let record = async {
-            self.db.update_session_state(&session.id, SessionState::Running, SessionState::Paused, now).await?;
-            self.db.set_idle_deadline(&sandbox.id, Some(now + ids::secs(profile.paused_timeout))).await
-        };
-        record.await.map_err(|e| DriverError::Engine(format!("recording the pause: {e}")))?;
+        self.db.update_session_state(&session.id, SessionState::Running, SessionState::Paused, now).await.map_err(recorded)?;
+        self.active.remove_if(&sandbox.id, |_, a| a.session_id == session.id);
+        if let Err(e) = self.driver.pause_session(&session.id).await {
+            let _ = self.driver.resume_session(&session.id).await;
+            self.db.update_session_state(&session.id, SessionState::Running, SessionState::Running, now_micros()).await.map_err(recorded)?;
+            return Err(e);
+        }
+        self.db.set_idle_deadline(&sandbox.id, Some(now + ids::secs(profile.paused_timeout))).await.map_err(recorded)?;
         tracing::info!(sandbox_id = %sandbox.id, session_id = %session.id, "session paused");
         Ok(())
     }

@@ -91,6 +91,10 @@ impl SandboxManager {
                 Ok(containers) => containers.into_iter().find(|c| c.id == container_id).map(|c| c.status).unwrap_or_else(ContainerStatus::not_found),
                 Err(_) => return Recovery::Alive,
             };
+            // Paused (by another replica, mid-call): alive, its memory kept.
+            if found.state == ContainerState::Paused {
+                return Recovery::Alive;
+            }
             if found.state == ContainerState::Running {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             } else {

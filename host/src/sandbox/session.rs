@@ -112,10 +112,16 @@ impl SandboxManager {
         if let Some(session_id) = &sandbox.current_session_id
             && let Some(mut session) = self.db.session(session_id).await?
         {
-            // A paused session resumes for the call, its memory intact.
+            // A paused session resumes for the call, its memory intact; one
+            // that cannot be resumed (its containers died meanwhile) is
+            // replaced below like any stale session.
             if session.observed() == SessionState::Paused {
-                self.thaw(&sandbox, profile, &session).await?;
-                session.observed_state = SessionState::Running.as_str().into();
+                match self.thaw(&sandbox, profile, &session).await {
+                    Ok(()) => session.observed_state = SessionState::Running.as_str().into(),
+                    Err(e) => {
+                        tracing::warn!(sandbox_id = %sandbox.id, session_id = %session.id, error = %e.message, "cannot resume a paused session")
+                    }
+                }
             }
             if let Some(active) = self.adopt(&sandbox, profile, &session).await? {
                 return Ok(active);

@@ -352,6 +352,10 @@ async fn idle_action_pause_pauses_then_stops_after_paused_timeout() {
     let sandbox = h.manager.db().sandbox(&id).await.unwrap().unwrap();
     let left = sandbox.idle_expires_at.unwrap() - now_micros();
     assert!((50_000_000..=60_000_000).contains(&left), "{left}");
+    // keepalive keeps it paused that long again (not `idle_timeout`, 1800 s).
+    h.manager.keepalive("o", &id).await.unwrap();
+    let left = h.manager.db().sandbox(&id).await.unwrap().unwrap().idle_expires_at.unwrap() - now_micros();
+    assert!((50_000_000..=60_000_000).contains(&left), "{left}");
     // Past it, the next GC stops the paused session.
     h.manager.db().set_idle_deadline(&id, Some(past)).await.unwrap();
     gc.run_once().await.unwrap();

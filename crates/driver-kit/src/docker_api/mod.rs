@@ -197,6 +197,11 @@ impl<T: Transport> DockerApi<T> {
         self.get("/version", vec![]).await?.expect("version", &[200])?.json()
     }
 
+    /// `GET /info`: the engine's system information.
+    pub async fn info(&self) -> Result<Value, DriverError> {
+        self.get("/info", vec![]).await?.expect("info", &[200])?.json()
+    }
+
     // ---- volumes ------------------------------------------------------
 
     /// Creates (or adopts) a volume; returns its name.
@@ -283,33 +288,46 @@ impl<T: Transport> DockerApi<T> {
         self.settings.shared_bridge.as_deref().filter(|_| !joins && shared::eligible(spec))
     }
 
-    /// Creates the shared bridge unless it exists (another launch, another
-    /// replica or an earlier run made it); it is never removed. Asked on every
-    /// launch rather than remembered, so a bridge pruned meanwhile comes back
-    /// (the engine answers an existing name at once). False when there is no
-    /// bridge to join (its subnet is taken by another network, or the engine
-    /// refused it): the session then gets a network of its own.
+    /// Joins the shared bridge if it exists and is Bay's (inter-container
+    /// traffic off), creating it if missing; it is never removed. Looked at on
+    /// every launch rather than remembered, so a bridge pruned meanwhile comes
+    /// back. False when there is no bridge to join: its subnet is taken by
+    /// another network, the engine refused it, or a network of that name was
+    /// made by someone else and lets containers talk. The session then gets a
+    /// network of its own.
     async fn ensure_shared_bridge(&self, bridge: &str) -> bool {
+        if let Some(ours) = self.inspect_shared_bridge(bridge).await {
+            return ours;
+        }
         let block = self.settings.subnets.as_ref().and_then(SubnetPool::shared_block);
         let Ok(r) = self.send(Method::Post, "/networks/create", vec![], Some(shared::create_body(bridge, block.as_deref())), 30).await else {
             return false;
         };
         match r.status {
-            200 | 201 | 409 => true,
-            _ if r.message().contains("already exists") => true,
-            // Lost the race to another launch creating it, or the block is
-            // another network's: joinable only in the first case.
-            _ if subnet::is_overlap(&r.message()) => {
-                matches!(self.get(&format!("/networks/{}", seg(bridge)), vec![]).await, Ok(r) if r.status == 200)
+            200 | 201 => true,
+            // Another launch made it meanwhile (a name conflict, or the
+            // overlap of its fixed subnet), or the block is another network's.
+            _ if r.status == 409 || r.message().contains("already exists") || subnet::is_overlap(&r.message()) => {
+                self.inspect_shared_bridge(bridge).await == Some(true)
             }
             _ => false,
         }
     }
 
+    /// Whether the network named `bridge` is a shared bridge as Bay makes
+    /// them; `None` when there is none.
+    async fn inspect_shared_bridge(&self, bridge: &str) -> Option<bool> {
+        let r = self.get(&format!("/networks/{}", seg(bridge)), vec![]).await.ok()?;
+        if r.status != 200 {
+            return None;
+        }
+        Some(r.json().is_ok_and(|v| shared::is_shared_bridge(&v)))
+    }
+
     async fn create_network(&self, net: &str, spec: &SessionSpec) -> Result<(), DriverError> {
         let mut body = json!({ "Name": net, "Driver": "bridge", "CheckDuplicate": true, "Labels": spec.labels });
         let candidates = match &self.settings.subnets {
-            Some(pool) => pool.candidates(&spec.session_id, SUBNET_TRIES).into_iter().map(Some).collect(),
+            Some(pool) => pool.candidates(&spec.session_id, SUBNET_TRIES, self.settings.shared_bridge.is_some()).into_iter().map(Some).collect(),
             None => vec![None],
         };
         let mut last = None;

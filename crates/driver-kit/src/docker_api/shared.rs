@@ -59,6 +59,16 @@ pub fn create_body(name: &str, subnet: Option<&str>) -> Value {
     body
 }
 
+/// Whether a network (`GET /networks/{name}`) is a shared bridge as
+/// [`create_body`] makes it: one made otherwise (by hand, by another tool)
+/// may let containers talk, and is not joined.
+pub fn is_shared_bridge(network: &Value) -> bool {
+    network["Driver"] == "bridge"
+        && network["Options"]["com.docker.network.bridge.enable_icc"] == "false"
+        && network["Labels"][SHARED_LABEL] == "true"
+        && network["EnableIPv6"] != true
+}
+
 /// Adapts a container's create body to the shared bridge `net`: IPv6 off,
 /// and no DNS alias.
 pub fn join(create: &mut Value, net: &str) {

@@ -65,12 +65,19 @@ impl SubnetPool {
     }
 
     /// The subnets to try for a session, in order: a start derived from the
-    /// id, then a stride through the pool.
-    pub fn candidates(&self, session_id: &str, tries: usize) -> Vec<String> {
+    /// id, then a stride through the pool. With `skip_shared`, none inside
+    /// [`shared_block`](Self::shared_block), which the shared bridge holds.
+    pub fn candidates(&self, session_id: &str, tries: usize, skip_shared: bool) -> Vec<String> {
         let start = fnv1a(session_id.as_bytes());
         // An odd stride visits every subnet of a power-of-two pool.
         let stride = (fnv1a(session_id.as_bytes()).rotate_left(17) | 1) % self.len().max(1);
-        (0..tries as u64).map(|k| self.subnet(start.wrapping_add(k.wrapping_mul(stride.max(1))))).collect()
+        let reserved_from = if skip_shared && self.shared_block().is_some() { self.len() - self.len() / 16 } else { self.len() };
+        (0..self.len())
+            .map(|k| start.wrapping_add(k.wrapping_mul(stride.max(1))) % self.len())
+            .filter(|i| *i < reserved_from)
+            .take(tries)
+            .map(|i| self.subnet(i))
+            .collect()
     }
 }
 
@@ -112,12 +119,12 @@ mod tests {
     #[test]
     fn candidates_are_distinct_and_stable() {
         let p = SubnetPool::parse("10.213.7.9/16", 28).unwrap();
-        let a = p.candidates("sess-0123456789ab", 8);
-        assert_eq!(a, p.candidates("sess-0123456789ab", 8));
+        let a = p.candidates("sess-0123456789ab", 8, false);
+        assert_eq!(a, p.candidates("sess-0123456789ab", 8, false));
         let unique: std::collections::HashSet<_> = a.iter().collect();
         assert_eq!(unique.len(), 8);
         assert!(a.iter().all(|s| s.starts_with("10.213.") && s.ends_with("/28")));
-        assert_ne!(a[0], p.candidates("sess-ba9876543210", 1)[0]);
+        assert_ne!(a[0], p.candidates("sess-ba9876543210", 1, false)[0]);
     }
 
     #[test]
@@ -125,6 +132,13 @@ mod tests {
         assert_eq!(SubnetPool::parse("10.213.0.0/16", 28).unwrap().shared_block().as_deref(), Some("10.213.240.0/20"));
         assert_eq!(SubnetPool::parse("10.214.0.0/20", 28).unwrap().shared_block().as_deref(), Some("10.214.15.0/24"));
         assert_eq!(SubnetPool::parse("10.214.0.0/22", 28).unwrap().shared_block(), None);
+        // Session networks stay out of it when the bridge is in use.
+        let p = SubnetPool::parse("10.213.0.0/16", 28).unwrap();
+        for id in ["a", "b", "sess-1", "sess-0123456789ab"] {
+            let third = |s: &String| s.split('.').nth(2).and_then(|o| o.parse::<u8>().ok()).unwrap();
+            assert!(p.candidates(id, 32, true).iter().all(|s| third(s) < 240), "{id}");
+            assert_eq!(p.candidates(id, 32, true).len(), 32);
+        }
     }
 
     #[test]

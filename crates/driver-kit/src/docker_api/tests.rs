@@ -283,7 +283,8 @@ fn logs_are_demultiplexed() {
 #[test]
 fn an_eligible_session_joins_the_shared_bridge_without_a_network_of_its_own() {
     let engine = Scripted::new(vec![
-        (Method::Post, "/networks/create", 409, json!({ "message": "network with name bay_sessions already exists" })),
+        (Method::Get, "/networks/bay_sessions", 404, json!({ "message": "network bay_sessions not found" })),
+        (Method::Post, "/networks/create", 201, json!({ "Id": "n1" })),
         (Method::Post, "/containers/create", 201, json!({ "Id": "c1" })),
         (Method::Post, "/containers/c1/start", 204, json!({})),
         (Method::Get, "/containers/c1/json", 200, inspect_on(SHARED_BRIDGE)),
@@ -293,12 +294,13 @@ fn an_eligible_session_joins_the_shared_bridge_without_a_network_of_its_own() {
     let launched = block_on(api.launch_session(&spec(&["ship"]))).unwrap();
     assert_eq!(launched[0].endpoint, "http://127.0.0.1:49153");
     let seen = engine.seen.lock().unwrap();
-    let net: Value = serde_json::from_str(seen[0].body.as_deref().unwrap()).unwrap();
+    let net: Value = serde_json::from_str(seen[1].body.as_deref().unwrap()).unwrap();
+    assert!(shared::is_shared_bridge(&json!({ "Driver": "bridge", "Options": net["Options"], "Labels": net["Labels"] })));
     assert_eq!(net["Name"], SHARED_BRIDGE);
     assert_eq!(net["Options"]["com.docker.network.bridge.enable_icc"], "false");
     assert_eq!(net["IPAM"]["Config"][0]["Subnet"], "10.213.240.0/20");
     assert!(net["Labels"].get("bay.session_id").is_none(), "the bridge belongs to no session: {net}");
-    let create: Value = serde_json::from_str(seen[1].body.as_deref().unwrap()).unwrap();
+    let create: Value = serde_json::from_str(seen[2].body.as_deref().unwrap()).unwrap();
     assert_eq!(create["HostConfig"]["NetworkMode"], SHARED_BRIDGE);
     assert_eq!(create["HostConfig"]["Sysctls"]["net.ipv6.conf.all.disable_ipv6"], "1");
     // No alias: `ship` would resolve to every session's container.
@@ -322,11 +324,28 @@ fn a_bridge_that_cannot_be_made_leaves_the_session_a_network_of_its_own() {
     let api = DockerApi::new(&engine, settings);
     assert!(block_on(api.launch_session(&spec(&["ship"]))).is_err());
     let paths = engine.paths();
-    assert_eq!(paths[..2], ["Post /v1.41/networks/create", "Get /v1.41/networks/bay_sessions"]);
-    assert_eq!(paths[2], "Post /v1.41/networks/create", "then the session's own network: {paths:?}");
+    assert_eq!(paths[..3], ["Get /v1.41/networks/bay_sessions", "Post /v1.41/networks/create", "Get /v1.41/networks/bay_sessions"]);
+    assert_eq!(paths[3], "Post /v1.41/networks/create", "then the session's own network: {paths:?}");
     let seen = engine.seen.lock().unwrap();
-    let own: Value = serde_json::from_str(seen[2].body.as_deref().unwrap()).unwrap();
+    let own: Value = serde_json::from_str(seen[3].body.as_deref().unwrap()).unwrap();
     assert_eq!(own["Name"], "bay_net_sess-1");
+}
+
+#[test]
+fn a_network_of_that_name_that_lets_containers_talk_is_not_joined() {
+    let foreign = json!({ "Name": "bay_sessions", "Driver": "bridge", "Options": {}, "Labels": {} });
+    let engine = Scripted::new(vec![
+        (Method::Get, "/networks/bay_sessions", 200, foreign),
+        (Method::Post, "/networks/create", 201, json!({ "Id": "n1" })),
+        (Method::Post, "/containers/create", 201, json!({ "Id": "c1" })),
+        (Method::Post, "/containers/c1/start", 204, json!({})),
+        (Method::Get, "/containers/c1/json", 200, inspect_running()),
+    ]);
+    let api = DockerApi::new(&engine, Settings { shared_bridge: Some(SHARED_BRIDGE.into()), ..Settings::default() });
+    block_on(api.launch_session(&spec(&["ship"]))).unwrap();
+    let seen = engine.seen.lock().unwrap();
+    let own: Value = serde_json::from_str(seen[1].body.as_deref().unwrap()).unwrap();
+    assert_eq!(own["Name"], "bay_net_sess-1", "a network of its own instead");
 }
 
 #[test]
