@@ -169,10 +169,11 @@ impl DockerDriver {
         // kernel booted without IPv6 (the kernel is the engine's when Bay
         // runs beside it): there, sessions keep a network each.
         let ipv6 = std::path::Path::new("/proc/sys/net/ipv6").exists();
-        if !filters && docker_api::is_docker_engine(&version) && config.session_network == SessionNetworkMode::Auto {
+        let docker = docker_api::is_docker_engine(&version);
+        if !filters && docker && config.session_network == SessionNetworkMode::Auto {
             tracing::warn!("the engine does not filter bridged traffic (BridgeNfIptables is off): every session gets a network of its own");
         }
-        let settings = settings(config, pull, self_container, docker_api::is_docker_engine(&version) && filters && ipv6)?;
+        let settings = settings(config, pull, self_container, docker && filters && ipv6)?;
         tracing::info!(endpoint = %config.socket, reach = ?settings.reach, subnets = ?config.session_subnet_pool, shared_bridge = ?settings.shared_bridge, "Docker driver");
         let api = DockerApi::new(http.clone(), settings).with_progress(pull_logger());
         if !api.prepare_shared_bridge().await {

@@ -158,7 +158,7 @@ impl Gc {
             };
             // Paused (`idle_action: pause`) or stopped.
             match m.reclaim_idle(&s).await {
-                Ok(_) => r.cleaned_count += 1,
+                Ok(()) => r.cleaned_count += 1,
                 Err(e) => r.errors.push(format!("sandbox {}: {}", s.id, e.message)),
             }
         }

@@ -546,15 +546,14 @@ impl SandboxManager {
         profile: &ProfileConfig,
         for_python: bool,
     ) -> BayResult<(Arc<ActiveSession>, tokio::sync::OwnedRwLockReadGuard<()>)> {
-        let mut tries = 0;
-        loop {
+        for attempt in 1.. {
             let active = self.ensure_running(sandbox, profile, for_python).await?;
             let in_use = active.usage.clone().read_owned().await;
-            tries += 1;
-            if tries == 3 || self.active.get(&sandbox.id).is_some_and(|a| Arc::ptr_eq(&a, &active)) {
+            if attempt == 3 || self.active.get(&sandbox.id).is_some_and(|a| Arc::ptr_eq(&a, &active)) {
                 return Ok((active, in_use));
             }
         }
+        unreachable!("the loop returns by its third attempt")
     }
 
     /// One attempt; a failure to reach the runtime comes back with its diagnosis.

@@ -23,13 +23,6 @@ use super::{SandboxManager, SandboxView};
 /// How long a pause waits for calls in progress to end.
 const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// What the idle task did with a sandbox whose deadline passed.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum IdleOutcome {
-    Paused,
-    Stopped,
-}
-
 fn not_running(id: &str, action: &str) -> BayError {
     BayError::new(ErrorCode::Conflict, format!("Sandbox {id} has no running session to {action}; run a command to start one")).with("sandbox_id", id)
 }
@@ -147,19 +140,19 @@ impl SandboxManager {
     /// held, no call in progress): a running session of a profile with
     /// `idle_action: pause` is paused (stopped when the driver cannot pause);
     /// anything else, a session paused past `paused_timeout` included, is stopped.
-    pub(crate) async fn reclaim_idle(&self, sandbox: &Sandbox) -> BayResult<IdleOutcome> {
+    pub(crate) async fn reclaim_idle(&self, sandbox: &Sandbox) -> BayResult<()> {
         let profile = self.profile(&sandbox.profile_id).cloned();
         if let Some(profile) = profile.filter(|p| p.idle_action == IdleAction::Pause)
             && let Some(session) = self.current_session(sandbox).await?
             && session.observed() == SessionState::Running
         {
             match self.freeze(sandbox, &profile, &session).await {
-                Ok(()) => return Ok(IdleOutcome::Paused),
+                Ok(()) => return Ok(()),
                 Err(e) => tracing::info!(sandbox_id = %sandbox.id, error = %e, "cannot pause an idle session; stopping it"),
             }
         }
         self.teardown_sessions(&sandbox.id).await?;
         self.db.clear_sandbox_session(&sandbox.id).await?;
-        Ok(IdleOutcome::Stopped)
+        Ok(())
     }
 }

@@ -273,19 +273,23 @@ impl<T: Transport> DockerApi<T> {
     /// burst of launches does not race to create it (a launch that loses
     /// that race gets a network of its own). False when it cannot be made.
     pub async fn prepare_shared_bridge(&self) -> bool {
-        let joins = matches!(self.settings.reach, Reach::SessionNetwork { join: Some(_) });
-        match self.settings.shared_bridge.as_deref() {
-            Some(bridge) if !joins => self.ensure_shared_bridge(bridge).await,
-            _ => true,
+        match self.usable_shared_bridge() {
+            Some(bridge) => self.ensure_shared_bridge(bridge).await,
+            None => true,
         }
     }
 
-    /// The shared bridge this session joins, if any: Bay's own container on
-    /// it could not reach the runtime either (inter-container traffic is off),
-    /// so not when Bay joins session networks.
-    fn shared_bridge_for(&self, spec: &SessionSpec) -> Option<&str> {
+    /// The shared bridge, unless Bay joins session networks: its own
+    /// container on the bridge could not reach the runtimes either
+    /// (inter-container traffic is off).
+    fn usable_shared_bridge(&self) -> Option<&str> {
         let joins = matches!(self.settings.reach, Reach::SessionNetwork { join: Some(_) });
-        self.settings.shared_bridge.as_deref().filter(|_| !joins && shared::eligible(spec))
+        self.settings.shared_bridge.as_deref().filter(|_| !joins)
+    }
+
+    /// The shared bridge this session joins, if any.
+    fn shared_bridge_for(&self, spec: &SessionSpec) -> Option<&str> {
+        self.usable_shared_bridge().filter(|_| shared::eligible(spec))
     }
 
     /// Joins the shared bridge if it exists and is Bay's (inter-container
