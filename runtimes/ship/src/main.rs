@@ -14,6 +14,7 @@ mod stream;
 mod terminal;
 #[cfg(test)]
 mod testutil;
+mod tunnel;
 
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
@@ -138,6 +139,7 @@ fn router(state: AppState, token: RuntimeToken) -> Router {
         .route("/processes/{id}/signal", post(processes::signal_handler))
         .route("/processes/{id}/resize", post(processes::resize_handler))
         .route("/term/ws", get(terminal::ws_handler))
+        .route("/proxy/tcp/{port}", get(tunnel::tcp_handler))
         .route("/fs/create_file", post(fs::create_file))
         .route("/fs/read_file", post(fs::read_file))
         .route("/fs/write_file", post(fs::write_file))
