@@ -24,6 +24,7 @@ pub(crate) mod mcp;
 pub mod memory;
 pub(crate) mod paths;
 pub mod plugins;
+pub(crate) mod preview;
 pub(crate) mod quotas;
 pub(crate) mod sandbox;
 pub mod server;

@@ -10,6 +10,7 @@ pub mod cargos;
 pub mod history;
 pub mod leases;
 pub mod sandboxes;
+pub mod secrets;
 pub mod sessions;
 
 use std::sync::Arc;
