@@ -20,7 +20,7 @@ use crate::plugins::outbound::TOKEN_HEADER;
 
 /// One client for live calls: no overall timeout (a followed stream lasts as
 /// long as its process; runtimes enforce execution timeouts themselves).
-fn client() -> &'static reqwest::Client {
+pub(crate) fn client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(|| {
         reqwest::Client::builder()

@@ -63,6 +63,7 @@ impl Bay {
             }
         }
         let idempotency = Idempotency::new(db.clone(), &config.idempotency);
+        let previews = Arc::new(crate::preview::PreviewSigner::load(&db).await.context("loading the preview signing key")?);
         // Several replicas may share a PostgreSQL database; SQLite is one process.
         let cluster = crate::cluster::Cluster::new(db.clone(), db.dialect() == crate::db::Dialect::Postgres);
         if cluster.enabled() {
@@ -92,7 +93,7 @@ impl Bay {
         warn_about_anonymous_access(&config);
         crate::memory::spawn_trimmer();
         let limits = Arc::new(config.limits.clone());
-        let state = AppState { auth: Arc::new(auth), sandboxes, idempotency, gc, limits };
+        let state = AppState { auth: Arc::new(auth), sandboxes, idempotency, gc, limits, previews };
         Ok(Bay { config, state, plugins })
     }
 

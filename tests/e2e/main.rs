@@ -19,6 +19,7 @@ mod mcp;
 mod multi;
 mod pause;
 mod plugins;
+mod previews;
 mod pull;
 mod python;
 mod recovery;

@@ -57,6 +57,9 @@ pub(crate) fn body_limit_for(limits: &LimitsConfig, method: &Method, route: &str
     let with_field = |key, field: u64| Some(BodyLimit { key, max: field.saturating_add(limits.json_body_bytes) });
     match route {
         "/v1/sandboxes/{id}/filesystem/upload" => None,
+        // A preview streams both ways, as the server in the sandbox reads it.
+        "/v1/sandboxes/{id}/ports/{port}" | "/v1/sandboxes/{id}/ports/{port}/" | "/v1/sandboxes/{id}/ports/{port}/{*path}" => None,
+        "/v1/sandboxes/{id}/ports/{port}/token" if method != Method::POST => None,
         "/v1/sandboxes/{id}/filesystem/files" if method == Method::PUT => None,
         "/v1/skills/payloads" => Some(BodyLimit { key: "skills_payload_bytes", max: limits.skills_payload_bytes }),
         "/v1/sandboxes/{id}/python/exec" => with_field("python_code_bytes", limits.python_code_bytes),

@@ -14,6 +14,7 @@ mod limits;
 mod live;
 pub mod middleware;
 mod multipart;
+mod ports;
 mod profiles;
 #[cfg(test)]
 mod proptests;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 
 use crate::auth::Auth;
 use crate::config::LimitsConfig;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub gc: Arc<Gc>,
     /// `limits:` (docs/security.md).
     pub limits: Arc<LimitsConfig>,
+    /// Signs and checks port-preview tokens (`ports`).
+    pub(crate) previews: Arc<crate::preview::PreviewSigner>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -71,6 +74,12 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/processes/{pid}/signal", post(live::signal))
         .route("/sandboxes/{id}/processes/{pid}/resize", post(live::resize))
         .route("/sandboxes/{id}/terminal", get(terminal::terminal))
+        // Port previews: a server in the sandbox, reverse-proxied (`ports`).
+        // `POST …/token` is Bay's; any other request beneath is the server's.
+        .route("/sandboxes/{id}/ports/{port}/token", post(ports::token).fallback(ports::proxy))
+        .route("/sandboxes/{id}/ports/{port}", any(ports::proxy))
+        .route("/sandboxes/{id}/ports/{port}/", any(ports::proxy))
+        .route("/sandboxes/{id}/ports/{port}/{*path}", any(ports::proxy))
         .route(
             "/sandboxes/{id}/filesystem/files",
             // Writes stream the content (bounded by their own limit).

@@ -20,7 +20,7 @@ use crate::sandbox::testing::{self, Harness};
 const KEY: &str = "sk-unit-mcp";
 
 /// Every tool: Shipyard Neo's 27, then Bay's additions.
-const TOOLS: [&str; 37] = [
+const TOOLS: [&str; 38] = [
     "create_sandbox",
     "delete_sandbox",
     "execute_python",
@@ -51,6 +51,7 @@ const TOOLS: [&str; 37] = [
     "stop_sandbox",
     "pause_sandbox",
     "resume_sandbox",
+    "preview_port",
     "keepalive_sandbox",
     "extend_ttl",
     "get_sandbox",
@@ -72,6 +73,7 @@ async fn app(anonymous: bool) -> (Router, Harness) {
         idempotency: Idempotency::new(h.manager.db().clone(), &h.config.idempotency),
         gc: Gc::new(h.config.gc.clone(), h.manager.clone()),
         limits: limits.clone(),
+        previews: Arc::new(crate::preview::PreviewSigner::load(h.manager.db()).await.unwrap()),
     };
     (super::mount(api::router(state), auth, limits), h)
 }

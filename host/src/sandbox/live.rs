@@ -18,6 +18,13 @@ pub(crate) struct LiveTarget {
     _in_use: tokio::sync::OwnedRwLockReadGuard<()>,
 }
 
+/// Where a port preview tunnels to: the runtime serving `shell` in the
+/// session (host/src/api/ports.rs). Holding it keeps the session in use.
+pub(crate) struct TunnelTarget {
+    pub link: RuntimeLink,
+    pub in_use: tokio::sync::OwnedRwLockReadGuard<()>,
+}
+
 impl SandboxManager {
     pub(crate) async fn live(&self, sandbox: &Sandbox, profile: &ProfileConfig, op: LiveOp) -> BayResult<LiveTarget> {
         let capability = op.capability();
@@ -34,5 +41,14 @@ impl SandboxManager {
             other => other.into(),
         })?;
         Ok(LiveTarget { link: container.link.clone(), request, session_id: active.session_id.clone(), _in_use: in_use })
+    }
+
+    /// The runtime a port preview tunnels through (started or resumed if
+    /// needed, like any call).
+    pub(crate) async fn tunnel(&self, sandbox: &Sandbox, profile: &ProfileConfig) -> BayResult<TunnelTarget> {
+        let (active, in_use) = self.session_for_call(sandbox, profile, false).await?;
+        let container = route(&active, profile, "shell")?;
+        self.record_activity(&active, profile).await?;
+        Ok(TunnelTarget { link: container.link.clone(), in_use })
     }
 }

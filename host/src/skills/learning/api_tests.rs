@@ -31,6 +31,7 @@ async fn app() -> (Router, Harness) {
         idempotency: Idempotency::new(h.manager.db().clone(), &h.config.idempotency),
         gc: Gc::new(h.config.gc.clone(), h.manager.clone()),
         limits: Arc::new(h.config.limits.clone()),
+        previews: Arc::new(crate::preview::PreviewSigner::load(h.manager.db()).await.unwrap()),
     };
     (api::router(state), h)
 }
