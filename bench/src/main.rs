@@ -207,6 +207,53 @@ async fn pause_rows(api: &Api, id: &str, n: usize) -> anyhow::Result<Vec<Row>> {
     ])
 }
 
+/// A port preview's overhead (host/src/api/ports.rs): `GET /` of
+/// `python -m http.server` in the sandbox through `…/ports/8000/` against
+/// the same request sent straight to the container's address (the engine's
+/// bridge is routable from its host).
+async fn preview_rows(api: &Api, id: &str, n: usize) -> anyhow::Result<Vec<Row>> {
+    api.call(
+        reqwest::Method::POST,
+        &format!("/v1/sandboxes/{id}/processes"),
+        Some(json!({"command": "exec python3 -m http.server 8000 --bind 0.0.0.0"})),
+    )
+    .await?;
+    let out = Command::new("docker")
+        .args(["ps", "-q", "--filter", &format!("label=bay.sandbox_id={id}"), "--filter", "label=bay.container_name=primary"])
+        .output()?;
+    let container = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let out = Command::new("docker").args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", &container]).output()?;
+    let ip = String::from_utf8_lossy(&out.stdout).split_whitespace().next().context("the container's address")?.to_owned();
+    let (via, direct) = (format!("/v1/sandboxes/{id}/ports/8000/"), format!("http://{ip}:8000/"));
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let mut up = false;
+    for _ in 0..100 {
+        if http.get(&direct).send().await.is_ok_and(|r| r.status().is_success()) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::ensure!(up, "the preview server did not start");
+    let (bay, straight, overhead) = time_pair(
+        n,
+        20,
+        || async {
+            api.http.get(format!("{}{via}", api.base)).bearer_auth(KEY).send().await?.error_for_status()?.bytes().await?;
+            Ok(())
+        },
+        || async {
+            http.get(&direct).send().await?.error_for_status()?.bytes().await?;
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(vec![
+        row("port preview `GET /` via Bay (http.server)", &bay, overhead.note(" — tunnel through Ship + one HTTP/1.1 exchange")),
+        row("the same `GET /` direct to the container", &straight, String::new()),
+    ])
+}
+
 /// `n` times: create a sandbox, time until its first python exec answers, delete it.
 async fn cold_runs(api: &Api, n: usize) -> anyhow::Result<Stats> {
     let mut samples = Vec::new();
@@ -630,6 +677,7 @@ async fn main() -> anyhow::Result<()> {
     api.delete(&fresh).await?;
     rows.push(row("hot shell `true` direct to Ship", &direct_sh, String::new()));
     rows.extend(pause_rows(&api, &id, cold_n).await?);
+    rows.extend(preview_rows(&api, &id, hot_n).await?);
     // "Returns within 10 MB of idle": read once Bay has been idle for longer
     // than its trimmer's period (5 s, host/src/memory.rs).
     tokio::time::sleep(Duration::from_secs(6)).await;

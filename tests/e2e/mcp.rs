@@ -37,7 +37,7 @@ async fn mcp_tools_drive_a_real_sandbox() {
     assert_eq!(status, 200, "{init}");
     assert_eq!(init["result"]["serverInfo"]["name"], "bay");
     let (_, list) = rpc(&c, "tools/list", json!({})).await;
-    assert_eq!(list["result"]["tools"].as_array().map(Vec::len), Some(37), "{list}");
+    assert_eq!(list["result"]["tools"].as_array().map(Vec::len), Some(38), "{list}");
 
     let (text, err) = call(&c, "create_sandbox", json!({"ttl": 600})).await;
     assert!(!err, "{text}");
@@ -67,6 +67,13 @@ async fn mcp_tools_drive_a_real_sandbox() {
     assert!(!err && text.ends_with("**Status:** ready"), "{text}");
     let (text, _) = call(&c, "execute_python", json!({"sandbox_id": id, "code": "print(kept * 6)"})).await;
     assert!(text.contains("42"), "{text}");
+
+    // A preview URL names this Bay and works without a key (docs/previews.md).
+    let (text, err) = call(&c, "preview_port", json!({"sandbox_id": id, "port": 70000})).await;
+    assert!(err && text.contains("port"), "{text}");
+    let (text, err) = call(&c, "preview_port", json!({"sandbox_id": id, "port": 8000, "ttl_seconds": 60})).await;
+    let prefix = format!("{}/v1/sandboxes/{id}/ports/8000/?bay_token=bpv1.", c.base);
+    assert!(!err && text.contains(&prefix), "{text}");
 
     let (text, err) = call(&c, "stop_sandbox", json!({"sandbox_id": id})).await;
     assert!(!err, "{text}");

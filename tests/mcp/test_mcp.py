@@ -32,7 +32,7 @@ SHIPYARD_NEO_TOOLS = {
     "execute_browser_batch", "list_profiles",
 }
 BAY_TOOLS = {
-    "stop_sandbox", "pause_sandbox", "resume_sandbox", "keepalive_sandbox", "extend_ttl", "get_sandbox", "list_sandboxes", "create_cargo", "list_cargos",
+    "stop_sandbox", "pause_sandbox", "resume_sandbox", "preview_port", "keepalive_sandbox", "extend_ttl", "get_sandbox", "list_sandboxes", "create_cargo", "list_cargos",
     "delete_cargo",
 }
 

@@ -38,6 +38,17 @@ pub(crate) struct ExtendTtl {
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+pub(crate) struct PreviewPort {
+    /// The sandbox ID.
+    pub sandbox_id: String,
+    /// The port a server in the sandbox listens on (127.0.0.1 or ::1), 1..65535.
+    pub port: i64,
+    /// How long the URL works, in seconds (1..604800). Defaults to 3600.
+    #[serde(default)]
+    pub ttl_seconds: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
 pub(crate) struct ListSandboxes {
     /// Page size, 1..200. Defaults to 50.
     #[schemars(range(min = 1, max = 200), extend("default" = 50))]

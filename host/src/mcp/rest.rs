@@ -20,7 +20,8 @@ use super::CALL_TIMEOUT_SECS;
 use crate::api::middleware::{REQUEST_ID, RequestId};
 
 /// Headers of the MCP request that a REST call carries along.
-const FORWARDED: [&str; 2] = ["authorization", "x-owner"];
+/// (`host` and `x-forwarded-proto` let answers that build URLs — a preview's — name this Bay.)
+const FORWARDED: [&str; 4] = ["authorization", "x-owner", "host", "x-forwarded-proto"];
 /// A JSON answer (file contents, history) may be this large.
 const MAX_JSON_RESPONSE_BYTES: usize = 64 << 20;
 

@@ -8,7 +8,7 @@ use rmcp::{tool, tool_router};
 use serde_json::{Value, json};
 
 use super::sandbox_path;
-use crate::mcp::args::{self, CreateSandbox, ExtendTtl, ListSandboxes, SandboxRef};
+use crate::mcp::args::{self, CreateSandbox, ExtendTtl, ListSandboxes, PreviewPort, SandboxRef};
 use crate::mcp::rest::with_query;
 use crate::mcp::server::BayMcp;
 use crate::mcp::text::{containers, joined, py, result, s};
@@ -98,6 +98,24 @@ open browser pages) and use no CPU. The next call, or resume_sandbox, resumes it
                 let id = args::sandbox_id(&a.sandbox_id)?;
                 let sb = rest.json(Method::POST, &sandbox_path(id, "/resume"), None).await?;
                 Ok(format!("Sandbox `{id}` resumed.\n**Status:** {}", s(&sb, "status")))
+            }
+            .await,
+        )
+    }
+
+    #[tool(description = "Make a URL that shows a server running in the sandbox (a web app on a port, e.g. started with \
+execute_shell and `nohup python3 -m http.server 8000 &`) in a browser, HTTP and WebSocket, without an API key. \
+The URL expires after ttl_seconds and stops working when the sandbox is deleted.")]
+    async fn preview_port(&self, Parameters(a): Parameters<PreviewPort>, ext: Extensions) -> CallToolResult {
+        let rest = self.rest(&ext);
+        result(
+            async {
+                let id = args::sandbox_id(&a.sandbox_id)?;
+                let port = args::int(Some(a.port), 0, "port", Some(1), Some(65_535))?;
+                let ttl = args::int(a.ttl_seconds, 3600, "ttl_seconds", Some(1), Some(604_800))?;
+                let t = rest.post(&sandbox_path(id, &format!("/ports/{port}/token")), json!({"ttl_seconds": ttl})).await?;
+                let url = t.get("url").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| format!("<Bay's base URL>{}", s(&t, "path")));
+                Ok(format!("Preview of port {port} in sandbox `{id}`:\n\n{url}\n\n**Expires:** {} (UTC)", s(&t, "expires_at")))
             }
             .await,
         )
