@@ -107,20 +107,27 @@ async fn a_preview_serves_http_from_the_sandbox_with_the_key_or_a_token() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "unauthorized", "{v}");
 
-    // A token: the URL works in a browser (no key), and sets a cookie that
-    // carries the page's next requests.
+    // A token: the URL works in a browser (no key): it sets a cookie that
+    // carries the page's requests and sends the browser on without the token.
     let (status, t) = c.post(&format!("/v1/sandboxes/{id}/ports/8000/token"), json!({ "ttl_seconds": 120 })).await;
     assert_eq!(status, 201, "{t}");
     let token = t["token"].as_str().unwrap().to_owned();
     assert!(t["url"].as_str().unwrap().starts_with(&c.base), "{t}");
     let r = bare().get(format!("{}{}", c.base, t["path"].as_str().unwrap())).send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], format!("/v1/sandboxes/{id}/ports/8000/").as_str());
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("bay_preview=") && cookie.contains(&format!("Path=/v1/sandboxes/{id}/ports/8000/")), "{cookie}");
-    assert!(r.text().await.unwrap().contains("hello preview"));
     let pair = cookie.split(';').next().unwrap().to_owned();
+    let r = bare().get(format!("{base}/")).header("cookie", &pair).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("hello preview"));
     let r = bare().get(format!("{base}/index.html")).header("cookie", &pair).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    // The server's own error pages pass untouched (not Bay's envelope).
+    let r = bare().get(format!("{base}/missing.html")).header("cookie", &pair).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(!r.headers()["content-type"].to_str().unwrap().contains("json"), "{:?}", r.headers());
 
     // The token is for port 8000 of this sandbox, nothing else.
     let r = bare().get(format!("{}/v1/sandboxes/{id}/ports/8001/?bay_token={token}", c.base)).send().await.unwrap();

@@ -27,6 +27,11 @@ fn request_id(req: &Request) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// Marks an answer that is not Bay's own (a port preview's server): its
+/// error statuses keep their body, untouched.
+#[derive(Clone, Copy)]
+pub(crate) struct Passthrough;
+
 pub async fn request_context(mut req: Request, next: Next) -> Response {
     let id = request_id(&req);
     req.extensions_mut().insert(RequestId(id.clone()));
@@ -37,6 +42,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     let mut response = next.run(req).instrument(span.clone()).await;
     let pending = match response.extensions_mut().remove::<PendingError>() {
         Some(PendingError(err)) => Some(err),
+        None if response.extensions().get::<Passthrough>().is_some() => None,
         None => foreign_error(&mut response).await,
     };
     if let Some(err) = pending {

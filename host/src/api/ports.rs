@@ -91,19 +91,31 @@ pub async fn token(
 
 /// Any method on `/v1/sandboxes/{id}/ports/{port}[/…]`.
 pub async fn proxy(State(state): State<AppState>, Path(p): Path<PortPath>, req: Request) -> BayResult<Response> {
-    let port = parse_port(&p.port)?;
     let (mut parts, body) = req.into_parts();
-    let prefix = format!("/v1/sandboxes/{}/ports/{port}", p.id);
-    let (owner, via, strip_auth) = authorise(&state, &mut parts, &p.id, port).await?;
+    // Authentication first, then the sandbox, then the port (the check order
+    // of every route, host/src/api/extract.rs).
+    let (owner, via, strip_auth) = authorise(&state, &mut parts, &p.id, &p.port).await?;
+    let (sandbox, profile) = super::sandbox_for(&state, &owner, &p.id, "shell").await?;
+    let port = parse_port(&p.port)?;
+    let prefix = format!("/v1/sandboxes/{}/ports/{port}", sandbox.id);
     let original = parts.extensions.get::<OriginalUri>().map(|u| u.0.clone()).unwrap_or_else(|| parts.uri.clone());
     let (rest, query) = forwarded_target(original.path(), original.query());
-    // `…/ports/8000` → `…/ports/8000/`, so the page's relative links resolve
-    // beneath the preview.
-    if rest.is_none() && matches!(parts.method, Method::GET | Method::HEAD) {
-        let q = original.query().map(|q| format!("?{q}")).unwrap_or_default();
-        return Ok((StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, format!("{prefix}/{q}"))]).into_response());
+    let upgrade = parts.headers.contains_key(header::UPGRADE);
+    let is_get = matches!(parts.method, Method::GET | Method::HEAD);
+    // A browser opening a token URL: set the cookie and send it on to the
+    // same URL without the token, so neither the page (its `location`, its
+    // `Referer`s) nor the history keeps it. `…/ports/8000` → `…/ports/8000/`,
+    // so the page's relative links resolve beneath the preview.
+    if is_get && !upgrade && (rest.is_none() || matches!(via, Via::Query(_))) {
+        let q = query.map(|q| format!("?{q}")).unwrap_or_default();
+        let to = format!("{prefix}/{}{q}", rest.unwrap_or_default());
+        let status = if matches!(via, Via::Query(_)) { StatusCode::SEE_OTHER } else { StatusCode::PERMANENT_REDIRECT };
+        let mut resp = (status, [(header::LOCATION, to)]).into_response();
+        if let Via::Query(grant) = &via {
+            set_cookie(&state, &mut resp, grant, &prefix, &parts.headers);
+        }
+        return Ok(resp);
     }
-    let (sandbox, profile) = super::sandbox_for(&state, &owner, &p.id, "shell").await?;
     let target = state.sandboxes.tunnel(&sandbox, &profile).await?;
     let in_use = Arc::new(target.in_use);
     let io = open_tunnel(&target.link, port).await?;
@@ -142,6 +154,9 @@ pub async fn proxy(State(state): State<AppState>, Path(p): Path<PortPath>, req: 
     }
 
     let (mut rparts, rbody) = resp.into_parts();
+    if rparts.headers.contains_key(header::TRANSFER_ENCODING) {
+        rparts.headers.remove(header::CONTENT_LENGTH);
+    }
     strip_hop_by_hop(&mut rparts.headers, false);
     if let Some(loc) = rparts.headers.get(header::LOCATION).and_then(|l| l.to_str().ok())
         && let Some(moved) = beneath_prefix(loc, port, &prefix)
@@ -149,14 +164,55 @@ pub async fn proxy(State(state): State<AppState>, Path(p): Path<PortPath>, req: 
     {
         rparts.headers.insert(header::LOCATION, v);
     }
+    scope_cookies(&mut rparts.headers, &prefix);
+    let mut resp = Response::from_parts(rparts, Body::new(rbody));
     if let Via::Query(grant) = &via {
-        let max_age = (grant.expires_at - now_s()).max(0);
-        let cookie = format!("{TOKEN_COOKIE}={}; Path={prefix}/; Max-Age={max_age}; HttpOnly; SameSite=Lax", state.previews.sign(grant));
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            rparts.headers.append(header::SET_COOKIE, v);
+        set_cookie(&state, &mut resp, grant, &prefix, &parts.headers);
+    }
+    resp.extensions_mut().insert(super::middleware::Passthrough);
+    Ok(resp)
+}
+
+/// The preview cookie for `grant`: scoped to the preview, `Secure` when
+/// the client came over HTTPS (as a TLS-terminating proxy says).
+fn set_cookie(state: &AppState, resp: &mut Response, grant: &PreviewGrant, prefix: &str, request: &HeaderMap) {
+    let max_age = (grant.expires_at - now_s()).max(0);
+    let https = request.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let secure = if https { "; Secure" } else { "" };
+    let cookie = format!("{TOKEN_COOKIE}={}; Path={prefix}/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}", state.previews.sign(grant));
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// The server's cookies stay the preview's: one named like Bay's is
+/// dropped, and a `Path` is moved beneath the prefix (a server's `Path=/`
+/// would otherwise reach Bay's API and every other preview).
+fn scope_cookies(h: &mut HeaderMap, prefix: &str) {
+    let cookies: Vec<HeaderValue> = h.get_all(header::SET_COOKIE).iter().cloned().collect();
+    h.remove(header::SET_COOKIE);
+    for c in cookies {
+        let Ok(text) = c.to_str() else { continue };
+        if text.trim_start().split('=').next().is_some_and(|name| name.trim() == TOKEN_COOKIE) {
+            continue;
+        }
+        let scoped = text
+            .split(';')
+            .map(|attr| {
+                let t = attr.trim();
+                match t.split_once('=') {
+                    Some((k, v)) if k.trim().eq_ignore_ascii_case("path") && !v.trim().starts_with(&format!("{prefix}/")) => {
+                        format!(" Path={prefix}{}", if v.trim().starts_with('/') { v.trim() } else { "/" })
+                    }
+                    _ => attr.to_owned(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(";");
+        if let Ok(v) = HeaderValue::from_str(&scoped) {
+            h.append(header::SET_COOKIE, v);
         }
     }
-    Ok(Response::from_parts(rparts, Body::new(rbody)))
 }
 
 /// How the caller proved its right.
@@ -169,7 +225,7 @@ enum Via {
 
 /// Who may use the preview, how they proved it, and whether the request's
 /// `Authorization` is Bay's (a key: never forwarded) rather than the page's.
-async fn authorise(state: &AppState, parts: &mut Parts, id: &str, port: u16) -> BayResult<(String, Via, bool)> {
+async fn authorise(state: &AppState, parts: &mut Parts, id: &str, port: &str) -> BayResult<(String, Via, bool)> {
     let has_auth = parts.headers.contains_key(header::AUTHORIZATION);
     let from_query = parts.uri.query().and_then(|q| form_value(q, '&', TOKEN_PARAM));
     let from_cookie = || parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|c| form_value(c, ';', TOKEN_COOKIE));
@@ -177,7 +233,7 @@ async fn authorise(state: &AppState, parts: &mut Parts, id: &str, port: u16) -> 
     if let Some(token) = from_query.or_else(from_cookie) {
         let refused = |why: String| BayError::unauthorized(format!("Preview refused: {why}")).with("reason", "preview_token");
         let verdict = match state.previews.verify(&percent_decode(&token), now_s()) {
-            Ok(g) if g.sandbox_id == id && g.port == port => Ok(g),
+            Ok(g) if g.sandbox_id == id && g.port.to_string() == port => Ok(g),
             Ok(g) => Err(refused(format!("the token is for port {} of sandbox {}", g.port, g.sandbox_id))),
             Err(e) => Err(refused(e.to_string())),
         };
@@ -194,6 +250,12 @@ async fn authorise(state: &AppState, parts: &mut Parts, id: &str, port: u16) -> 
         }
     }
     let caller = Caller::from_request_parts(parts, state).await?;
+    // A preview's page shares Bay's origin: with anonymous access on, its
+    // scripts could otherwise open any owner's previews.
+    if caller.key_id.is_none() {
+        return Err(BayError::unauthorized("A preview needs an API key or a preview token (anonymous access does not extend to previews)")
+            .with("reason", "preview_token"));
+    }
     Ok((caller.owner, Via::ApiKey, true))
 }
 
@@ -246,7 +308,8 @@ fn forwarded_headers(parts: &Parts, strip_auth: bool, port: u16, prefix: &str) -
     let mut h = parts.headers.clone();
     let upgrade = h.contains_key(header::UPGRADE);
     strip_hop_by_hop(&mut h, upgrade);
-    if strip_auth {
+    let bay_bearer = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim_start().starts_with("Bearer sk-bay-"));
+    if strip_auth || bay_bearer {
         h.remove(header::AUTHORIZATION);
         h.remove("x-owner");
     }
@@ -272,10 +335,21 @@ fn forwarded_headers(parts: &Parts, strip_auth: bool, port: u16, prefix: &str) -
     if !h.contains_key("x-forwarded-proto") {
         h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     }
+    h.remove("forwarded");
+    h.remove("x-forwarded-for");
     if let Some(peer) = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         && let Ok(v) = HeaderValue::from_str(&peer.0.ip().to_string())
     {
-        h.append("x-forwarded-for", v);
+        h.insert("x-forwarded-for", v);
+    }
+    if let Some(referer) = h.get(header::REFERER).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        && let Some((path, q)) = referer.split_once('?')
+    {
+        let (_, q) = forwarded_target("", Some(q));
+        let cleaned = format!("{path}{}", q.map(|q| format!("?{q}")).unwrap_or_default());
+        if let Ok(v) = HeaderValue::from_str(&cleaned) {
+            h.insert(header::REFERER, v);
+        }
     }
     if let Ok(v) = HeaderValue::from_str(prefix) {
         h.insert("x-forwarded-prefix", v);
@@ -285,6 +359,9 @@ fn forwarded_headers(parts: &Parts, strip_auth: bool, port: u16, prefix: &str) -
 
 /// A redirect the server meant for its own root, moved beneath the preview.
 fn beneath_prefix(location: &str, port: u16, prefix: &str) -> Option<String> {
+    if location == prefix || location.starts_with(&format!("{prefix}/")) || location.starts_with(&format!("{prefix}?")) {
+        return None;
+    }
     if location.starts_with('/') && !location.starts_with("//") {
         return Some(format!("{prefix}{location}"));
     }
@@ -347,6 +424,8 @@ mod tests {
         assert_eq!(beneath_prefix("//cdn.example/x", 8000, prefix), None);
         assert_eq!(beneath_prefix("https://example.org/", 8000, prefix), None);
         assert_eq!(beneath_prefix("next", 8000, prefix), None);
+        // A server that already prefixes its links (X-Forwarded-Prefix).
+        assert_eq!(beneath_prefix("/v1/sandboxes/sb-1/ports/8000/login", 8000, prefix), None);
     }
 
     #[test]
@@ -369,9 +448,36 @@ mod tests {
         assert_eq!(h["host"], "localhost:8000");
         assert_eq!(h["x-forwarded-host"], "bay.example:8114");
         assert_eq!(h["x-forwarded-prefix"], "/v1/sandboxes/s/ports/8000");
-        // With a preview token, the Authorization header is the page's own.
+        // With a preview token, the Authorization header is the page's own,
+        // unless it is plainly a Bay key.
+        assert!(forwarded_headers(&parts, false, 8000, "/p").get("authorization").is_none());
+        let mut parts = parts;
+        parts.headers.insert("authorization", HeaderValue::from_static("Bearer page-own"));
+        parts.headers.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        parts.headers.insert("referer", HeaderValue::from_static("http://bay/v1/sandboxes/s/ports/8000/?a=1&bay_token=bpv1.x"));
         let h = forwarded_headers(&parts, false, 8000, "/p");
-        assert_eq!(h["authorization"], "Bearer sk-bay-1");
+        assert_eq!(h["authorization"], "Bearer page-own");
+        assert!(h.get("x-forwarded-for").is_none(), "no peer known here, and the client's own is not trusted");
+        assert_eq!(h["referer"], "http://bay/v1/sandboxes/s/ports/8000/?a=1");
+    }
+
+    #[test]
+    fn the_servers_cookies_stay_beneath_the_preview() {
+        let mut h = HeaderMap::new();
+        for c in ["sid=1; Path=/; HttpOnly", "bay_preview=forged; Path=/", "a=2", "b=3; path=/v1/sandboxes/s/ports/8000/x", "c=4; Path=/app"] {
+            h.append(header::SET_COOKIE, HeaderValue::from_static(c));
+        }
+        scope_cookies(&mut h, "/v1/sandboxes/s/ports/8000");
+        let got: Vec<&str> = h.get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(
+            got,
+            [
+                "sid=1; Path=/v1/sandboxes/s/ports/8000/; HttpOnly",
+                "a=2",
+                "b=3; path=/v1/sandboxes/s/ports/8000/x",
+                "c=4; Path=/v1/sandboxes/s/ports/8000/app"
+            ]
+        );
     }
 
     #[test]
