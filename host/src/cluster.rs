@@ -39,6 +39,8 @@ pub struct Cluster {
     enabled: bool,
     replica: String,
     leader: AtomicBool,
+    /// Set on shutdown ([`Cluster::resign`]): no more elections.
+    resigned: AtomicBool,
     acquisitions: AtomicU64,
 }
 
@@ -53,7 +55,14 @@ impl Cluster {
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "bay".into());
         let replica = format!("{host}-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        Arc::new(Cluster { db, enabled, replica, leader: AtomicBool::new(!enabled), acquisitions: AtomicU64::new(0) })
+        Arc::new(Cluster {
+            db,
+            enabled,
+            replica,
+            leader: AtomicBool::new(!enabled),
+            resigned: AtomicBool::new(false),
+            acquisitions: AtomicU64::new(0),
+        })
     }
 
     pub fn enabled(&self) -> bool {
@@ -103,6 +112,9 @@ impl Cluster {
         if !self.enabled {
             return true;
         }
+        if self.resigned.load(Ordering::Relaxed) {
+            return false;
+        }
         let ours = match self.take("leader", &self.replica, LEADER_LEASE).await {
             Ok(v) => v,
             Err(e) => {
@@ -110,10 +122,28 @@ impl Cluster {
                 false
             }
         };
+        // An election that was under way when this replica resigned.
+        if ours && self.resigned.load(Ordering::Relaxed) {
+            let _ = self.db.release_lease("leader", &self.replica).await;
+            return false;
+        }
         if ours != self.leader.swap(ours, Ordering::Relaxed) {
             tracing::info!(replica = %self.replica, leader = ours, "leadership changed");
         }
         ours
+    }
+
+    /// Shutting down: stops leading and gives the leader lease up, so
+    /// another replica takes over at its next election (every
+    /// [`LEADER_RENEW`]) instead of after [`LEADER_LEASE`].
+    pub async fn resign(&self) {
+        self.resigned.store(true, Ordering::Relaxed);
+        if self.enabled && self.leader.swap(false, Ordering::Relaxed) {
+            match self.db.release_lease("leader", &self.replica).await {
+                Ok(()) => tracing::info!(replica = %self.replica, "leader lease released"),
+                Err(e) => tracing::warn!(error = %e, "leader lease release (it will expire)"),
+            }
+        }
     }
 
     /// Keeps electing in the background.
@@ -231,5 +261,18 @@ mod tests {
         // Another host's process is never presumed dead.
         db.try_lease("remote", "elsewhere-4294967-0bad#0", now, now + secs(60)).await.unwrap();
         assert!(!cluster.take("remote", "me#2", SANDBOX_LEASE).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_resigning_leader_gives_the_lease_to_the_next_replica_at_once() {
+        let db = crate::db::test_db().await;
+        let (a, b) = (Cluster::new(db.clone(), true), Cluster::new(db.clone(), true));
+        assert!(a.elect().await && a.is_leader());
+        assert!(!b.elect().await, "one leader at a time");
+        a.resign().await;
+        assert!(!a.is_leader());
+        assert_eq!(db.lease_holder("leader").await.unwrap(), None, "released, not left to expire");
+        assert!(b.elect().await, "the next election takes it");
+        assert!(!a.elect().await, "a resigned replica does not stand again");
     }
 }

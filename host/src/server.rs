@@ -110,9 +110,12 @@ impl Bay {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let app = self.router();
-        api::serve::serve(listener, app, &self.config.limits, shutdown).await?;
-        // In-flight requests are done; commit the history they queued.
+        let grace = std::time::Duration::from_secs(self.config.server.shutdown_grace_s);
+        api::serve::serve(listener, app, &self.config.limits, grace, shutdown).await?;
+        // In-flight requests are done; commit the history they queued, and
+        // let another replica lead now rather than when the lease expires.
         self.state.sandboxes.history().flush().await;
+        self.state.sandboxes.cluster.resign().await;
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Lifecycle you can trust: dead runtimes are replaced, and a Bay killed at
 //! any moment restarts with no orphan and no stuck sandbox.
 
+use std::process::Command;
 use std::time::Duration;
 
 use bay_tests::{BayProcess, engine, free_port, strict};
@@ -172,4 +173,43 @@ async fn fifty_concurrent_creates_succeed() {
     }
     let (containers, volumes) = engine_objects("bay-e2e-creates");
     assert!(containers.is_empty() && volumes.is_empty(), "{containers:?} {volumes:?}");
+}
+
+/// SIGTERM (host/src/api/serve.rs): Bay stops taking connections, lets the
+/// call in flight finish and answer (within `server.shutdown_grace_s`, 30 s
+/// by default), then exits successfully on its own.
+#[tokio::test]
+async fn sigterm_lets_the_call_in_flight_finish_then_exits_cleanly() {
+    let dir = tempfile::Builder::new().prefix("bay-e2e-drain-").tempdir().unwrap();
+    let instance = "bay-e2e-drain";
+    let mut bay = BayProcess::start(dir.path(), instance, free_port());
+    bay.wait_ready().await;
+    let c = bay.client();
+    let id = c.create_sandbox().await;
+    c.python(&id, "1 + 1", 60).await;
+    let call = tokio::spawn({
+        let (c, id) = (c.clone(), id.clone());
+        async move {
+            c.post(&format!("/v1/sandboxes/{id}/python/exec"), json!({"code": "import time; time.sleep(3); print('finished')", "timeout": 30})).await
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = bay.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+
+    let (status, r) = call.await.unwrap();
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["output"].as_str().map(str::trim), Some("finished"), "{r}");
+    let mut exit = None;
+    for _ in 0..300 {
+        if let Some(s) = bay.child.try_wait().unwrap() {
+            exit = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let exit = exit.expect("Bay exited after the call in flight finished");
+    assert!(exit.success(), "{exit:?}");
+    assert!(reqwest::get(format!("{}/health", bay.base)).await.is_err(), "nothing listens any more");
+    bay_tests::remove_instance(instance);
 }

@@ -36,12 +36,15 @@ use crate::config::LimitsConfig;
 /// rewritten into the envelope by [`EnvelopeIo`].
 pub(crate) const PARSED_HEADERS: usize = 256;
 
-/// Serves `router` on `listener` until `shutdown` resolves, then waits for
-/// the connections in flight.
+/// Serves `router` on `listener` until `shutdown` resolves, then stops
+/// accepting and waits up to `grace` for the connections in flight: each
+/// finishes the request it is serving (an idle keep-alive connection closes
+/// at once), and what still runs after `grace` is dropped.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: &LimitsConfig,
+    grace: std::time::Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -79,7 +82,10 @@ pub(crate) async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    tracing::info!(grace_s = grace.as_secs(), "shutting down: no new connections; waiting for calls in flight");
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(grace_s = grace.as_secs(), "calls or streams still open after the shutdown grace; closing them");
+    }
     Ok(())
 }
 

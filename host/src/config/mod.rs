@@ -60,11 +60,14 @@ pub struct Config {
 pub struct ServerConfig {
     pub host: String,
     pub port: u16,
+    /// Bay extension: on SIGTERM or Ctrl-C, how long calls in flight (and
+    /// open streams) get to finish before Bay exits anyway, in seconds.
+    pub shutdown_grace_s: u64,
 }
 impl Default for ServerConfig {
     fn default() -> Self {
         // Loopback unless the operator says otherwise (Shipyard Neo: 0.0.0.0).
-        ServerConfig { host: "127.0.0.1".into(), port: 8114 }
+        ServerConfig { host: "127.0.0.1".into(), port: 8114, shutdown_grace_s: 30 }
     }
 }
 
@@ -776,6 +779,9 @@ impl Config {
         }
         if self.plugins.max_instances == 0 {
             bail!("plugins.max_instances must be at least 1");
+        }
+        if self.server.shutdown_grace_s > 3600 {
+            bail!("server.shutdown_grace_s must be at most 3600 (seconds), not {}", self.server.shutdown_grace_s);
         }
         self.limits.validate()?;
         if !self.cargo.bind_owner.is_empty() && self.cargo.bind_owner_ids().is_none() {
