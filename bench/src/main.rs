@@ -207,7 +207,7 @@ async fn pause_rows(api: &Api, id: &str, n: usize) -> anyhow::Result<Vec<Row>> {
     ])
 }
 
-/// A port preview's overhead (host/src/api/ports.rs): `GET /` of
+/// A port preview's overhead (host/src/api/ports/mod.rs): `GET /` of
 /// `python -m http.server` in the sandbox through `…/ports/8000/` against
 /// the same request sent straight to the container's address (the engine's
 /// bridge is routable from its host).

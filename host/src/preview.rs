@@ -1,5 +1,5 @@
 //! Port-preview tokens: a signed, expiring grant to one port of one sandbox
-//! (`POST /v1/sandboxes/{id}/ports/{port}/token`, host/src/api/ports.rs).
+//! (`POST /v1/sandboxes/{id}/ports/{port}/token`, host/src/api/ports/mod.rs).
 //!
 //! Signed rather than stored, so the proxy checks each request — a page's
 //! every asset — without a database round trip. The key is one random

@@ -1,4 +1,4 @@
-//! Port previews (host/src/api/ports.rs) on the real engine: a server
+//! Port previews (host/src/api/ports/mod.rs) on the real engine: a server
 //! started in the sandbox — `python -m http.server`, and a WebSocket echo
 //! server written with Python's standard library — is reached through
 //! `/v1/sandboxes/{id}/ports/{port}/…` with the API key or a preview token,

@@ -19,7 +19,7 @@ pub(crate) struct LiveTarget {
 }
 
 /// Where a port preview tunnels to: the runtime serving `shell` in the
-/// session (host/src/api/ports.rs). Holding it keeps the session in use.
+/// session (host/src/api/ports/mod.rs). Holding it keeps the session in use.
 pub(crate) struct TunnelTarget {
     pub link: RuntimeLink,
     pub in_use: tokio::sync::OwnedRwLockReadGuard<()>,

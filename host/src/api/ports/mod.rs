@@ -25,6 +25,8 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::json;
 
+mod pump;
+
 use super::AppState;
 use super::extract::{Owner, check_range, parse_optional_body};
 use crate::adapter::{LiveRequest, RuntimeLink};
@@ -143,10 +145,11 @@ pub async fn proxy(State(state): State<AppState>, Path(p): Path<PortPath>, req: 
         let Some(client_upgrade) = client_upgrade else {
             return Err(BayError::ship(format!("the server on port {port} switched protocols unasked")));
         };
+        let until = via.expires_at();
         tokio::spawn(async move {
             let _in_use = in_use;
             if let (Ok(c), Ok(s)) = (client_upgrade.await, server_upgrade.await) {
-                let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(s)).await;
+                pump::pump(TokioIo::new(c), TokioIo::new(s), pump::IDLE, until).await;
             }
         });
         let (parts, _) = resp.into_parts();
@@ -220,7 +223,17 @@ enum Via {
     ApiKey,
     /// `?bay_token=` (a cookie is set from it).
     Query(PreviewGrant),
-    Cookie,
+    Cookie(PreviewGrant),
+}
+
+impl Via {
+    /// When what let the caller in stops doing so (unix seconds).
+    fn expires_at(&self) -> Option<i64> {
+        match self {
+            Via::ApiKey => None,
+            Via::Query(g) | Via::Cookie(g) => Some(g.expires_at),
+        }
+    }
 }
 
 /// Who may use the preview, how they proved it, and whether the request's
@@ -241,7 +254,7 @@ async fn authorise(state: &AppState, parts: &mut Parts, id: &str, port: &str) ->
             Ok(grant) => {
                 let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
                 let bay_key = has_auth && state.auth.authenticate(&parts.headers, peer).await.is_ok_and(|c| c.key_id.is_some());
-                let via = if query { Via::Query(grant.clone()) } else { Via::Cookie };
+                let via = if query { Via::Query(grant.clone()) } else { Via::Cookie(grant.clone()) };
                 return Ok((grant.owner, via, bay_key));
             }
             // A stale cookie beside an API key: the key decides.
