@@ -186,7 +186,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (config, report) = Config::load(config.as_deref())?;
             log_config_report(&report);
             // Secrets (API key, tokens, passwords in URLs) are not printed.
-            print!("{}", serde_yaml::to_string(&config.redacted())?);
+            print!("{}", yaml_serde::to_string(&config.redacted())?);
             Ok(())
         }
     }

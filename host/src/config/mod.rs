@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -649,7 +649,7 @@ impl Config {
     /// to the keys the file leaves out (Shipyard Neo's precedence). Values are
     /// parsed as YAML scalars (`true`, `8114`, `[a, b]`).
     pub fn from_yaml_and_env(text: &str, env: &[(String, String)]) -> anyhow::Result<(Config, LoadReport)> {
-        let mut root: Value = if text.trim().is_empty() { Value::Mapping(Default::default()) } else { serde_yaml::from_str(text)? };
+        let mut root: Value = if text.trim().is_empty() { Value::Mapping(Default::default()) } else { yaml_serde::from_str(text)? };
         if root.is_null() {
             root = Value::Mapping(Default::default());
         }
@@ -674,7 +674,7 @@ impl Config {
                 report.env_ignored.push((var, keys.join(".")));
                 continue;
             }
-            let parsed: Value = serde_yaml::from_str(&value).unwrap_or(Value::String(value.clone()));
+            let parsed: Value = yaml_serde::from_str(&value).unwrap_or(Value::String(value.clone()));
             set_path(&mut root, &keys, parsed)?;
             report.env_overrides.push(var);
         }
@@ -934,7 +934,7 @@ mod tests {
 
     #[test]
     fn a_parent_the_file_sets_to_a_scalar_keeps_the_file_value() {
-        let root: Value = serde_yaml::from_str("a: 1\nb: null\nc: {d: null}\n").unwrap();
+        let root: Value = yaml_serde::from_str("a: 1\nb: null\nc: {d: null}\n").unwrap();
         assert!(file_sets(&root, &["a", "x"]));
         assert!(!file_sets(&root, &["b", "x"]));
         assert!(!file_sets(&root, &["c", "d"]));
@@ -963,7 +963,7 @@ browser_service: { enabled: true, endpoint: "http://g:8115", token: gull-secret 
 proxy: { enabled: true, http_proxy: "http://me:pw@proxy:3128", https_proxy: "http://proxy:3128" }
 "#;
         let (c, _) = load(text, &[]);
-        let printed = serde_yaml::to_string(&c.redacted()).unwrap();
+        let printed = yaml_serde::to_string(&c.redacted()).unwrap();
         for secret in ["s3cret", "sk-live-1234", "gull-secret", ":pw@"] {
             assert!(!printed.contains(secret), "{secret} in:\n{printed}");
         }

@@ -466,7 +466,7 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<ProfileConfig>> {
         .into_iter()
         .map(|p| {
             let text = std::fs::read_to_string(&p)?;
-            serde_yaml::from_str(&text).with_context(|| format!("invalid profile file {}", p.display()))
+            yaml_serde::from_str(&text).with_context(|| format!("invalid profile file {}", p.display()))
         })
         .collect()
 }
@@ -477,7 +477,7 @@ mod tests {
 
     #[test]
     fn v1_normalises_to_one_primary_container() {
-        let p: ProfileConfig = serde_yaml::from_str("id: p\nimage: ship:latest\nresources: {cpus: 2, memory: 2g}\nenv: {A: b}\n").unwrap();
+        let p: ProfileConfig = yaml_serde::from_str("id: p\nimage: ship:latest\nresources: {cpus: 2, memory: 2g}\nenv: {A: b}\n").unwrap();
         p.validate().unwrap();
         let c = p.containers();
         assert_eq!(c.len(), 1);
@@ -491,14 +491,14 @@ mod tests {
 
     #[test]
     fn capabilities_keep_config_order_when_set() {
-        let p: ProfileConfig = serde_yaml::from_str("id: p\nimage: x\ncapabilities: [python, filesystem]\n").unwrap();
+        let p: ProfileConfig = yaml_serde::from_str("id: p\nimage: x\ncapabilities: [python, filesystem]\n").unwrap();
         assert_eq!(p.capability_set(), ["python", "filesystem"]);
         assert!(p.container_for("shell").is_none());
     }
 
     #[test]
     fn v2_routes_by_primary_for_then_capabilities() {
-        let p: ProfileConfig = serde_yaml::from_str(
+        let p: ProfileConfig = yaml_serde::from_str(
             r#"
 id: bp
 containers:
@@ -523,7 +523,7 @@ containers:
             "id: a\nimage: x\nbrowser: maybe\n",
         ];
         for text in bad {
-            let p: ProfileConfig = serde_yaml::from_str(text).unwrap();
+            let p: ProfileConfig = yaml_serde::from_str(text).unwrap();
             assert!(p.validate().is_err(), "{text}");
         }
     }
@@ -531,20 +531,20 @@ containers:
     #[test]
     fn image_beside_containers_is_ignored_with_a_warning() {
         let p: ProfileConfig =
-            serde_yaml::from_str("id: a\nimage: x\nruntime_port: 9\ncontainers: [{name: s, image: y, capabilities: [python]}]\n").unwrap();
+            yaml_serde::from_str("id: a\nimage: x\nruntime_port: 9\ncontainers: [{name: s, image: y, capabilities: [python]}]\n").unwrap();
         p.validate().unwrap();
         assert_eq!(p.containers().len(), 1);
         assert_eq!(p.primary().image, "y");
         let w = p.warnings();
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].contains("`image`, `runtime_port`") && w[0].contains("ignored"), "{}", w[0]);
-        let v2: ProfileConfig = serde_yaml::from_str("id: a\ncontainers: [{name: s, image: y}]\n").unwrap();
+        let v2: ProfileConfig = yaml_serde::from_str("id: a\ncontainers: [{name: s, image: y}]\n").unwrap();
         assert!(v2.warnings().is_empty());
     }
 
     #[test]
     fn primary_for_beyond_capabilities_routes_there_with_a_warning() {
-        let p: ProfileConfig = serde_yaml::from_str(
+        let p: ProfileConfig = yaml_serde::from_str(
             "id: a\ncontainers: [{name: s, image: y, capabilities: [python], primary_for: [shell]}, {name: t, image: z, capabilities: [shell]}]\n",
         )
         .unwrap();
@@ -554,19 +554,19 @@ containers:
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].contains("\"s\" is primary_for \"shell\"") && w[0].contains("routed to it anyway"), "{}", w[0]);
         let alone: ProfileConfig =
-            serde_yaml::from_str("id: a\ncontainers: [{name: s, image: y, capabilities: [python], primary_for: [shell]}]\n").unwrap();
+            yaml_serde::from_str("id: a\ncontainers: [{name: s, image: y, capabilities: [python], primary_for: [shell]}]\n").unwrap();
         alone.validate().unwrap();
         assert!(alone.warnings()[0].contains("does not offer shell"), "{:?}", alone.warnings());
     }
 
     #[test]
     fn unused_profile_keys_are_listed_only_when_they_would_change_something() {
-        let p: ProfileConfig = serde_yaml::from_str(
+        let p: ProfileConfig = yaml_serde::from_str(
             "id: a\nimage: x\nwarmup_retry_max_attempts: 3\nwarmup_circuit_breaker_threshold: 10\nstartup: {order: parallel, wait_for_all: true}\nbrowser: isolated\n",
         )
         .unwrap();
         assert_eq!(p.unused_keys(), ["profiles[a].warmup_retry_max_attempts", "profiles[a].warmup_circuit_breaker_threshold"]);
-        let p: ProfileConfig = serde_yaml::from_str(
+        let p: ProfileConfig = yaml_serde::from_str(
             "id: b\nstartup: {order: sequential, wait_for_all: false}\nbrowser: shared\nwarm_claim_timeout_ms: 200\nwarmup_retry_backoff_base_ms: 1\nwarmup_retry_backoff_max_ms: 2\ncontainers: [{name: s, image: y, health_check_path: /healthz}]\n",
         )
         .unwrap();
@@ -585,7 +585,7 @@ containers:
 
     #[test]
     fn memory_below_dockers_minimum_is_refused_saying_how_to_fix_it() {
-        let p: ProfileConfig = serde_yaml::from_str("id: a\nimage: x\nresources: {cpus: 1, memory: 4m}\n").unwrap();
+        let p: ProfileConfig = yaml_serde::from_str("id: a\nimage: x\nresources: {cpus: 1, memory: 4m}\n").unwrap();
         let err = format!("{:#}", p.validate().unwrap_err());
         assert!(err.contains("resources.memory") && err.contains("below 6 MiB") && err.contains("\"6m\" or more"), "{err}");
         assert_eq!(parse_memory("6m").unwrap(), MIN_MEMORY);

@@ -132,7 +132,7 @@ mod tests {
     use super::*;
 
     fn profile(yaml: &str) -> ProfileConfig {
-        serde_yaml::from_str(yaml).unwrap()
+        yaml_serde::from_str(yaml).unwrap()
     }
 
     #[test]
