@@ -447,6 +447,9 @@ impl SandboxManager {
     pub async fn stop(&self, owner: &str, id: &str) -> BayResult<()> {
         let sandbox = self.find(owner, id).await?;
         let _guard = self.locks.lock(&sandbox.id).await;
+        // A warmup queued by the create, or waiting for this lock, would
+        // start the session again right after.
+        self.warmup.cancel(&sandbox.id);
         self.teardown_sessions(&sandbox.id).await?;
         self.db.clear_sandbox_session(&sandbox.id).await?;
         tracing::info!(sandbox_id = %sandbox.id, "sandbox stopped");

@@ -100,6 +100,11 @@ impl SandboxManager {
             self.active.remove_if(&sandbox.id, |_, a| a.session_id == active.session_id);
         }
         let _guard = self.locks.lock(&sandbox.id).await;
+        self.ensure_running_locked(sandbox, profile, for_python).await
+    }
+
+    /// [`Self::ensure_running`] for a caller that holds the sandbox's lock.
+    pub(crate) async fn ensure_running_locked(&self, sandbox: &Sandbox, profile: &ProfileConfig, for_python: bool) -> BayResult<Arc<ActiveSession>> {
         let sandbox = self.db.sandbox(&sandbox.id).await?.ok_or_else(|| BayError::sandbox_not_found(&sandbox.id))?;
         // Someone may have started it while we waited for the lock.
         if let Some(active) = self.active.get(&sandbox.id).map(|a| a.clone()) {

@@ -291,6 +291,36 @@ async fn sessions_start_lazily_unless_the_profile_asks_for_a_start_on_create() {
 }
 
 #[tokio::test]
+async fn a_stop_right_after_create_is_not_undone_by_the_creates_warmup() {
+    let yaml = "gc: { instance_id: unit }\nprofiles:\n  - { id: eager, image: \"ship:latest\", start_on_create: true }\n";
+    let config = crate::config::Config::from_yaml_and_env(yaml, &[]).unwrap().0;
+    let h = Harness::new(config).await;
+    // Queued, not yet taken by a worker (none runs yet): the stop drops it.
+    let queued = h.manager.create("o", super::CreateSandbox { profile: "eager".into(), cargo_id: None, ttl: None }).await.unwrap();
+    h.manager.stop("o", &queued.id).await.unwrap();
+    // Taken by a worker that waits for the sandbox's lock while the stop holds it.
+    let taken = h.manager.create("o", super::CreateSandbox { profile: "eager".into(), cargo_id: None, ttl: None }).await.unwrap();
+    let lock = h.manager.locks.lock(&taken.id).await;
+    h.manager.spawn_warmup_workers();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    h.manager.warmup.cancel(&taken.id);
+    drop(lock);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(launches(&h), 0, "neither warmup started a session after its stop");
+    assert_eq!(h.manager.get("o", &queued.id).await.unwrap().status, super::SandboxStatus::Idle);
+    assert_eq!(h.manager.get("o", &taken.id).await.unwrap().status, super::SandboxStatus::Idle);
+    // A later create still warms up.
+    let later = h.manager.create("o", super::CreateSandbox { profile: "eager".into(), cargo_id: None, ttl: None }).await.unwrap();
+    for _ in 0..200 {
+        if current_session(&h, &later.id).await.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(launches(&h), 1);
+}
+
+#[tokio::test]
 async fn readiness_names_a_runtime_type_no_adapter_serves() {
     let h = Harness::new(config("")).await;
     let r = h.manager.readiness().await;

@@ -30,6 +30,10 @@ pub const WARM_OWNER: &str = "warm-pool";
 /// Bounded, deduplicated queue of sandbox ids to start in the background.
 pub struct WarmupQueue {
     inner: std::sync::Mutex<(VecDeque<String>, HashSet<String>)>,
+    /// Sandboxes a worker has taken and not finished, and those of them
+    /// stopped meanwhile ([`WarmupQueue::cancel`]): a stop must not be
+    /// undone by a warmup that was waiting for the sandbox's lock.
+    taken: std::sync::Mutex<(HashSet<String>, HashSet<String>)>,
     ready: Notify,
     max: usize,
     policy: DropPolicy,
@@ -41,6 +45,7 @@ impl WarmupQueue {
     pub fn new(config: &WarmPoolConfig) -> WarmupQueue {
         WarmupQueue {
             inner: Default::default(),
+            taken: Default::default(),
             ready: Notify::new(),
             max: config.warmup_queue_max_size.max(1),
             policy: config.warmup_queue_drop_policy,
@@ -75,6 +80,33 @@ impl WarmupQueue {
         self.ready.notify_one();
     }
 
+    /// A stop: the sandbox's queued warmup is dropped, and one a worker has
+    /// already taken does nothing.
+    pub fn cancel(&self, sandbox_id: &str) {
+        {
+            let mut guard = self.inner.lock().expect("warmup queue");
+            let (queue, queued) = &mut *guard;
+            if queued.remove(sandbox_id) {
+                queue.retain(|id| id != sandbox_id);
+            }
+        }
+        let mut taken = self.taken.lock().expect("warmup queue");
+        if taken.0.contains(sandbox_id) {
+            taken.1.insert(sandbox_id.to_owned());
+        }
+    }
+
+    /// A worker is done with `sandbox_id`: whether it was cancelled meanwhile.
+    fn finish(&self, sandbox_id: &str) -> bool {
+        let mut taken = self.taken.lock().expect("warmup queue");
+        taken.0.remove(sandbox_id);
+        taken.1.remove(sandbox_id)
+    }
+
+    fn cancelled(&self, sandbox_id: &str) -> bool {
+        self.taken.lock().expect("warmup queue").1.contains(sandbox_id)
+    }
+
     async fn pop(&self) -> String {
         loop {
             let notified = self.ready.notified();
@@ -83,6 +115,7 @@ impl WarmupQueue {
                 let (queue, queued) = &mut *guard;
                 if let Some(id) = queue.pop_front() {
                     queued.remove(&id);
+                    self.taken.lock().expect("warmup queue").0.insert(id.clone());
                     return id;
                 }
             }
@@ -128,12 +161,24 @@ impl SandboxManager {
     /// Starts a sandbox's session in the background; a warm sandbox becomes available.
     pub(crate) async fn warm_up(&self, sandbox_id: &str) {
         let Ok(Some(sandbox)) = self.db.sandbox(sandbox_id).await else {
+            self.warmup.finish(sandbox_id);
             return;
         };
         let Some(profile) = self.profile(&sandbox.profile_id).cloned() else {
+            self.warmup.finish(sandbox_id);
             return;
         };
-        match self.ensure_running(&sandbox, &profile, false).await {
+        // Under the sandbox's lock, so a stop either came first (and
+        // cancelled this warmup) or comes after the session is up.
+        let guard = self.locks.lock(&sandbox.id).await;
+        let started = if self.warmup.cancelled(sandbox_id) { None } else { Some(self.ensure_running_locked(&sandbox, &profile, false).await) };
+        drop(guard);
+        self.warmup.finish(sandbox_id);
+        let Some(started) = started else {
+            tracing::debug!(sandbox_id, "warmup cancelled by a stop");
+            return;
+        };
+        match started {
             Ok(_) if sandbox.is_warm_pool != 0 => {
                 let now = now_micros();
                 let rotate_at = now + ids::secs(profile.warm_rotate_ttl.max(1));
